@@ -1,0 +1,47 @@
+# PyTorch Foundations: `make lab` starts the course, `make test` runs every test.
+# Both set up .venv on first use (and again only when requirements.txt or pyproject.toml change).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+# Versions come from requirements.txt (the one place they are pinned), never from here.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+NBGRADER_SERVER_EXTENSIONS := formgrader assignment_list course_list validate_assignment
+export PATH := $(BIN):$(PATH)
+export MPLBACKEND ?= Agg
+
+.PHONY: lab test setup sandbox-tools lessons release autograde feedback export bench clean-venv
+
+lab: setup ## Start JupyterLab at the repo root (with the nbgrader extensions)
+	$(BIN)/jupyter labextension list 2>&1 | grep -i nbgrader
+	$(BIN)/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
+
+test: setup ## Run every test: unit tests, exercises, grading end to end, and the lessons under nbval
+	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
+		--nbval-sanitize-with nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
+
+setup: $(STAMP) sandbox-tools
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "The course needs Python 3.11; set PYTHON=/path/to/python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -r requirements.txt -e .
+	@for ext in $(NBGRADER_SERVER_EXTENSIONS); do \
+		$(BIN)/jupyter server extension enable --sys-prefix nbgrader.server_extensions.$$ext >/dev/null; done
+	$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1 || true
+	@touch $@
+
+sandbox-tools: ## bubblewrap, which sandboxes student notebooks when grading
+	@command -v bwrap >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+		else echo "note: install bubblewrap (sudo apt-get install bubblewrap) to grade submissions in a sandbox"; fi; }
+
+lessons: setup ## Re-execute every lesson top to bottom, storing outputs
+	$(BIN)/python scripts/execute_notebooks.py notebooks/[0-9]*.ipynb
+
+bench: setup ## Run every benchmark, print a table, write bench/results/bench.json
+	$(BIN)/python -m bench.run
+
+clean-venv:
+	rm -rf $(VENV)
