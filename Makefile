@@ -10,12 +10,15 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 NBGRADER_SERVER_EXTENSIONS := formgrader assignment_list course_list validate_assignment
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND ?= Agg
+# Jupyter refuses to run as root unless told; containers and CI machines often are root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test setup sandbox-tools lessons release autograde feedback export bench clean-venv
 
 lab: setup ## Start JupyterLab at the repo root (with the nbgrader extensions)
-	$(BIN)/jupyter labextension list 2>&1 | grep -i nbgrader
-	$(BIN)/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
+	@$(BIN)/jupyter labextension list 2>&1 | grep -i nbgrader
+	@$(BIN)/jupyter server extension list 2>&1 | grep -E '^ +nbgrader[.a-z_]+ .*enabled'
+	$(BIN)/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" $(ALLOW_ROOT) $(LAB_ARGS)
 
 test: setup ## Run every test: unit tests, exercises, grading end to end, and the lessons under nbval
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
@@ -28,7 +31,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -r requirements.txt -e .
 	@for ext in $(NBGRADER_SERVER_EXTENSIONS); do \
-		$(BIN)/jupyter server extension enable --sys-prefix nbgrader.server_extensions.$$ext >/dev/null; done
+		$(BIN)/jupyter server extension enable --sys-prefix nbgrader.server_extensions.$$ext >/dev/null 2>&1; done
 	$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1 || true
 	@touch $@
 
