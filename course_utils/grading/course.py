@@ -1,0 +1,126 @@
+"""The course as nbgrader sees it: folders from ``nbgrader_config.py``, assignments, notebooks, limits.
+
+    >>> course = Course.load(".")            # doctest: +SKIP
+    >>> course.assignments()                 # doctest: +SKIP
+    ['01_tensors_vs_numpy', ...]
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from course_utils.grading.sandbox import Limits
+
+#: student and assignment ids become folder names: keep them to a safe alphabet
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
+
+
+class CourseError(RuntimeError):
+    """The course set-up is not usable (missing config, unknown assignment...)."""
+
+
+def is_safe_id(name: str) -> bool:
+    """True for ids that are plain names (no path separators, no dot-dot, not hidden).
+
+        >>> is_safe_id("alice"), is_safe_id("../bob")
+        (True, False)
+    """
+    return bool(SAFE_ID.match(name)) and ".." not in name
+
+
+def _venv_tools_on_path() -> None:
+    """nbgrader runs the ``alembic`` executable to create a gradebook: find it beside this Python."""
+    tools = str(Path(sys.executable).parent)
+    if tools not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = tools + os.pathsep + os.environ.get("PATH", "")
+
+
+@dataclass
+class Course:
+    root: Path
+    config: Config
+    coursedir: CourseDirectory
+    limits: Limits
+
+    @classmethod
+    def load(cls, root: str | os.PathLike = ".") -> "Course":
+        root = Path(root).resolve()
+        if not (root / "nbgrader_config.py").is_file():
+            raise CourseError(f"No nbgrader_config.py in {root}: run the grader from the course root "
+                              "or pass --course PATH.")
+        _venv_tools_on_path()
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+        config.CourseDirectory.root = str(root)
+        coursedir = CourseDirectory(config=config)
+        timeout = config.Execute.get("timeout", 120) if "Execute" in config else 120
+        limits = replace(Limits(), cell_timeout=int(timeout),
+                         notebook_timeout=max(Limits().notebook_timeout, 3 * int(timeout)))
+        return cls(root, config, coursedir, limits)
+
+    # ------------------------------------------------------------ folders
+    def path(self, step: str, student: str = ".", assignment: str = "") -> Path:
+        return Path(self.coursedir.format_path(step, student, assignment))
+
+    @property
+    def source_dir(self) -> Path:
+        return self.root / self.coursedir.source_directory
+
+    @property
+    def submitted_dir(self) -> Path:
+        return self.root / self.coursedir.submitted_directory
+
+    @property
+    def autograded_dir(self) -> Path:
+        return self.root / self.coursedir.autograded_directory
+
+    @property
+    def feedback_dir(self) -> Path:
+        return self.root / self.coursedir.feedback_directory
+
+    @property
+    def workspace(self) -> Path:
+        """The grader's private folder (references, results, exports), next to autograded/."""
+        return self.autograded_dir.parent
+
+    @property
+    def db_url(self) -> str:
+        return self.coursedir.db_url
+
+    @property
+    def db_path(self) -> Path:
+        if not self.db_url.startswith("sqlite:///"):
+            raise CourseError(f"Only sqlite gradebooks are supported, not {self.db_url}.")
+        return Path(self.db_url[len("sqlite:///"):])
+
+    # ------------------------------------------------------------ assignments
+    def assignments(self) -> list[str]:
+        if not self.source_dir.is_dir():
+            raise CourseError(f"No source folder {self.source_dir}.")
+        return sorted(p.name for p in self.source_dir.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
+
+    def notebooks(self, assignment: str) -> list[str]:
+        """Notebook names (without .ipynb) of ``assignment``'s source."""
+        self.check_assignment(assignment)
+        return sorted(p.stem for p in (self.source_dir / assignment).glob("*.ipynb"))
+
+    def check_assignment(self, assignment: str) -> None:
+        if assignment not in self.assignments():
+            raise CourseError(f"Unknown assignment {assignment!r}; the course has: "
+                              f"{', '.join(self.assignments()) or 'none'}.")
+
+    def source_fingerprint(self, assignment: str) -> str:
+        """Hash of everything a reference run depends on: the source folder and course_utils/checks.py."""
+        digest = hashlib.sha256()
+        import course_utils.checks as checks
+        for path in sorted((self.source_dir / assignment).rglob("*")) + [Path(checks.__file__)]:
+            if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()

@@ -1,0 +1,61 @@
+"""Write scores into nbgrader's gradebook all at once: on a copy, then ``os.replace`` (never half-written).
+
+    >>> write_scores(course, results)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+from sqlalchemy.exc import SAWarning
+
+from course_utils.grading.course import Course
+
+
+def _apply(gb: Gradebook, result: dict) -> None:
+    student, assignment = result["student"], result["assignment"]
+    gb.update_or_create_student(student)
+    gb.update_or_create_submission(assignment, student)
+    for notebook, entry in result["notebooks"].items():
+        comments: dict[str, list[str]] = {}
+        for cell in entry["cells"]:
+            try:
+                grade = gb.find_grade(cell["grade_id"], notebook, assignment, student)
+            except MissingEntry:
+                continue  # the cell is not in the gradebook's copy of the source (stale release)
+            if cell["score"] is None:
+                grade.needs_manual_grade = True
+                continue
+            grade.auto_score = cell["score"]
+            grade.needs_manual_grade = grade.manual_score is not None
+            if cell.get("answer_id"):
+                mark = "passed" if cell["score"] == cell["max_score"] else "failed"
+                comments.setdefault(cell["answer_id"], []).append(f"[{cell['grade_id']}: {mark}] {cell['message']}")
+        for answer_id, lines in comments.items():
+            try:
+                gb.find_comment(answer_id, notebook, assignment, student).auto_comment = "\n".join(lines)
+            except MissingEntry:
+                pass
+
+
+def write_scores(course: Course, results: list[dict]) -> None:
+    """Apply every result to a copy of the gradebook in one go, then swap the copy in atomically."""
+    db = course.db_path
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".gradebook-", suffix=".db", dir=db.parent)
+    os.close(fd)
+    try:
+        if db.exists():
+            shutil.copyfile(db, tmp)
+        with warnings.catch_warnings(), Gradebook(f"sqlite:///{tmp}", course_id=course.coursedir.course_id) as gb:
+            warnings.simplefilter("ignore", SAWarning)  # nbgrader's add_submission autoflush noise
+            for result in results:
+                _apply(gb, result)
+            gb.db.commit()
+        os.replace(tmp, db)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

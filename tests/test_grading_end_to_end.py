@@ -1,0 +1,150 @@
+"""The grading pipeline, end to end, on exercise 01: every sample submission gets the points its answers
+earn and a comment that says why, whatever its code tries (see tests/submissions/make_submissions.py).
+
+The course is copied into a temporary folder so the repository's grading/ workspace is never touched.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "submissions"))
+from make_submissions import TASKS, build_inbox  # noqa: E402
+
+from course_utils.grading.autograde import load_result, result_path, result_totals  # noqa: E402
+from course_utils.grading.course import Course  # noqa: E402
+from course_utils.grading.feedback import hidden_lines  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ASSIGNMENT = "01_tensors_vs_numpy"
+NOTEBOOK = f"{ASSIGNMENT}_exercises"
+LIMITS = ["--cell-timeout", "15", "--notebook-timeout", "90", "--memory-mb", "3072", "--cpu-seconds", "120"]
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)")]
+
+
+def cli(course: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "course_utils.grading", "--course", str(course), *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = tmp_path_factory.mktemp("course")
+    shutil.copy(REPO / "nbgrader_config.py", course)
+    shutil.copytree(REPO / "solutions" / ASSIGNMENT, course / "solutions" / ASSIGNMENT)
+    assert cli(course, "release").returncode == 0
+    release_nb = nbformat.read(course / "exercises" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    solution_nb = nbformat.read(course / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    inbox = tmp_path_factory.mktemp("inbox")
+    expected = build_inbox(release_nb, solution_nb, inbox, course)
+    collected = cli(course, "collect", str(inbox), "--assignment", ASSIGNMENT)
+    assert collected.returncode == 0, collected.stderr
+    graded = cli(course, "autograde", ASSIGNMENT, "--workers", "2", *LIMITS)
+    assert graded.returncode == 0, graded.stderr[-3000:]
+    return course, expected, collected.stdout, graded.stdout
+
+
+def _result(course, student):
+    return load_result(Course.load(course), ASSIGNMENT, student)
+
+
+def test_every_submission_gets_the_points_its_answers_earn(graded):
+    course, expected, _, summary = graded
+    got = {student: result_totals(_result(course, student))[0] for student in expected}
+    assert got == {student: points for student, (points, _) in expected.items()}, summary
+
+
+def test_every_submission_has_a_comment_that_says_why(graded):
+    course, expected, _, _ = graded
+    for student, (_, phrase) in expected.items():
+        entry = _result(course, student)["notebooks"][NOTEBOOK]
+        text = " ".join([c["message"] for c in entry["cells"]] + entry["limits_hit"] + [entry["problem"] or ""])
+        assert phrase in text, (student, text[:600])
+
+
+def test_escape_attempts_are_all_blocked(graded):
+    course, _, _, _ = graded
+    nb = nbformat.read(course / "grading" / "autograded" / "escape" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    line = next(o["text"] for c in nb.cells for o in c.get("outputs", []) if "ATTACKS" in o.get("text", ""))
+    attempts = json.loads(line.split("ATTACKS ", 1)[1])
+    assert len(attempts) == 13
+    assert {k: v for k, v in attempts.items() if not v.startswith("blocked")} == {}
+    assert not (course / "solutions" / "pwned.txt").exists()
+    assert not Path("/tmp/pwned-by-pickle").exists()
+
+
+def test_collect_reports_names_that_do_not_match(graded):
+    _, _, collected, _ = graded
+    assert "my_homework.ipynb is not a notebook of this assignment" in collected
+
+
+def test_gradebook_export_and_feedback(graded):
+    course, expected, _, _ = graded
+    assert cli(course, "feedback", ASSIGNMENT).returncode == 0
+    assert cli(course, "export").returncode == 0
+    with open(course / "grading" / "export" / "grades.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["student"] for r in rows} == set(expected)
+    assert {r["task"] for r in rows} == set(TASKS)
+    full = {r["task"]: float(r["score"]) for r in rows if r["student"] == "full"}
+    assert full == {task: 2.0 for task in TASKS}
+    assert len(list((course / "grading" / "export" / "histograms").glob("*.png"))) == len(TASKS)
+    hidden = hidden_lines(course / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    assert len(hidden) >= 5
+    for student in expected:
+        page = (course / "grading" / "feedback" / student / ASSIGNMENT / f"{NOTEBOOK}.html").read_text()
+        assert not any(line in page for line in hidden), student
+
+
+def test_regrading_is_idempotent(graded):
+    course, expected, _, _ = graded
+    before = {s: result_totals(_result(course, s)) for s in expected}
+    again = cli(course, "autograde", ASSIGNMENT, *LIMITS)
+    assert f"graded 0, unchanged {len(expected)}" in again.stdout, again.stdout + again.stderr[-2000:]
+    assert {s: result_totals(_result(course, s)) for s in expected} == before
+
+
+def test_one_submission_alone_gets_the_same_grade(graded, tmp_path):
+    """No submission's grade depends on the others: re-grade 'full' alone, forced, and compare."""
+    course, _, _, _ = graded
+    before = result_totals(_result(course, "full"))
+    alone = cli(course, "autograde", ASSIGNMENT, "--student", "full", "--force", *LIMITS)
+    assert "graded 1" in alone.stdout, alone.stderr[-2000:]
+    assert result_totals(_result(course, "full")) == before == (10, 10)
+
+
+def test_an_interrupted_run_resumes_without_losing_or_duplicating_grades(graded):
+    course, expected, _, _ = graded
+    students = ["full", "partial", "untouched"]
+    for student in students:
+        result_path(Course.load(course), ASSIGNMENT, student).unlink()
+    args = [a for s in students for a in ("--student", s)]
+    proc = subprocess.Popen([sys.executable, "-m", "course_utils.grading", "--course", str(course), "autograde",
+                             ASSIGNMENT, "--workers", "1", *args, *LIMITS],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not any(_result(course, s) for s in students) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole run, workers and kernels included
+    proc.wait()
+    done = [s for s in students if _result(course, s)]
+    assert 1 <= len(done) < len(students)
+    resumed = cli(course, "autograde", ASSIGNMENT, *args, *LIMITS)
+    assert f"graded {len(students) - len(done)}, unchanged {len(done)}" in resumed.stdout, resumed.stderr[-2000:]
+    assert [result_totals(_result(course, s))[0] for s in students] == [10, 4, 0]
+    assert cli(course, "export").returncode == 0
+    with open(course / "grading" / "export" / "grades.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(expected) * len(TASKS)  # one row per student and task: nothing lost or doubled
