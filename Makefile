@@ -13,7 +13,7 @@ export MPLBACKEND ?= Agg
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test setup sandbox-tools lessons release autograde feedback export bench clean-venv
+.PHONY: lab test setup sandbox-tools lessons release collect autograde feedback export exercise-stats bench clean-venv
 
 lab: setup ## Start JupyterLab at the repo root (with the nbgrader extensions)
 	@$(BIN)/jupyter labextension list 2>&1 | grep -i nbgrader
@@ -42,6 +42,26 @@ sandbox-tools: ## bubblewrap, which sandboxes student notebooks when grading
 
 lessons: setup ## Re-execute every lesson top to bottom, storing outputs
 	$(BIN)/python scripts/execute_notebooks.py notebooks/[0-9]*.ipynb
+
+GRADE := $(BIN)/python -m course_utils.grading
+release: setup ## Regenerate exercises/ from solutions/ with nbgrader
+	$(GRADE) release $(ASSIGNMENT)
+
+collect: setup ## Copy submissions from INBOX (and ASSIGNMENT for single .ipynb/.zip files) into grading/submitted
+	@test -n "$(INBOX)" || { echo "usage: make collect INBOX=path/to/submissions [ASSIGNMENT=01_tensors_vs_numpy]"; exit 2; }
+	$(GRADE) collect "$(INBOX)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+
+autograde: setup ## Grade every collected submission in parallel, sandboxed (ASSIGNMENT=... for one)
+	$(GRADE) autograde $(ASSIGNMENT) $(GRADE_ARGS)
+
+feedback: setup ## One HTML feedback file per student, hidden tests removed
+	$(GRADE) feedback $(ASSIGNMENT)
+
+export: setup ## Gradebook CSV and a histogram PNG per task, in grading/export
+	$(GRADE) export
+
+exercise-stats: setup ## Tasks, points, visible/hidden tests and grading time per exercise notebook
+	$(BIN)/python scripts/exercise_stats.py
 
 bench: setup ## Run every benchmark, print a table, write bench/results/bench.json
 	$(BIN)/python -m bench.run
