@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 NBGRADER_SERVER_EXTENSIONS := formgrader assignment_list course_list validate_assignment
 export PATH := $(BIN):$(PATH)
-export MPLBACKEND ?= Agg
+# OpenMP threads that spin while waiting cost 10x on a shared CPU (measured: bench/efficiency.py);
+# passive waiting changes no result. The kernels started by JupyterLab and nbval inherit it.
+export OMP_WAIT_POLICY ?= PASSIVE
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 

@@ -1,0 +1,141 @@
+"""Run every benchmark, print a table and write the figures to bench/results/bench.json.
+
+    $ python -m bench.run            # the full run (about 10 minutes on 2 quiet CPU cores)
+    $ python -m bench.run --quick    # short runs that only check the benchmark code works
+
+Timings depend on the machine and on what else runs on it: take final figures on a quiet machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench import data_figures as data_mod
+from bench import efficiency, hooks, recipes
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench.json"
+SECTIONS = ("data", "apparel", "efficiency", "lessons", "grading")
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+            "load_average_1min_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+
+
+def run_data(quick: bool) -> tuple[dict, list]:
+    figures = data_mod.data_figures(quick)
+    rows = [("data", "training split load, checksums cached", f"{figures['train_load_s']:.3f} s", "<= 0.5 s",
+             figures["train_load_s"] <= 0.5),
+            ("data", "SHA-256 of the training images file", f"{figures['checksum_s']:.3f} s", "", None),
+            ("data", f"export {figures['images_exported']} PNGs", f"{figures['export_s']:.1f} s", "", None),
+            ("data", "first read (train + test)", f"{figures['first_read_s']:.2f} s", "", None),
+            ("data", "cached read (train + test)", f"{figures['cached_read_s']:.2f} s", "<= 1 s",
+             figures["cached_read_s"] <= 1.0)]
+    return figures, rows
+
+
+def run_apparel(quick: bool) -> tuple[dict, list]:
+    results, rows = {}, []
+    for name in recipes.RECIPES:
+        result = recipes.run_recipe(name, quick)
+        results[name] = result
+        rows.append((name, "test accuracy / train time / images per s",
+                     f"{result['test_accuracy']:.2%} / {result['train_seconds']:.1f} s / "
+                     f"{result['images_per_second']:,.0f}", result.get("target", ""), result.get("met")))
+    return results, rows
+
+
+def run_efficiency(quick: bool) -> tuple[dict, list]:
+    steps = 15 if quick else 60
+    eff = efficiency.mlp_step_efficiency(steps=steps)  # the recipe's batch of 256
+    big = efficiency.mlp_step_efficiency(batch_size=1024, steps=max(5, steps // 4))
+    out = {"mlp_step": eff, "mlp_step_batch_1024": big,
+           "phases": {kind: efficiency.phase_profile(kind, steps=10 if quick else 40)
+                      for kind in ("tensor_batches", "make_loaders", "dataloader_tensordataset")},
+           "data_epoch_s": {kind: efficiency.data_epoch_seconds(kind)
+                            for kind in ("tensor_batches", "make_loaders", "dataloader_tensordataset")},
+           "adam_step_ms": {v: efficiency.optimizer_step_ms(v) for v in ("for-loop", "foreach", "fused")},
+           "top_ops": efficiency.torch_op_profile(steps=10 if quick else 20),
+           "threads": efficiency.thread_settings(steps=10 if quick else 40)}
+    rows = [("efficiency", "MLP step matmul GFLOP/s / large mm GFLOP/s",
+             f"{eff['step_gflops']:.1f} / {eff['mm_gflops']:.1f} = {eff['ratio']:.2f}", ">= 0.8", eff["ratio"] >= 0.8),
+            ("efficiency", "same, batches of 1024 instead of 256",
+             f"{big['step_gflops']:.1f} / {big['mm_gflops']:.1f} = {big['ratio']:.2f}", "", None)]
+    for kind, phase in out["phases"].items():
+        rows.append(("efficiency", f"MLP step via {kind}: ms, data share",
+                     f"{phase['ms_per_step']:.1f} ms, {phase['data_share']:.0%} data", "", None))
+    for kind, seconds in out["data_epoch_s"].items():
+        rows.append(("efficiency", f"one epoch of batches only via {kind}", f"{seconds:.2f} s", "", None))
+    for kind, ms in out["adam_step_ms"].items():
+        rows.append(("efficiency", f"Adam step ({kind})", f"{ms:.2f} ms", "", None))
+    for row in out["threads"]:
+        rows.append(("efficiency", f"MLP step, {row['threads']} thread(s), OMP wait {row['omp_wait_policy']}",
+                     f"{row['step_gflops']:.1f} GFLOP/s", "", None))
+    return out, rows
+
+
+def run_lessons(quick: bool) -> tuple[dict, list]:
+    notebooks = None
+    if quick:
+        notebooks = sorted(Path("notebooks").glob("01_*.ipynb"))[:1]
+    timing = hooks.lesson_nbval_seconds(notebooks)
+    rows = [("lessons", f"nbval {name}", f"{s:.1f} s", "<= 300 s" if name == "total" else "",
+             (s <= 300 and not timing["failed"]) if name == "total" else None) for name, s in timing["seconds"].items()]
+    if timing["failed"]:
+        rows.append(("lessons", "notebooks failing nbval", ", ".join(timing["failed"]), "none", False))
+    return timing, rows
+
+
+def run_grading(quick: bool) -> tuple[dict | None, list]:
+    result = hooks.grading_throughput(n_submissions=4 if quick else 20)
+    if result is None:
+        return None, [("grading", "throughput", "not measured (hook bench.hooks.grading_throughput)", ">= 1.8x", None)]
+    return result, [("grading", "speed-up vs serial nbgrader autograde", f"{result['speedup']:.2f}x", ">= 1.8x",
+                     result["speedup"] >= 1.8 and result["identical_scores"])]
+
+
+RUNNERS = {"data": run_data, "apparel": run_apparel, "efficiency": run_efficiency, "lessons": run_lessons,
+           "grading": run_grading}
+
+
+def print_table(rows) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
+    for section, metric, value, target, met in rows:
+        mark = "" if met is None else ("ok" if met else "MISSED")
+        print(f"{section:<{widths[0]}}  {metric:<{widths[1]}}  {value:<{widths[2]}}  {target:<{widths[3]}}  {mark}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs that check the code, not the figures")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file to write (default {RESULTS})")
+    args = parser.parse_args(argv)
+    report = {"machine": machine(), "quick": args.quick, "sections": {}}
+    rows = []
+    started = time.perf_counter()
+    for section in args.only:
+        print(f"running {section} ...", file=sys.stderr, flush=True)
+        figures, section_rows = RUNNERS[section](args.quick)
+        report["sections"][section] = figures
+        rows += section_rows
+    report["rows"] = [dict(zip(("section", "metric", "value", "target", "met"), row)) for row in rows]
+    report["total_seconds"] = time.perf_counter() - started
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1))
+    print_table(rows)
+    print(f"\nwritten to {args.output} ({report['total_seconds']:.0f} s{', quick run: figures are not meaningful' if args.quick else ''})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""Small training helpers shared by the lessons and the benchmarks.
+
+    >>> history = fit(model, TensorBatches(x_train, y_train, 256, shuffle=True), optimizer, epochs=5,
+    ...               val=(x_val, y_val))
+
+One job each:
+
+* :class:`TensorBatches` cuts tensors that are already in memory into (shuffled) mini-batches.
+  It is the fast path: a ``DataLoader`` asks a ``Dataset`` for samples and collates them, work
+  that is pure overhead when the whole data set is one tensor (see ``bench/`` for the figures).
+* :func:`train_epoch` runs the five-step loop (forward, loss, zero_grad, backward, step) once
+  over the data; :func:`fit` repeats it for some epochs and records a :class:`History`.
+* :func:`predict`, :func:`evaluate` and :func:`accuracy` score a model without tracking gradients.
+* :func:`random_shift` is a mild augmentation: each image moved by a pixel or two.
+
+Every function moves batches to the model's device, so the same call runs on a CPU or a GPU.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["TensorBatches", "History", "accuracy", "predict", "evaluate", "train_epoch", "fit",
+           "random_shift", "model_device"]
+
+
+class TensorBatches:
+    """Mini-batches ``(x[i:j], y[i:j])`` of in-memory tensors, reshuffled every epoch when asked.
+
+        >>> batches = TensorBatches(torch.randn(10, 4), torch.arange(10), batch_size=4)
+        >>> [len(xb) for xb, yb in batches]
+        [4, 4, 2]
+
+    ``seed`` fixes the order of the shuffles, so two runs see the same batches. ``transform``
+    (optional) is applied to each batch of inputs, e.g. ``random_shift``.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, transform=None):
+        _check_tensors(x, y)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive whole number, not {batch_size!r}.")
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.shuffle, self.transform = shuffle, transform
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.y)
+        order = torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+            else:
+                index = order[start:start + self.batch_size]
+                xb, yb = self.x[index], self.y[index]
+            yield (self.transform(xb) if self.transform is not None else xb), yb
+
+
+def _check_tensors(x, y) -> None:
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError(f"inputs and labels must be torch tensors, got {type(x).__name__} and "
+                        f"{type(y).__name__}. Convert with torch.as_tensor(...).")
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} inputs but {len(y)} labels: give one label per input.")
+    if not x.is_floating_point():
+        raise ValueError(f"inputs have dtype {x.dtype}; a model needs floats. Scale images with "
+                         f"x.float() / 255 (or course_utils.data.normalize_images).")
+    if y.dtype != torch.int64:
+        raise ValueError(f"labels have dtype {y.dtype}; cross-entropy needs int64 class indices. Use y.long().")
+
+
+@dataclass
+class History:
+    """Per-epoch figures recorded by :func:`fit`.
+
+        >>> History(train_loss=[0.5], train_accuracy=[0.8]).epochs
+        1
+    """
+
+    train_loss: list = field(default_factory=list)
+    train_accuracy: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)  # wall time of each epoch's training (varies run to run)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train_loss)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device a model's parameters live on.
+
+        >>> model_device(nn.Linear(2, 1))
+        device(type='cpu')
+    """
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        raise ValueError(f"{type(model).__name__} has no parameters, so there is nothing to train.") from None
+
+
+def _as_batches(data, batch_size: int) -> Iterable:
+    """A pair of tensors becomes TensorBatches; anything else must already yield (x, y) batches."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        return TensorBatches(data[0], data[1], batch_size)
+    if isinstance(data, Iterable) and not isinstance(data, (torch.Tensor, str)):
+        return data
+    raise TypeError(f"data must be a pair (inputs, labels) of tensors, a TensorBatches or a DataLoader; "
+                    f"got {type(data).__name__}.")
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The fraction of rows whose highest score is at the true label.
+
+        >>> accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0]))
+        0.5
+    """
+    if logits.dim() != 2 or len(logits) != len(labels):
+        raise ValueError(f"logits must be [N, classes] with one row per label; got {tuple(logits.shape)} "
+                         f"for {len(labels)} labels.")
+    return (logits.argmax(dim=1) == labels.to(logits.device)).float().mean().item()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """Predicted class indices (int64, on the CPU) for every row of ``x``, in evaluation mode.
+
+        >>> predict(nn.Linear(4, 3), torch.randn(5, 4)).shape
+        torch.Size([5])
+    """
+    was_training, device = model.training, model_device(model)
+    model.eval()
+    try:
+        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(dim=1).cpu()
+                          for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, loss_fn=F.cross_entropy, batch_size: int = 4096) -> tuple[float, float]:
+    """Mean loss and accuracy of a model on ``(inputs, labels)`` or on a DataLoader, in evaluation mode.
+
+        >>> loss, acc = evaluate(nn.Linear(4, 3), (torch.randn(8, 4), torch.zeros(8, dtype=torch.long)))
+    """
+    was_training, device = model.training, model_device(model)
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    try:
+        for xb, yb in _as_batches(data, batch_size):
+            xb, yb = xb.to(device), yb.to(device)
+            logits = model(xb)
+            total_loss += loss_fn(logits, yb).item() * len(yb)
+            correct += (logits.argmax(dim=1) == yb).sum().item()
+            count += len(yb)
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate() got no data: the inputs are empty.")
+    return total_loss / count, correct / count
+
+
+def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, loss_fn=F.cross_entropy,
+                scheduler=None) -> tuple[float, float]:
+    """One pass over ``batches`` with the five-step loop; returns (mean loss, accuracy) seen in training.
+
+        >>> loss, acc = train_epoch(model, TensorBatches(x, y, 64, shuffle=True), optimizer)  # doctest: +SKIP
+
+    ``scheduler`` (optional) is stepped after every batch, as OneCycleLR and per-step cosine
+    schedules expect. The figures are measured on the fly, with dropout active.
+    """
+    device = model_device(model)
+    model.train()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    count = 0
+    for xb, yb in batches:
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        logits = model(xb)                 # 1. forward
+        loss = loss_fn(logits, yb)         # 2. loss
+        optimizer.zero_grad(set_to_none=True)  # 3. forget the last step's gradients
+        loss.backward()                    # 4. backward
+        optimizer.step()                   # 5. update
+        if scheduler is not None:
+            scheduler.step()
+        total_loss += loss.detach() * len(yb)  # kept on the device: no sync per batch
+        correct += (logits.detach().argmax(dim=1) == yb).sum()
+        count += len(yb)
+    if count == 0:
+        raise ValueError("train_epoch() got no batches: the training data is empty.")
+    return total_loss.item() / count, correct.item() / count
+
+
+def fit(model: nn.Module, train, optimizer: torch.optim.Optimizer, epochs: int, val=None,
+        scheduler=None, loss_fn=F.cross_entropy, seed: int | None = 0, progress: bool = True,
+        batch_size: int = 256) -> History:
+    """Train for ``epochs`` passes over ``train``; return the :class:`History` of losses and accuracies.
+
+        >>> history = fit(model, (x, y), torch.optim.Adam(model.parameters()), epochs=3)  # doctest: +SKIP
+
+    ``train`` and ``val`` are each a pair of tensors (cut into batches of ``batch_size``, in
+    order: wrap the training pair in ``TensorBatches(..., shuffle=True)`` to shuffle), a
+    :class:`TensorBatches` or a DataLoader. ``seed`` seeds torch's global generator first, so
+    dropout and augmentation repeat exactly (``None`` leaves it alone). ``progress`` shows a
+    tqdm bar over the epochs.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive whole number, not {epochs!r}.")
+    if seed is not None:
+        torch.manual_seed(seed)
+    train_batches = _as_batches(train, batch_size)
+    val_batches = None if val is None else _as_batches(val, 4096)
+    history = History()
+    bar = _epoch_bar(epochs, progress)
+    for _ in bar:
+        started = time.perf_counter()
+        loss, acc = train_epoch(model, train_batches, optimizer, loss_fn, scheduler)
+        history.seconds.append(time.perf_counter() - started)
+        history.train_loss.append(loss)
+        history.train_accuracy.append(acc)
+        shown = {"loss": f"{loss:.4f}"}
+        if val_batches is not None:
+            val_loss, val_acc = evaluate(model, val_batches, loss_fn)
+            history.val_loss.append(val_loss)
+            history.val_accuracy.append(val_acc)
+            shown["val_acc"] = f"{val_acc:.4f}"
+        if progress:
+            bar.set_postfix(shown)
+    return history
+
+
+def _epoch_bar(epochs: int, progress: bool):
+    if not progress:
+        return range(epochs)
+    from tqdm.auto import tqdm
+
+    return tqdm(range(epochs), desc="epochs", unit="epoch")
+
+
+def random_shift(images: torch.Tensor, max_shift: int = 2, fill: float | None = None) -> torch.Tensor:
+    """Move each image by up to ``max_shift`` pixels in x and y (torch's global generator decides).
+
+        >>> random_shift(torch.zeros(3, 1, 28, 28)).shape
+        torch.Size([3, 1, 28, 28])
+
+    Works on [N, H, W], [N, C, H, W] or flattened [N, H*W] square images; the uncovered border is
+    filled with ``fill`` (default: the batch's smallest value, the background).
+    """
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be 0 or more, not {max_shift}.")
+    shape = images.shape
+    side = int(round(shape[-1] ** 0.5)) if images.dim() == 2 else None
+    if side is not None and side * side != shape[-1]:
+        raise ValueError(f"flattened images must be square; {shape[-1]} pixels is not a square number.")
+    grid = images.reshape(len(images), -1, side, side) if side else images.reshape(len(images), -1, *shape[-2:])
+    n, _, h, w = grid.shape
+    fill = grid.min().item() if fill is None else fill
+    padded = F.pad(grid, (max_shift,) * 4, value=fill)
+    dx, dy = torch.randint(0, 2 * max_shift + 1, (2, n)).to(images.device)
+    rows = (dy[:, None] + torch.arange(h, device=images.device))  # [N, H]
+    cols = (dx[:, None] + torch.arange(w, device=images.device))  # [N, W]
+    batch = torch.arange(n, device=images.device)[:, None, None]
+    shifted = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return shifted.reshape(shape)
