@@ -2,8 +2,7 @@
 
     >>> lesson_nbval_seconds(["notebooks/01_tensors_vs_numpy.ipynb"])   # {'01_tensors_vs_numpy': 4.2, 'total': 4.2}
 
-``grading_throughput`` is a hook for the grading pipeline (course_utils.grading): it returns
-``None`` until that pipeline provides a function to time, and run.py reports it as not measured.
+``grading_throughput`` times the grading pipeline (course_utils.grading) against plain nbgrader.
 """
 from __future__ import annotations
 
@@ -32,7 +31,9 @@ def lesson_nbval_seconds(notebooks=None) -> dict:
 
 
 def grading_throughput(n_submissions: int = 20):
-    """Hook: grade ``n_submissions`` copies of one exercise with the course's pipeline and with plain
-    serial ``nbgrader autograde``; return {'pipeline_s', 'serial_s', 'speedup', 'identical_scores',
-    's_per_submission', 'sandbox_overhead_s'}. Returns None until the grading pipeline is wired in."""
-    return None
+    """Grade ``n_submissions`` honest submissions of one exercise with the course's pipeline (sandboxed and
+    not) and with plain serial ``nbgrader autograde``, in this one process; return the figures
+    ({'pipeline_s', 'serial_s', 'speedup', 'identical_scores', 's_per_submission', 'sandbox_overhead_s', ...})."""
+    from bench import grading_throughput as throughput
+
+    return throughput.run(n_submissions=n_submissions)

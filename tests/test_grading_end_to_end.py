@@ -28,7 +28,7 @@ from course_utils.grading.feedback import hidden_lines  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "01_tensors_vs_numpy"
 NOTEBOOK = f"{ASSIGNMENT}_exercises"
-LIMITS = ["--cell-timeout", "15", "--notebook-timeout", "90", "--memory-mb", "3072", "--cpu-seconds", "120"]
+LIMITS = ["--cell-timeout", "15", "--notebook-timeout", "45", "--memory-mb", "3072", "--cpu-seconds", "120"]
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)")]
@@ -53,6 +53,7 @@ def graded(tmp_path_factory):
     assert collected.returncode == 0, collected.stderr
     graded = cli(course, "autograde", ASSIGNMENT, "--workers", "2", *LIMITS)
     assert graded.returncode == 0, graded.stderr[-3000:]
+    assert "solution notebooks run for new reference records" in graded.stdout
     return course, expected, collected.stdout, graded.stdout
 
 
@@ -122,6 +123,7 @@ def test_one_submission_alone_gets_the_same_grade(graded, tmp_path):
     before = result_totals(_result(course, "full"))
     alone = cli(course, "autograde", ASSIGNMENT, "--student", "full", "--force", *LIMITS)
     assert "graded 1" in alone.stdout, alone.stderr[-2000:]
+    assert "solution notebooks run" not in alone.stdout  # the cached reference records were reused
     assert result_totals(_result(course, "full")) == before == (10, 10)
 
 

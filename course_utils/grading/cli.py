@@ -60,13 +60,13 @@ def run(argv: list[str] | None = None) -> int:
         report = collect_submissions(course, args.inbox, args.assignment)
         print(report.summary())
     elif args.command == "autograde":
-        from course_utils.grading.autograde import autograde
+        from course_utils.grading.autograde import autograde_many
         _limits(course, args)
         if args.no_sandbox:
             print("WARNING: --no-sandbox: student code runs with your permissions.", file=sys.stderr)
-        for assignment in args.assignments or course.assignments():
-            report = autograde(course, assignment, students=args.student, workers=args.workers,
-                               sandboxed=not args.no_sandbox, force=args.force)
+        reports = autograde_many(course, args.assignments or course.assignments(), students=args.student,
+                                 workers=args.workers, sandboxed=not args.no_sandbox, force=args.force)
+        for report in reports:
             print(report.summary())
     elif args.command == "feedback":
         from course_utils.grading.feedback import write_feedback

@@ -5,9 +5,12 @@ the released notebook and the solution answers and returns what a student would 
 maps a student id to (builder, the points its answers earn out of 10, a phrase its comment must hold).
 
 The scenarios target 01_tensors_vs_numpy: five tasks of 2 points, answer cells ``<task>_answer`` and
-test cells ``<task>``.
+test cells ``<task>``. ``solved`` works for any exercise (the release with every answer cell taken from
+the solution), and ``honest_class`` builds a class of correct and partial answers without any attack
+(plain nbgrader grades those correctly too, so both graders must agree on them: the throughput bench).
 
     >>> build_inbox(release_nb, solution_nb, Path("inbox"), course_root)  # doctest: +SKIP
+    >>> solved(release_nb, solution_nb)  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -43,6 +46,39 @@ def answered(release_nb, answers: dict[str, str]):
     for task, source in answers.items():
         _cell(nb, f"{task}_answer").source = source
     return nb
+
+
+def _without_markers(source: str) -> str:
+    return "".join(line for line in source.splitlines(keepends=True)
+                   if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+
+
+def solved(release_nb, solution_nb):
+    """What a student who gets everything right hands in: the release, each answer cell as in the solution."""
+    nb = copy.deepcopy(release_nb)
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution_nb.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in answers:
+            cell.source = _without_markers(answers[grade_id])
+    return nb
+
+
+def honest_class(release_nb, solution_nb, n: int) -> list[tuple[str, object, float]]:
+    """``n`` honest 01 submissions, (student, notebook, points earned): full, partial and wrong answers mixed.
+
+    Student i answers the first ``i % 6`` tasks right and, when i is odd, the next one with a wrong answer.
+    """
+    answers = solution_answers(solution_nb)
+    students = []
+    for i in range(n):
+        right = i % (len(TASKS) + 1)
+        chosen = {t: answers[t] for t in TASKS[:right]}
+        if i % 2 and right < len(TASKS):
+            chosen[TASKS[right]] = WRONG[TASKS[right]]
+        students.append((f"student{i:03d}", answered(release_nb, chosen), 2.0 * right))
+    return students
 
 
 def insert_after(nb, grade_id, source):
@@ -148,7 +184,10 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
     raises = {**answers, TASKS[0]: "def arange_matrix(rows, cols, dtype=torch.float32):\n    raise ValueError('oops')\n"}
     write("raises", answered(release_nb, raises), 8, "not recorded")
     write("infinite_loop", answered(release_nb, {**answers, TASKS[0]: "while True:\n    pass\n"}), 8, "cell time limit")
-    ignore_sigint = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n"
+    # ignores the interrupt sent at the cell time limit, so only the notebook wall-time limit stops it;
+    # it sleeps rather than spins so that it holds a worker, not a CPU core, until then
+    ignore_sigint = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n"
+                     "    time.sleep(0.2)\n")
     write("unstoppable_loop", answered(release_nb, {**answers, TASKS[2]: ignore_sigint}), 4, "wall-time limit")
     crash = {**{t: answers[t] for t in TASKS[:2]}, TASKS[2]: "import os\nos._exit(1)\n"}
     write("kernel_crash", answered(release_nb, crash), 4, "kernel died")
