@@ -44,16 +44,6 @@ def _make_submissions():
     return make_submissions
 
 
-@contextlib.contextmanager
-def _in_dir(path: Path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def _course_copy(root: Path, assignment: str, students: list[tuple[str, object, float]]):
     """A released course under ``root`` with every student's notebook submitted; returns the Course."""
     from course_utils.grading.course import Course
@@ -83,7 +73,7 @@ def time_nbgrader(course, assignment: str, students) -> tuple[float, dict[str, f
 
     from nbgrader.apps import NbGraderAPI
     from sqlalchemy.exc import SAWarning
-    with _in_dir(course.root), warnings.catch_warnings():
+    with contextlib.chdir(course.root), warnings.catch_warnings():
         warnings.simplefilter("ignore", SAWarning)  # nbgrader's own autoflush noise
         api = NbGraderAPI(coursedir=course.coursedir, config=course.config)
         start = time.perf_counter()

@@ -7,7 +7,6 @@ It also records every source cell in the gradebook, which autograding needs to r
 from __future__ import annotations
 
 import contextlib
-import os
 
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
@@ -15,21 +14,11 @@ from nbgrader.apps import NbGraderAPI
 from course_utils.grading.course import Course, CourseError
 
 
-@contextlib.contextmanager
-def _in_dir(path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def release(course: Course, assignments: list[str] | None = None) -> list[str]:
     """Run ``nbgrader generate_assignment`` for each assignment (all by default); return their names."""
     names = assignments or course.assignments()
     course.db_path.parent.mkdir(parents=True, exist_ok=True)
-    with _in_dir(course.root):
+    with contextlib.chdir(course.root):
         api = NbGraderAPI(coursedir=course.coursedir, config=course.config)
         for name in names:
             course.check_assignment(name)
