@@ -1,6 +1,6 @@
 """How close the MLP training step comes to the machine's matmul limit, and where the rest of the time goes.
 
-    >>> efficiency = mlp_step_efficiency()   # {'ratio': ..., 'step_gflops': ..., 'mm_gflops': ...}
+    >>> efficiency = mlp_step_efficiency()   # {'ratio': ..., 'step_gflops': ..., 'mm_gflops': ..., ...}
 
 FLOPs are counted for the matrix multiplications only, forward and backward: a Linear layer with
 ``i`` inputs and ``o`` outputs on a batch of ``B`` costs ``2*B*i*o`` forward, ``2*B*i*o`` for the weight
@@ -18,12 +18,11 @@ import time
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench.recipes import fashion_tensors, mlp
+from bench.recipes import IMPROVED_MLP, fashion_tensors, improved_mlp_parts, mlp
 from course_utils.data import make_loaders
-from course_utils.train import TensorBatches
+from course_utils.train import TensorBatches, train_epoch
 
 
 def matmul_flops_per_step(model: nn.Module, batch_size: int) -> int:
@@ -36,23 +35,9 @@ def matmul_flops_per_step(model: nn.Module, batch_size: int) -> int:
     return sum(2 * batch_size * m.in_features * m.out_features * (2 if i == 0 else 3) for i, m in enumerate(linears))
 
 
-def mm_gflops(size: int = 4096, repeats: int = 4) -> float:
-    """Best GFLOP/s of a large square float32 ``torch.mm`` on this machine, now."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = 0.0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
-    return best
-
-
-def _improved_mlp_step(batch_size=256, fused=True):
-    torch.manual_seed(0)
-    model = mlp((512, 256), dropout=0.2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.002, fused=fused)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+def _improved_mlp_step(dropout: float = 0.0):
+    """(model, step) for the improved MLP's bare training step: forward, loss, backward, AdamW."""
+    model, optimizer, loss_fn = improved_mlp_parts(dropout=dropout)
 
     def step(xb, yb):
         loss = loss_fn(model(xb), yb)
@@ -63,38 +48,89 @@ def _improved_mlp_step(batch_size=256, fused=True):
     return model, step
 
 
-def step_gflops(batch_size: int = 256, steps: int = 60, fused=True) -> float:
-    """Achieved matmul GFLOP/s of the improved MLP's training step on real batches (TensorBatches)."""
+def step_gflops(batch_size: int | None = None, steps: int = 40) -> float:
+    """Achieved matmul GFLOP/s of the improved MLP's bare training step on batches already cut from memory."""
+    batch_size = batch_size or IMPROVED_MLP["batch_size"]
     x, y, _, _ = fashion_tensors(standardised=True)
-    model, step = _improved_mlp_step(batch_size, fused)
-    batches = [b for _, b in zip(range(steps + 5), TensorBatches(x, y, batch_size, shuffle=True))]
+    model, step = _improved_mlp_step()
+    batches = _full_batches(x, y, batch_size, steps + 5)
     for xb, yb in batches[:5]:
         step(xb, yb)
     started = time.perf_counter()
     for xb, yb in batches[5:]:
         step(xb, yb)
     seconds = time.perf_counter() - started
-    return matmul_flops_per_step(model, batch_size) * steps / seconds / 1e9
+    return matmul_flops_per_step(model, batch_size) * len(batches[5:]) / seconds / 1e9
 
 
-def mlp_step_efficiency(batch_size: int = 256, steps: int = 60) -> dict:
-    """The improved MLP step's matmul FLOP/s over a large torch.mm's, measured back to back."""
-    peak_before = mm_gflops()
-    achieved = step_gflops(batch_size, steps)
-    peak = max(peak_before, mm_gflops())
-    return {"step_gflops": achieved, "mm_gflops": peak, "ratio": achieved / peak, "batch_size": batch_size,
+def _full_batches(x, y, batch_size: int, n: int) -> list:
+    """The first ``n`` full-size shuffled batches, over as many epochs as it takes."""
+    source, batches = TensorBatches(x, y, batch_size, shuffle=True), []
+    while len(batches) < n:
+        batches += [b for b in source if len(b[1]) == batch_size][:n - len(batches)]
+    return batches
+
+
+def bracketed_ratios(epoch_gflops: list[float], mm_gflops: list[float]) -> list[float]:
+    """Each epoch's FLOP rate over the mean of the two ``torch.mm`` rates timed just before and just after it.
+
+        >>> bracketed_ratios([80.0], [100.0, 60.0])
+        [1.0]
+    """
+    if len(mm_gflops) != len(epoch_gflops) + 1:
+        raise ValueError(f"need one mm timing more than epochs (before and after each), got "
+                         f"{len(mm_gflops)} mm and {len(epoch_gflops)} epochs")
+    return [rate / ((before + after) / 2) for rate, before, after in zip(epoch_gflops, mm_gflops, mm_gflops[1:])]
+
+
+def mlp_step_efficiency(rounds: int = 9, batch_size: int | None = None, dropout: float = 0.0) -> dict:
+    """Lesson 07's improved MLP, trained as the lesson trains it, against a large ``torch.mm``.
+
+    Timings alternate: a large ``torch.mm``, one whole training epoch run by the lesson's loop
+    (``course_utils.train.train_epoch``: shuffled batches gathered from memory, forward, loss, backward,
+    AdamW, the one-cycle schedule, running loss and accuracy), another ``torch.mm``, the next epoch, and
+    so on. Each epoch's FLOP rate is divided by the mean of the two mm rates on either side of it, so a
+    machine that speeds up or slows down (a shared VM does) moves both; the median epoch is the figure,
+    the lowest and highest are reported beside it. One warm-up epoch is not timed. ``batch_size`` and
+    ``dropout`` change the recipe, to show what each costs.
+    """
+    batch_size = batch_size or IMPROVED_MLP["batch_size"]
+    x, y, _, _ = fashion_tensors(standardised=True)
+    model, optimizer, loss_fn = improved_mlp_parts(dropout=dropout)
+    batches = TensorBatches(x, y, batch_size, shuffle=True, seed=0)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=IMPROVED_MLP["max_lr"],
+                                                    total_steps=(rounds + 1) * len(batches))
+    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    epoch_flops, mm_flops = matmul_flops_per_step(model, len(y)), 2 * 4096**3
+
+    def gflops(work, flops: int) -> float:
+        started = time.perf_counter()
+        work()
+        return flops / (time.perf_counter() - started) / 1e9
+
+    torch.mm(a, b)
+    train_epoch(model, batches, optimizer, loss_fn, scheduler)
+    mm_rates, epoch_rates = [gflops(lambda: torch.mm(a, b), mm_flops)], []
+    for _ in range(rounds):
+        epoch_rates.append(gflops(lambda: train_epoch(model, batches, optimizer, loss_fn, scheduler), epoch_flops))
+        mm_rates.append(gflops(lambda: torch.mm(a, b), mm_flops))
+    ratios = bracketed_ratios(epoch_rates, mm_rates)
+    median = sorted(range(rounds), key=ratios.__getitem__)[rounds // 2]
+    return {"ratio": ratios[median], "step_gflops": epoch_rates[median],
+            "mm_gflops": (mm_rates[median] + mm_rates[median + 1]) / 2,
+            "ratio_lowest": min(ratios), "ratio_highest": max(ratios), "rounds": rounds,
+            "batch_size": batch_size, "dropout": dropout,
             "counted": "forward + backward matmuls of the Linear layers (first layer: no input gradient)"}
 
 
 # ---------------------------------------------------------------- where the time goes
 
 
-def phase_profile(loader_kind: str = "tensor_batches", steps: int = 40, batch_size: int = 256) -> dict:
+def phase_profile(loader_kind: str = "tensor_batches", steps: int = 40, batch_size: int | None = None) -> dict:
     """Share of wall time per phase (data, forward, backward, optimizer) of improved-MLP steps."""
+    batch_size = batch_size or IMPROVED_MLP["batch_size"]
     x, y, _, _ = fashion_tensors(standardised=True)
-    model, _ = _improved_mlp_step(batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.002, fused=True)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    model, optimizer, loss_fn = improved_mlp_parts()
     source = _batch_source(loader_kind, x, y, batch_size)
     totals = dict.fromkeys(("data", "forward", "backward", "optimizer"), 0.0)
     iterator = iter(source)
@@ -129,13 +165,14 @@ def _batch_source(kind: str, x, y, batch_size: int):
     raise ValueError(f"unknown loader {kind!r}")
 
 
-def torch_op_profile(steps: int = 20, batch_size: int = 256, top: int = 8) -> list[dict]:
+def torch_op_profile(steps: int = 20, batch_size: int | None = None, top: int = 8, dropout: float = 0.0) -> list[dict]:
     """The ops that take the most self CPU time in improved-MLP steps, from torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
 
+    batch_size = batch_size or IMPROVED_MLP["batch_size"]
     x, y, _, _ = fashion_tensors(standardised=True)
-    model, step = _improved_mlp_step(batch_size)
-    batches = [b for _, b in zip(range(steps + 3), TensorBatches(x, y, batch_size, shuffle=True))]
+    model, step = _improved_mlp_step(dropout)
+    batches = _full_batches(x, y, batch_size, steps + 3)
     for xb, yb in batches[:3]:
         step(xb, yb)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -147,14 +184,15 @@ def torch_op_profile(steps: int = 20, batch_size: int = 256, top: int = 8) -> li
 
 
 def optimizer_step_ms(variant: str, steps: int = 50) -> float:
-    """Milliseconds of one Adam step over the improved MLP's parameters: 'for-loop' (the CPU default),
-    'foreach' (one multi-tensor op per update stage) or 'fused' (one kernel)."""
+    """Milliseconds of one AdamW step over the improved MLP's parameters: 'for-loop' (the CPU default: ops per parameter
+    and stage), 'foreach' (one multi-tensor op per update stage) or 'fused' (one kernel)."""
     options = {"for-loop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[variant]
     torch.manual_seed(0)
-    model = mlp((512, 256), dropout=0.2)
+    model = mlp(IMPROVED_MLP["hidden"])
     for p in model.parameters():
         p.grad = torch.randn_like(p)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.002, **options)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=IMPROVED_MLP["max_lr"],
+                                  weight_decay=IMPROVED_MLP["weight_decay"], **options)
     for _ in range(3):
         optimizer.step()
     started = time.perf_counter()
@@ -163,8 +201,9 @@ def optimizer_step_ms(variant: str, steps: int = 50) -> float:
     return 1000 * (time.perf_counter() - started) / steps
 
 
-def data_epoch_seconds(kind: str, batch_size: int = 256) -> float:
+def data_epoch_seconds(kind: str, batch_size: int | None = None) -> float:
     """Seconds to fetch one epoch of training batches (no model) through one data path."""
+    batch_size = batch_size or IMPROVED_MLP["batch_size"]
     x, y, _, _ = fashion_tensors(standardised=True)
     source = _batch_source(kind, x, y, batch_size)
     started = time.perf_counter()
@@ -173,21 +212,65 @@ def data_epoch_seconds(kind: str, batch_size: int = 256) -> float:
     return time.perf_counter() - started
 
 
-def thread_settings(steps: int = 40) -> list[dict]:
-    """Improved-MLP step GFLOP/s in fresh processes with 1 and 2 intra-op threads (and passive OpenMP waits).
+OPENMP_SETTINGS = {  # name -> (torch threads, extra environment)
+    "1 thread": (1, {}),
+    "2 threads, OpenMP default waits": (2, {}),
+    "2 threads, OMP_WAIT_POLICY=PASSIVE": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "2 threads, GOMP_SPINCOUNT=10000": (2, {"GOMP_SPINCOUNT": "10000"}),
+}
 
-    A busy machine (other jobs, pytest-xdist workers) hurts 2 spinning OpenMP threads far more than 1.
+
+def _openmp_env(threads: int | None, extra_env: dict) -> dict:
+    """This process's environment without OpenMP settings, plus ``extra_env`` (and a thread count)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    env.update(extra_env)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def _run_fresh(code: str, env: dict, processes: int = 1) -> list[str]:
+    """The last line each of ``processes`` fresh interpreters running ``code`` at once printed."""
+    running = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    outputs = [proc.communicate() for proc in running]
+    for proc, (_, err) in zip(running, outputs):
+        if proc.returncode:
+            raise RuntimeError(f"benchmark subprocess failed:\n{code}\n{err[-2000:]}")
+    return [out.strip().splitlines()[-1] for out, _ in outputs]
+
+
+def efficiency_in_fresh_process(extra_env: dict | None = None, **kwargs) -> dict:
+    """:func:`mlp_step_efficiency` in a fresh interpreter whose only OpenMP setting is ``extra_env``
+    (none: OpenMP's default waits), so settings inherited from the Makefile do not leak in."""
+    code = (f"import json; from bench.efficiency import mlp_step_efficiency; "
+            f"print(json.dumps(mlp_step_efficiency(**{kwargs!r})))")
+    result = json.loads(_run_fresh(code, _openmp_env(None, extra_env or {}))[0])
+    return {**result, "openmp_env": extra_env or {}}
+
+
+def _step_gflops_in_fresh_processes(threads: int, extra_env: dict, processes: int, steps: int) -> list[float]:
+    code = f"from bench.efficiency import step_gflops; print(step_gflops(steps={steps}))"
+    return [float(line) for line in _run_fresh(code, _openmp_env(threads, extra_env), processes)]
+
+
+def thread_settings(steps: int = 80, repeats: int = 3) -> list[dict]:
+    """Improved-MLP step GFLOP/s under each OpenMP setting, in fresh processes: alone on the machine
+    (median of ``repeats``, settings interleaved), and two at once (a learner's second kernel, or
+    pytest-xdist workers), where the figure is the two processes' GFLOP/s added up.
+
+    Waiting OpenMP threads spin by default: that is fastest on an idle machine and wasteful when other
+    processes need the cores.
     """
+    alone = {name: [] for name in OPENMP_SETTINGS}
+    for _ in range(repeats):
+        for name, (threads, extra) in OPENMP_SETTINGS.items():
+            alone[name] += _step_gflops_in_fresh_processes(threads, extra, 1, steps)
     rows = []
-    for threads, passive in ((1, False), (2, False), (2, True)):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        if passive:
-            env["OMP_WAIT_POLICY"] = "PASSIVE"
-        code = (f"import torch; torch.set_num_threads({threads}); from bench.efficiency import step_gflops; "
-                f"print(step_gflops(steps={steps}))")
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        rows.append({"threads": threads, "omp_wait_policy": "PASSIVE" if passive else "default",
-                     "step_gflops": float(out.stdout.strip().splitlines()[-1])})
+    for name, (threads, extra) in OPENMP_SETTINGS.items():
+        pair = _step_gflops_in_fresh_processes(threads, extra, 2, steps) if threads == 2 else None
+        rows.append({"setting": name, "alone_gflops": sorted(alone[name])[len(alone[name]) // 2],
+                     "two_at_once_gflops": sum(pair) if pair else None})
     return rows
 
 

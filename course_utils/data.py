@@ -277,7 +277,7 @@ class FashionMNIST(Dataset):
         if self.transform is not None:
             return [self[i] for i in indices]
         index = torch.as_tensor(indices)
-        return _Batch((self.images[index], self.labels[index]))
+        return _Batch((self.images.index_select(0, index), self.labels.index_select(0, index)))
 
 
 class _Batch(tuple):

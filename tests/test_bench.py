@@ -41,3 +41,47 @@ def test_the_table_marks_met_and_missed_targets(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].rstrip().endswith("ok") and lines[1].rstrip().endswith("MISSED")
     assert not lines[2].rstrip().endswith(("ok", "MISSED"))
+
+
+def test_the_improved_mlp_parts_are_the_documented_recipe():
+    model, optimizer, loss_fn = recipes.improved_mlp_parts()
+    assert [m.out_features for m in model if isinstance(m, nn.Linear)] == [512, 256, 10]
+    assert not any(isinstance(m, nn.Dropout) for m in model)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    group = optimizer.param_groups[0]
+    assert group["weight_decay"] == recipes.IMPROVED_MLP["weight_decay"] == 0.1 and group["fused"]
+    assert loss_fn.label_smoothing == recipes.IMPROVED_MLP["label_smoothing"]
+    assert recipes.IMPROVED_MLP["batch_size"] == 1024
+
+
+def test_the_same_seed_gives_the_same_initial_weights():
+    first, _, _ = recipes.improved_mlp_parts(seed=3)
+    second, _, _ = recipes.improved_mlp_parts(seed=3)
+    for a, b in zip(first.parameters(), second.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_benchmark_subprocesses_do_not_inherit_the_makefiles_openmp_settings(monkeypatch):
+    from bench.efficiency import _openmp_env
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "5")
+    default = _openmp_env(None, {})
+    assert "OMP_WAIT_POLICY" not in default and "GOMP_SPINCOUNT" not in default
+    assert _openmp_env(2, {"OMP_WAIT_POLICY": "PASSIVE"})["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert _openmp_env(1, {})["OMP_NUM_THREADS"] == "1"
+
+
+def test_each_epoch_is_compared_with_the_mean_of_the_mm_timings_around_it():
+    from bench.efficiency import bracketed_ratios
+
+    assert bracketed_ratios([80.0, 50.0], [100.0, 60.0, 40.0]) == [1.0, 1.0]
+
+
+def test_bracketing_needs_an_mm_timing_before_and_after_every_epoch():
+    import pytest
+
+    from bench.efficiency import bracketed_ratios
+
+    with pytest.raises(ValueError, match="one mm timing more than epochs"):
+        bracketed_ratios([80.0, 50.0], [100.0, 60.0])
