@@ -9,8 +9,9 @@
 * ``improved_mlp``: lesson 07's final recipe (``IMPROVED_MLP``): standardised pixels, 784 -> 512 -> 256 -> 10,
   AdamW (fused, weight decay 0.1) with a one-cycle schedule peaking at 0.004, label smoothing 0.1, batches of
   1024, 30 epochs, trained on all 60,000 training images (the recipe was chosen on lesson 07's validation split).
-* ``small_cnn``: lesson 08's network (two conv blocks with batch norm, a 128-unit head), Adam with a
-  one-cycle schedule peaking at 0.003, label smoothing 0.1, batches of 128, 8 epochs, all 60,000 images.
+* ``small_cnn``: lesson 08's network (two conv blocks with batch norm, a 128-unit head) in channels-last memory
+  format, Adam with a one-cycle schedule peaking at 0.003, label smoothing 0.1, batches of 128, 9 epochs, all
+  60,000 images.
 
 Timing covers training only (data already in memory); accuracy is on the 10,000 official test images.
 """
@@ -115,9 +116,9 @@ def improved_mlp(quick: bool = False) -> dict:
 def cnn(quick: bool = False) -> dict:
     x, y, x_test, y_test = fashion_tensors(standardised=True, images_shape="image")
     x, y = _limit(x, y, 3000 if quick else None)
-    epochs = 1 if quick else 8
+    epochs = 1 if quick else 9
     torch.manual_seed(0)
-    model = small_cnn()
+    model = small_cnn().to(memory_format=torch.channels_last)  # as lesson 08: NHWC suits CPU convolutions
     optimizer = torch.optim.Adam(model.parameters(), lr=0.003, fused=True)
     batches = TensorBatches(x, y, 128, shuffle=True, seed=0)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.003, total_steps=epochs * len(batches))
