@@ -10,8 +10,8 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 NBGRADER_SERVER_EXTENSIONS := formgrader assignment_list course_list validate_assignment
 export PATH := $(BIN):$(PATH)
 # OpenMP threads spin while they wait for work. Alone on the machine that is fastest (passive waits
-# made the MLP step about 20% slower); with two busy torch processes sharing the cores, spinning halves
-# their speed (figures: make bench, bench/efficiency.py). So lessons and benchmarks keep OpenMP's
+# made the MLP step 17% slower); with two busy torch processes sharing the cores, spinning cuts their
+# combined speed to a fifth (figures: make bench, bench/efficiency.py). So lessons and benchmarks keep OpenMP's
 # default, and the test run, which shares CI machines, waits passively; neither changes any result.
 # Running two training notebooks at once? Start the lab with OMP_WAIT_POLICY=PASSIVE make lab.
 test: export OMP_WAIT_POLICY ?= PASSIVE
