@@ -11,8 +11,8 @@ NBGRADER_SERVER_EXTENSIONS := formgrader assignment_list course_list validate_as
 export PATH := $(BIN):$(PATH)
 # OpenMP threads spin while they wait for work. Alone on the machine that is fastest (passive waits
 # made the MLP step 17% slower); with two busy torch processes sharing the cores, spinning cuts their
-# combined speed to a fifth (figures: make bench, bench/efficiency.py). So lessons and benchmarks keep OpenMP's
-# default, and the test run, which shares CI machines, waits passively; neither changes any result.
+# combined speed to a fifth (figures: make bench, bench/efficiency.py). So lessons and benchmarks keep
+# OpenMP's default, and the test run, which shares CI machines, waits passively; neither changes any result.
 # Running two training notebooks at once? Start the lab with OMP_WAIT_POLICY=PASSIVE make lab.
 test: export OMP_WAIT_POLICY ?= PASSIVE
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
