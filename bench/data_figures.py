@@ -8,8 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from course_utils.data import (FILES, export_competition_layout, load_fashion_mnist, locate_file,
-                               read_competition_layout, sha256_of)
+from course_utils.competition import export_competition_layout, read_competition_layout
+from course_utils.data import FILES, load_fashion_mnist, locate_file, sha256_of
 
 
 def _seconds(call) -> float:

@@ -1,12 +1,40 @@
 """PyTorch Foundations helpers: one small call per chore, so the notebooks stay about the idea.
 
     >>> from course_utils import get_device, load_fashion_mnist
-"""
-from course_utils.data import (CLASS_NAMES, FashionMNIST, export_competition_layout, load_fashion_mnist,
-                               make_loaders, read_competition_layout, score_submission, write_submission)
-from course_utils.device import device_report, get_device
 
-__all__ = [
-    "CLASS_NAMES", "FashionMNIST", "device_report", "export_competition_layout", "get_device",
-    "load_fashion_mnist", "make_loaders", "read_competition_layout", "score_submission", "write_submission",
-]
+Modules, each with one job (a module only imports those above it in this list):
+
+* ``device``: pick the CPU or an accelerator (``get_device``, ``device_report``);
+* ``data``: the real Fashion-MNIST, offline and checksummed (``load_fashion_mnist``, ``make_loaders``);
+* ``competition``: the case study's folder of CSVs and PNGs, submissions and their score;
+* ``train``, ``plots``: the training loop helpers and the figures the lessons draw;
+* ``checks``: what the exercises' test cells call in the learner's kernel (``check_*``, ``record``);
+* ``grading/``: the instructor's side (nbgrader, the sandbox, trusted verdicts).
+
+The names below are imported on first use, so ``import course_utils.grading.feedback`` (say) does not
+pay for torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    "get_device": "device", "device_report": "device",
+    "CLASS_NAMES": "data", "FashionMNIST": "data", "load_fashion_mnist": "data", "make_loaders": "data",
+    "export_competition_layout": "competition", "read_competition_layout": "competition",
+    "write_submission": "competition", "score_submission": "competition",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f"course_utils.{_HOMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'course_utils' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
