@@ -66,7 +66,7 @@ export: setup ## Gradebook CSV and a histogram PNG per task, in grading/export
 	$(GRADE) export
 
 exercise-stats: setup ## Tasks, points, visible/hidden tests and grading time per exercise notebook
-	$(BIN)/python scripts/exercise_stats.py
+	$(GRADE) stats $(ASSIGNMENT)
 
 bench: setup ## Run every benchmark, print a table, write bench/results/bench.json
 	$(BIN)/python -m bench.run

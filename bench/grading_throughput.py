@@ -5,7 +5,7 @@
     >>> figures["speedup_sandboxed"]                 # doctest: +SKIP
 
 Three graders, each on its own copy of the course, on the same ``n_submissions`` honest notebooks (correct,
-partial and wrong answers from ``tests/submissions/make_submissions.honest_class``; no attacks, which fool
+partial and wrong answers from ``course_utils.grading.samples.honest_class``; no attacks, which fool
 plain nbgrader by design):
 
 * ``nbgrader``: nbgrader's own ``autograde`` app (through ``NbGraderAPI``) on every student, serially;
@@ -35,24 +35,15 @@ REPO = Path(__file__).resolve().parents[1]
 WORKERS = 2
 
 
-def _make_submissions():
-    sys.path.insert(0, str(REPO / "tests" / "submissions"))
-    try:
-        import make_submissions
-    finally:
-        sys.path.remove(str(REPO / "tests" / "submissions"))
-    return make_submissions
-
-
 def _course_copy(root: Path, assignment: str, students: list[tuple[str, object, float]]):
     """A released course under ``root`` with every student's notebook submitted; returns the Course."""
     from course_utils.grading.course import Course
-    from course_utils.grading.release import ensure_in_gradebook
+    from course_utils.grading.release import ensure_released
 
     shutil.copy(REPO / "nbgrader_config.py", root)
     shutil.copytree(REPO / "solutions" / assignment, root / "solutions" / assignment)
     course = Course.load(root)
-    ensure_in_gradebook(course, assignment)
+    ensure_released(course, assignment)
     (notebook,) = course.notebooks(assignment)
     for student, nb, _ in students:
         folder = course.submitted_dir / student / assignment
@@ -88,7 +79,7 @@ def time_ours(course, assignment: str, sandboxed: bool) -> tuple[float, dict[str
     """Seconds for our autograde (reference run included), its scores, and the reference run's own seconds."""
     from course_utils.grading.autograde import autograde
     start = time.perf_counter()
-    report = autograde(course, assignment, workers=WORKERS, sandboxed=sandboxed, force=True, progress=False)
+    (report,) = autograde(course, [assignment], workers=WORKERS, sandboxed=sandboxed, force=True, progress=False)
     seconds = time.perf_counter() - start
     return seconds, {s: total for s, (total, _) in report.totals.items()}, report.reference_seconds
 
@@ -105,12 +96,12 @@ def run(n_submissions: int = 20, assignment: str = "01_tensors_vs_numpy") -> dic
     """Grade ``n_submissions`` honest submissions with all three graders; return the figures (see module doc)."""
     if n_submissions < 1:
         raise ValueError(f"n_submissions must be at least 1, not {n_submissions}.")
-    make = _make_submissions()
+    from course_utils.grading.samples import honest_class
     release_nb = nbformat.read(REPO / "exercises" / assignment / f"{assignment}_exercises.ipynb", as_version=4)
     solution_nb = nbformat.read(REPO / "solutions" / assignment / f"{assignment}_exercises.ipynb", as_version=4)
     if assignment != "01_tensors_vs_numpy":
         raise ValueError("the honest sample class is built for 01_tensors_vs_numpy only; pass that assignment.")
-    students = make.honest_class(release_nb, solution_nb, n_submissions)
+    students = honest_class(release_nb, solution_nb, n_submissions)
     expected = {s: points for s, _, points in students}
     figures = {"assignment": assignment, "n_submissions": n_submissions, "workers": WORKERS,
                "cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
@@ -138,7 +129,7 @@ def run(n_submissions: int = 20, assignment: str = "01_tensors_vs_numpy") -> dic
     figures["sandbox_overhead_s_per_submission"] = round((figures["sandboxed_s"] - figures["no_sandbox_s"]) / n, 3)
     for key in ("nbgrader_s", "sandboxed_s", "no_sandbox_s", "sandboxed_warm_s"):
         figures[key] = round(figures[key], 2)
-    # the names bench.hooks.grading_throughput documents (headline: sandboxed, reference run included)
+    # the headline names bench.run reads (sandboxed, reference run included)
     figures.update(pipeline_s=figures["sandboxed_s"], serial_s=figures["nbgrader_s"],
                    speedup=figures["speedup_sandboxed"], identical_scores=figures["scores_identical"],
                    s_per_submission=figures["sandboxed_s_per_submission"],

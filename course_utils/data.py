@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from course_utils import env
 from course_utils.atomic import replacing, write_atomically
 
 CLASS_NAMES = (
@@ -59,7 +60,7 @@ def cache_dir() -> Path:
         >>> cache_dir().name
         'pytorch-foundations'
     """
-    override = os.environ.get("COURSE_CACHE_DIR")
+    override = os.environ.get(env.CACHE_DIR)
     if override:
         return Path(override)
     import pooch
@@ -75,8 +76,8 @@ def data_dir(root: str | os.PathLike | None = None) -> Path:
     """
     if root is not None:
         return Path(root)
-    env = os.environ.get("COURSE_DATA_DIR")
-    return Path(env) if env else REPO_DATA_DIR
+    folder = os.environ.get(env.DATA_DIR)
+    return Path(folder) if folder else REPO_DATA_DIR
 
 
 def _file_version(path: Path) -> str:

@@ -12,7 +12,9 @@ import os
 
 import torch
 
-ENV_VAR = "COURSE_DEVICE"
+from course_utils import env
+
+ENV_VAR = env.DEVICE
 
 
 def _mps_available() -> bool:

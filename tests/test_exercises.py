@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -19,15 +18,19 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from course_utils.checks import compare_records, load_records
+from course_utils.grading.cells import grade_id, nbgrader_meta
+from course_utils.grading.course import Course
+from course_utils.grading.release import release
+from course_utils.grading.verdicts import compare_records, load_records
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = [
     "01_tensors_vs_numpy", "02_matrix_operations", "03_autograd", "04_optimizers",
     "05_neural_networks", "06_sigmoid_network_from_scratch", "07_apparel_classifier",
 ]
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 KEY = re.compile(r"""["'](ex\d\d_\w+)/""")
+COURSE = Course.load(REPO)
+MARKERS = COURSE.markers
 
 
 def notebook_path(folder: str, assignment: str) -> Path:
@@ -38,28 +41,9 @@ def read(folder: str, assignment: str):
     return nbformat.read(notebook_path(folder, assignment), as_version=4)
 
 
-def nbgrader_meta(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-def graded_cells(nb) -> list:
+def grade_cells(nb) -> list:
+    """The notebook cells that nbgrader grades (test cells and manually graded answers)."""
     return [c for c in nb.cells if nbgrader_meta(c).get("grade")]
-
-
-def visible_part(source: str) -> str:
-    return HIDDEN.sub("", source)
-
-
-def hidden_part(source: str) -> str:
-    match = HIDDEN.search(source)
-    return match.group(1) if match else ""
-
-
-def _release_module():
-    spec = importlib.util.spec_from_file_location("release_exercises", REPO / "scripts" / "release_exercises.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def execute(nb, cwd: Path, record_file: Path | None = None):
@@ -84,11 +68,11 @@ def test_every_lesson_has_a_solution_and_a_release():
     for assignment in ASSIGNMENTS:
         assert notebook_path("solutions", assignment).is_file(), f"solutions/{assignment} is missing"
         assert notebook_path("exercises", assignment).is_file(), (
-            f"exercises/{assignment} is missing: run `python scripts/release_exercises.py`")
+            f"exercises/{assignment} is missing: run `make release`")
 
 
 def test_at_least_four_tasks_per_notebook_and_thirty_in_all():
-    counts = {a: len(graded_cells(read("solutions", a))) for a in ASSIGNMENTS}
+    counts = {a: len(grade_cells(read("solutions", a))) for a in ASSIGNMENTS}
     assert all(n >= 4 for n in counts.values()), counts
     assert sum(counts.values()) >= 30, counts
 
@@ -96,7 +80,7 @@ def test_at_least_four_tasks_per_notebook_and_thirty_in_all():
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_each_task_is_prompt_solution_locked_test(assignment):
     nb = read("solutions", assignment)
-    ids = [nbgrader_meta(c).get("grade_id") for c in nb.cells]
+    ids = [grade_id(c) for c in nb.cells]
     assert len(ids) == len(set(ids)), "grade ids must be unique"
     for i, cell in enumerate(nb.cells):
         meta = nbgrader_meta(cell)
@@ -112,8 +96,8 @@ def test_each_task_is_prompt_solution_locked_test(assignment):
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_test_cells_teach_visibly_and_guard_with_records_only(assignment):
-    for cell in graded_cells(read("solutions", assignment)):
-        gid, visible, hidden = nbgrader_meta(cell)["grade_id"], visible_part(cell.source), hidden_part(cell.source)
+    for cell in grade_cells(read("solutions", assignment)):
+        gid, (visible, hidden) = grade_id(cell), MARKERS.split(cell.source)
         assert re.search(r"\bcheck_\w+\(", visible), f"{gid}: no visible check"
         assert "record(" in hidden, f"{gid}: no hidden record(...)"
         assert not re.search(r"\bcheck_\w+\(|CheckFailure|assert ", hidden), (
@@ -124,13 +108,14 @@ def test_test_cells_teach_visibly_and_guard_with_records_only(assignment):
 @pytest.mark.slow
 def test_release_is_not_stale(tmp_path):
     """Regenerate the release with nbgrader into a temp dir: sources and metadata must equal exercises/."""
-    out = _release_module().generate(into=tmp_path / "release")
+    out = tmp_path / "release"
+    release(COURSE, into=out)
     for assignment in ASSIGNMENTS:
         fresh = json.loads((out / assignment / f"{assignment}_exercises.ipynb").read_text())
         committed = json.loads(notebook_path("exercises", assignment).read_text())
         strip = lambda nb: [(c["cell_type"], "".join(c["source"]), c["metadata"]) for c in nb["cells"]]  # noqa: E731
         assert strip(committed) == strip(fresh), (
-            f"exercises/{assignment} is stale: run `python scripts/release_exercises.py {assignment}`")
+            f"exercises/{assignment} is stale: run `make release ASSIGNMENT={assignment}`")
         assert committed["metadata"].get("kernelspec") == fresh["metadata"].get("kernelspec")
 
 
@@ -158,13 +143,13 @@ def solution_runs(tmp_path_factory):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_solutions_pass_every_test_cell(solution_runs, assignment):
     nb, records = solution_runs[assignment]
-    failing = {nbgrader_meta(c).get("grade_id", f"cell {i}"): errors(c) for i, c in enumerate(nb.cells) if errors(c)}
+    failing = {grade_id(c) or f"cell {i}": errors(c) for i, c in enumerate(nb.cells) if errors(c)}
     assert not failing, failing
     # nbgrader gives 0 points to a test cell that writes to stderr (a warning, say): solutions must not.
-    noisy = [nbgrader_meta(c)["grade_id"] for c in graded_cells(nb)
+    noisy = [grade_id(c) for c in grade_cells(nb)
              if any(o.output_type == "stream" and o.name == "stderr" for o in c.outputs)]
     assert not noisy, f"test cells writing to stderr (nbgrader scores them 0): {noisy}"
-    graded = {nbgrader_meta(c)["grade_id"] for c in graded_cells(nb)}
+    graded = {grade_id(c) for c in grade_cells(nb)}
     recorded = {key.split("/")[0] for key in records}
     assert recorded == graded, f"graded cells that record nothing: {graded - recorded}"
     assert all(v.passed for v in compare_records(records, records).values())
@@ -176,7 +161,7 @@ def test_untouched_release_fails_every_graded_cell_and_scores_zero(solution_runs
     records = tmp_path / "student.pt"
     nb = execute(read("exercises", assignment), notebook_path("exercises", assignment).parent, records)
     for cell in nb.cells:
-        gid = nbgrader_meta(cell).get("grade_id")
+        gid = grade_id(cell)
         if nbgrader_meta(cell).get("grade"):
             assert errors(cell) and set(errors(cell)) <= {"CheckFailure", "NotImplementedError"}, (gid, errors(cell))
         else:
@@ -186,8 +171,8 @@ def test_untouched_release_fails_every_graded_cell_and_scores_zero(solution_runs
     assert not any(v.passed for v in verdicts.values())
 
 
-def replace_answer(nb, grade_id: str, source: str):
-    cell = next(c for c in nb.cells if nbgrader_meta(c).get("grade_id") == f"{grade_id}_answer")
+def replace_answer(nb, task: str, source: str):
+    cell = next(c for c in nb.cells if grade_id(c) == f"{task}_answer")
     cell.source = source
     return nb
 
@@ -210,15 +195,31 @@ TYPICAL_MISTAKES = {
 @pytest.mark.parametrize("assignment", sorted(TYPICAL_MISTAKES))
 def test_typical_wrong_answers_score_partially(solution_runs, tmp_path, assignment):
     nb = read("solutions", assignment)
-    for grade_id, source in TYPICAL_MISTAKES[assignment].items():
-        replace_answer(nb, grade_id, source)
+    for task, source in TYPICAL_MISTAKES[assignment].items():
+        replace_answer(nb, task, source)
     records = tmp_path / "student.pt"
     execute(nb, notebook_path("solutions", assignment).parent, records)
     verdicts = compare_records(load_records(records), solution_runs[assignment][1])
     failed = {gid for gid, v in verdicts.items() if not v.passed}
     assert failed == set(TYPICAL_MISTAKES[assignment])
-    points = {nbgrader_meta(c)["grade_id"]: nbgrader_meta(c)["points"] for c in graded_cells(nb)}
+    points = {grade_id(c): nbgrader_meta(c)["points"] for c in grade_cells(nb)}
     score = sum(points[g] for g, v in verdicts.items() if v.passed)
     assert 0 < score < sum(points.values())
-    for grade_id in failed:
-        assert "hidden test" in verdicts[grade_id].message or "not recorded" in verdicts[grade_id].message
+    for task in failed:
+        assert "hidden test" in verdicts[task].message or "not recorded" in verdicts[task].message
+
+
+def test_the_graders_apparel_architecture_is_the_one_solution_07_builds():
+    """The grader rebuilds exercise 07's network from recorded weights: it must be the solution's network."""
+    import torch
+    from torch import nn
+
+    from course_utils.grading.classifier import ARCHITECTURES
+
+    answer = next(c.source for c in read("solutions", "07_apparel_classifier").cells
+                  if grade_id(c) == "ex07_build_classifier_answer")
+    namespace = {"torch": torch, "nn": nn}
+    exec(answer, namespace)
+    built, graders = namespace["build_classifier"](), ARCHITECTURES["apparel_mlp"]()
+    assert [type(m) for m in built.modules()] == [type(m) for m in graders.modules()]
+    assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in graders.state_dict().items()}

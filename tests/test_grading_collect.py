@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.grading.collect import collect_submissions, unpack_zip
+from course_utils.grading.collect import collect, unpack_zip
 from course_utils.grading.course import Course, is_safe_id
 
 NB = "hw_exercises"
@@ -75,7 +75,7 @@ def test_collect_takes_every_layout_and_reports_what_does_not_match(course, tmp_
     _zip(inbox / "cat.zip", {f"cat_hw/{NB}.ipynb": nbformat.writes(nbformat.v4.new_notebook())})
     (inbox / "dan.txt").write_text("hello")
     (inbox / "bad name.ipynb").write_text("{}")
-    report = collect_submissions(course, inbox, assignment="hw")
+    report = collect(course, inbox, assignment="hw")
     assert sorted(report.collected) == [("ann", "hw"), ("bob", "hw"), ("cat", "hw")]
     for student in ("ann", "bob", "cat"):
         assert (course.submitted_dir / student / "hw" / f"{NB}.ipynb").is_file()
@@ -91,10 +91,10 @@ def test_collect_twice_replaces_the_submission(course, tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     nbformat.write(nbformat.v4.new_notebook(), inbox / "eve.ipynb")
-    collect_submissions(course, inbox, assignment="hw")
+    collect(course, inbox, assignment="hw")
     (inbox / "eve.ipynb").unlink()
     _zip(inbox / "eve.zip", {f"{NB}.ipynb": nbformat.writes(nbformat.v4.new_notebook()), "data.csv": "1,2"})
-    collect_submissions(course, inbox, assignment="hw")
+    collect(course, inbox, assignment="hw")
     assert sorted(os.listdir(course.submitted_dir / "eve" / "hw")) == ["data.csv", f"{NB}.ipynb"]
 
 
@@ -102,5 +102,5 @@ def test_a_single_file_needs_an_assignment(course, tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     nbformat.write(nbformat.v4.new_notebook(), inbox / "fay.ipynb")
-    report = collect_submissions(course, inbox)
+    report = collect(course, inbox)
     assert report.collected == [] and "needs --assignment" in report.problems[0]

@@ -19,11 +19,11 @@ import nbformat
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "submissions"))
-from make_submissions import TASKS, build_inbox  # noqa: E402
+from make_submissions import build_inbox  # noqa: E402
 
-from course_utils.grading.autograde import load_result, result_path, result_totals  # noqa: E402
 from course_utils.grading.course import Course  # noqa: E402
-from course_utils.grading.feedback import hidden_lines  # noqa: E402
+from course_utils.grading.results import load_result, result_path, result_totals  # noqa: E402
+from course_utils.grading.samples import TASKS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "01_tensors_vs_numpy"
@@ -102,7 +102,7 @@ def test_gradebook_export_and_feedback(graded):
     full = {r["task"]: float(r["score"]) for r in rows if r["student"] == "full"}
     assert full == {task: 2.0 for task in TASKS}
     assert len(list((course / "grading" / "export" / "histograms").glob("*.png"))) == len(TASKS)
-    hidden = hidden_lines(course / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    hidden = Course.load(course).markers.hidden_lines(course / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
     assert len(hidden) >= 5
     for student in expected:
         page = (course / "grading" / "feedback" / student / ASSIGNMENT / f"{NOTEBOOK}.html").read_text()

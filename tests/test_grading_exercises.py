@@ -16,11 +16,10 @@ import nbformat
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent / "submissions"))
-from make_submissions import solved  # noqa: E402
-
-from course_utils.grading.autograde import load_result  # noqa: E402
-from course_utils.grading.course import Course  # noqa: E402
+from course_utils.grading.cells import graded_cells
+from course_utils.grading.course import Course
+from course_utils.grading.results import load_result
+from course_utils.grading.samples import solved
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = sorted(p.name for p in (REPO / "solutions").iterdir() if any(p.glob("*.ipynb")))
@@ -31,9 +30,7 @@ pytestmark = [pytest.mark.slow,
 
 def _points(source: Path) -> dict[str, float]:
     """grade_id -> points of every autograded test cell of a source notebook."""
-    nb = nbformat.read(source, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"]) for c in nb.cells
-            if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")}
+    return {c.grade_id: c.points for c in graded_cells(source) if c.autograded}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +87,7 @@ def test_the_untouched_release_earns_nothing_and_says_why(graded, assignment):
 def test_the_classifier_is_judged_by_the_grader_not_the_kernel(graded):
     """07's reference holds trained weights (kind 'classifier'), which the trusted side re-evaluates."""
     course, _ = graded
-    reference = torch.load(course.workspace / "references" / "07_apparel_classifier"
+    reference = torch.load(course.references_dir / "07_apparel_classifier"
                            / "07_apparel_classifier_exercises.pt", weights_only=True)
     classifier = {k: v for k, v in reference.items() if v["kind"] == "classifier"}
     assert list(classifier) == ["ex07_train_classifier/trained_weights"]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import nbformat
 
-from course_utils.grading.feedback import REMOVED, hidden_lines, scrub
+from course_utils.grading.cells import HiddenMarkers
+from course_utils.grading.feedback import REMOVED, scrub
 
 HIDDEN = 'record("ex_a/secret_input", answer(torch.tensor([7.0, -3.0])))'
 
@@ -23,13 +24,13 @@ def _notebooks(tmp_path):
 
 def test_hidden_lines_are_read_from_the_source(tmp_path):
     source, _ = _notebooks(tmp_path)
-    assert hidden_lines(source) == {HIDDEN}
+    assert HiddenMarkers().hidden_lines(source) == {HIDDEN}
 
 
 def test_scrub_removes_hidden_source_tracebacks_and_quoting_outputs(tmp_path):
     source, graded = _notebooks(tmp_path)
     scores = {"ex_a": {"score": 0.0, "max_score": 1.0, "message": "hidden test 'secret_input' failed"}}
-    nb = scrub(graded, scores, hidden_lines(source))
+    nb = scrub(graded, scores, HiddenMarkers().hidden_lines(source))
     text = nbformat.writes(nb)
     assert HIDDEN not in text and "7.0, -3.0" not in text
     assert REMOVED.strip() in text and "fine" in text

@@ -1,19 +1,39 @@
-"""The instructor's grading pipeline: ``python -m course_utils.grading {release,collect,autograde,feedback,export}``.
+"""The instructor's grading pipeline: ``python -m course_utils.grading <command>`` (see ``cli.py``).
 
 Built on nbgrader's API, with three additions nbgrader lacks:
 
-* **Parallel**: notebooks run in a process pool, one kernel each; one pool of forked workers serves
-  every assignment of a run, solution (reference) runs included, and only the parent writes the
-  gradebook, in one swap of a copy (``gradebook.py``), so it is never half-written.
-* **Jailed**: each kernel runs under bubblewrap as a throw-away uid with rlimits (``sandbox.py``,
-  ``kernel.py``): no network, a read-only system, its own writable folder, nothing of the course but
-  ``course_utils`` and the data.
+* **Parallel**: notebooks run in a process pool, one kernel each; one pool serves every assignment of a
+  run, solution (reference) runs included, and only the parent writes the gradebook, in one swap of a copy.
+* **Jailed**: each kernel runs under bubblewrap as a throw-away uid with rlimits: no network, a read-only
+  system, its own writable folder, nothing of the course but ``course_utils`` and the data.
 * **Trusted verdicts**: test cells only *record* results (``course_utils.checks.record``); the parent
-  compares them with the solution notebook's records (``scoring.py``), so code in an answer cell can
-  change what the kernel prints but not the score.
+  compares them with the solution notebook's records, so code in an answer cell can change what the
+  kernel prints but not the score.
 
-Modules, in pipeline order: course (config), collect, release, sandbox, kernel, execute, jobs,
-scoring, gradebook, autograde, feedback, export, cli.
+One job per module, in pipeline order:
+
+| module | job |
+| --- | --- |
+| ``course`` | the course from ``nbgrader_config.py``: folders (nbgrader's and the workspace's), assignments, limits |
+| ``cells`` | reading nbgrader's cell metadata and the hidden-test markers |
+| ``release`` | ``release``: exercises/ from solutions/ with nbgrader (and the gradebook's copy of the cells) |
+| ``collect`` | ``collect``: an inbox of folders, notebooks and zips into ``submitted/``, safely |
+| ``sandbox`` | the jail: bubblewrap, a throw-away uid, rlimits |
+| ``kernel`` | a jupyter kernel manager that starts its kernel in the jail |
+| ``execute`` | run one notebook as far as it gets and name the limit that stopped it |
+| ``jobs`` | one worker's job: sanitize with nbgrader, execute, read the records back safely |
+| ``references`` | the solution notebooks' records, cached by everything they depend on |
+| ``verdicts`` | load a record file safely and compare it with the references (trusted) |
+| ``classifier`` | the trusted evaluation of a trained network from its recorded weights |
+| ``scoring`` | verdicts -> points per graded cell |
+| ``results`` | one JSON result per student and assignment (read by feedback and export) |
+| ``gradebook`` | write results into nbgrader's gradebook in one atomic swap |
+| ``autograde`` | ``autograde``: plan, run the pool, score, record (the orchestration) |
+| ``feedback`` | ``feedback``: one HTML report per student and notebook, hidden tests removed |
+| ``export`` | ``export``: the grades CSV and a histogram per task |
+| ``stats`` | ``stats``: tasks, points, tests and grading time per exercise |
+| ``samples`` | sample submissions built from the release and the solution (dry runs, tests, benchmarks) |
+| ``cli`` | the command table |
 """
 
 import sys as _sys

@@ -10,7 +10,7 @@ Anything that does not match a student id, an assignment or one of its notebooks
 silently dropped. Zips are read member by member: links, absolute or ``..`` paths, and archives that
 unpack to more than ``MAX_UNPACKED`` bytes are refused.
 
-    >>> report = collect_submissions(course, Path("inbox"), assignment="01_tensors_vs_numpy")  # doctest: +SKIP
+    >>> report = collect(course, Path("inbox"), assignment="01_tensors_vs_numpy")  # doctest: +SKIP
     >>> report.collected, report.problems
 """
 from __future__ import annotations
@@ -119,7 +119,7 @@ def _install(course: Course, student: str, assignment: str, staged: Path, report
     report.collected.append((student, assignment))
 
 
-def collect_submissions(course: Course, inbox: Path, assignment: str | None = None) -> CollectReport:
+def collect(course: Course, inbox: Path, assignment: str | None = None) -> CollectReport:
     """Collect every submission under ``inbox`` into the course's submitted folder (idempotent)."""
     report = CollectReport()
     inbox = Path(inbox)

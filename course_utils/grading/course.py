@@ -3,6 +3,10 @@
     >>> course = Course.load(".")            # doctest: +SKIP
     >>> course.assignments()                 # doctest: +SKIP
     ['01_tensors_vs_numpy', ...]
+
+Every folder the grader reads or writes is a property here: nbgrader's own (source, submitted,
+autograded, feedback) from the config, and the grader's workspace next to them (``references``,
+``results``, ``export``).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from course_utils.grading.cells import HiddenMarkers
 from course_utils.grading.sandbox import Limits
 
 #: student and assignment ids become folder names: keep them to a safe alphabet
@@ -36,7 +41,7 @@ def is_safe_id(name: str) -> bool:
     return bool(SAFE_ID.match(name)) and ".." not in name
 
 
-def _venv_tools_on_path() -> None:
+def put_venv_tools_on_path() -> None:
     """nbgrader runs the ``alembic`` executable to create a gradebook: find it beside this Python."""
     tools = str(Path(sys.executable).parent)
     if tools not in os.environ.get("PATH", "").split(os.pathsep):
@@ -56,7 +61,7 @@ class Course:
         if not (root / "nbgrader_config.py").is_file():
             raise CourseError(f"No nbgrader_config.py in {root}: run the grader from the course root "
                               "or pass --course PATH.")
-        _venv_tools_on_path()
+        put_venv_tools_on_path()
         config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
         config.CourseDirectory.root = str(root)
         coursedir = CourseDirectory(config=config)
@@ -91,6 +96,26 @@ class Course:
         return self.autograded_dir.parent
 
     @property
+    def references_dir(self) -> Path:
+        """The solution notebooks' cached records (``grading.references``)."""
+        return self.workspace / "references"
+
+    @property
+    def results_dir(self) -> Path:
+        """One JSON result per student and assignment (``grading.results``)."""
+        return self.workspace / "results"
+
+    @property
+    def export_dir(self) -> Path:
+        """Where ``export`` writes the grades CSV and histograms by default."""
+        return self.workspace / "export"
+
+    @property
+    def markers(self) -> HiddenMarkers:
+        """The hidden-test markers nbgrader removes from the release (``ClearHiddenTests`` in the config)."""
+        return HiddenMarkers.from_config(self.config)
+
+    @property
     def db_url(self) -> str:
         return self.coursedir.db_url
 
@@ -116,11 +141,29 @@ class Course:
             raise CourseError(f"Unknown assignment {assignment!r}; the course has: "
                               f"{', '.join(self.assignments()) or 'none'}.")
 
-    def source_fingerprint(self, assignment: str) -> str:
-        """Hash of everything a reference run depends on: the source folder and course_utils/checks.py."""
-        digest = hashlib.sha256()
-        import course_utils.checks as checks
-        for path in sorted((self.source_dir / assignment).rglob("*")) + [Path(checks.__file__)]:
-            if path.is_file() and ".ipynb_checkpoints" not in path.parts:
-                digest.update(path.name.encode() + b"\0" + path.read_bytes())
-        return digest.hexdigest()
+    def source_notebook(self, assignment: str, notebook: str) -> Path:
+        return self.source_dir / assignment / f"{notebook}.ipynb"
+
+    def submitted_students(self, assignment: str) -> list[str]:
+        """Students with a submission folder for ``assignment`` (safe ids only, never a link)."""
+        if not self.submitted_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.submitted_dir.iterdir()
+                      if is_safe_id(p.name) and (p / assignment).is_dir() and not (p / assignment).is_symlink())
+
+    def source_digest(self, assignment: str, *extra: Path) -> str:
+        """SHA-256 over the assignment's source folder (names and bytes), and ``extra`` files."""
+        return files_digest(sorted((self.source_dir / assignment).rglob("*")) + list(extra))
+
+
+def files_digest(paths) -> str:
+    """SHA-256 over the names and contents of the regular files among ``paths`` (checkpoints skipped).
+
+        >>> len(files_digest([Path("nbgrader_config.py")]))
+        64
+    """
+    digest = hashlib.sha256()
+    for path in paths:
+        if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()

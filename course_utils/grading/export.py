@@ -3,7 +3,7 @@
 Scores come from nbgrader's gradebook (so a human grader's manual scores count); comments from the
 grader's result files.
 
-    >>> csv_path, pngs = export_grades(Course.load("."), Path("grading/export"))  # doctest: +SKIP
+    >>> csv_path, pngs = export(Course.load("."))  # grading/export/grades.csv + histograms  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
+from nbgrader.api import Gradebook
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from nbgrader.api import Gradebook  # noqa: E402
-
-from course_utils.grading.autograde import load_result  # noqa: E402
-from course_utils.grading.course import Course  # noqa: E402
+from course_utils.atomic import replacing
+from course_utils.grading.course import Course
+from course_utils.grading.results import load_result
 
 COLUMNS = ["student", "assignment", "task", "score", "max_score", "comments"]
 
@@ -44,26 +42,26 @@ def gradebook_rows(course: Course) -> list[dict]:
 
 
 def histogram(scores: list[float], max_score: float, title: str, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(4, 3))
+    """A histogram of one task's scores, saved as a PNG (no pyplot state involved)."""
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
     ax.hist(scores, bins=min(10, max(1, len(set(scores)))), range=(0, max_score or 1), color="tab:blue")
     ax.set(title=title, xlabel=f"score (max {max_score:g})", ylabel="students")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path
 
 
-def export_grades(course: Course, out_dir: Path) -> tuple[Path, list[Path]]:
-    """Write ``grades.csv`` and ``histograms/<assignment>__<task>.png`` under ``out_dir``."""
+def export(course: Course, out_dir: Path | None = None) -> tuple[Path, list[Path]]:
+    """Write ``grades.csv`` and ``histograms/<assignment>__<task>.png`` under ``out_dir`` (default: the
+    course's export folder); return the CSV's path and the PNGs'."""
+    out_dir = Path(out_dir) if out_dir is not None else course.export_dir
     rows = gradebook_rows(course)
-    out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "grades.csv"
-    tmp = csv_path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with replacing(csv_path, suffix=".csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(csv_path)
     per_task = defaultdict(list)
     for row in rows:
         per_task[(row["assignment"], row["task"], row["max_score"])].append(row["score"] or 0.0)

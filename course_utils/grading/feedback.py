@@ -1,10 +1,10 @@
 """``feedback``: one HTML report per student and notebook that never reveals hidden tests.
 
-Test cells lose their hidden-test region (nbgrader's ClearHiddenTests) and all their outputs, which
+Test cells lose their hidden-test region (between the course's markers) and all their outputs, which
 are replaced by the trusted verdict; any other output that quotes a line of a hidden test is removed
 (a traceback, or a student's hook that printed later cells' source).
 
-    >>> paths = write_feedback(Course.load("."), "01_tensors_vs_numpy")  # doctest: +SKIP
+    >>> paths = feedback(Course.load("."), "01_tensors_vs_numpy")  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -14,26 +14,13 @@ from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
-from nbgrader.preprocessors import ClearHiddenTests
 
-from course_utils.grading.autograde import load_result, result_totals, submitted_students
+from course_utils.atomic import write_atomically
+from course_utils.grading.cells import HiddenMarkers, grade_id, is_test_cell, nbgrader_meta
 from course_utils.grading.course import Course
+from course_utils.grading.results import load_result, result_notes, result_totals
 
 REMOVED = "[output removed by the grader: it quoted a hidden test]\n"
-
-
-def hidden_lines(source_notebook: Path, begin: str = "BEGIN HIDDEN TESTS", end: str = "END HIDDEN TESTS") -> set[str]:
-    """The distinctive lines of every hidden-test region of a source notebook."""
-    lines, inside = set(), False
-    for cell in nbformat.read(source_notebook, as_version=4).cells:
-        for line in cell.source.splitlines():
-            if begin in line:
-                inside = True
-            elif end in line:
-                inside = False
-            elif inside and len(line.strip()) >= 8:
-                lines.add(line.strip())
-    return lines
 
 
 def _quotes_hidden(output, secret: set[str]) -> bool:
@@ -41,18 +28,16 @@ def _quotes_hidden(output, secret: set[str]) -> bool:
     return any(json.dumps(line)[1:-1] in text or line in text for line in secret)
 
 
-def scrub(nb, scores: dict[str, dict], secret: set[str]):
+def scrub(nb, scores: dict[str, dict], secret: set[str], markers: HiddenMarkers = HiddenMarkers()):
     """Strip hidden tests from ``nb`` in place and replace test-cell outputs by verdicts."""
-    clear = ClearHiddenTests(enforce_metadata=False)
     for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        is_test = meta.get("grade") and not meta.get("solution")
+        is_test = bool(nbgrader_meta(cell).get("grade")) and not nbgrader_meta(cell).get("solution")
         if is_test:
-            clear._remove_hidden_test_region(cell)
+            cell.source = markers.visible_part(cell.source)
         if cell.cell_type != "code":
             continue
-        if is_test:
-            score = scores.get(meta.get("grade_id"))
+        if is_test_cell(cell):
+            score = scores.get(grade_id(cell))
             text = "(not graded)" if score is None else f"{_points(score)}: {score['message']}"
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
         else:
@@ -74,7 +59,7 @@ def _summary_cell(result: dict, notebook: str):
     rows = "".join(f"<tr><td>{html.escape(c['grade_id'])}</td><td>{_points(c)}</td>"
                    f"<td><pre>{html.escape(c['message'])}</pre></td></tr>" for c in entry["cells"])
     score, top = result_totals(result)
-    notes = [n for n in entry["limits_hit"] + [entry["problem"]] if n]
+    notes = result_notes({"notebooks": {notebook: entry}})
     lines = [f"# Feedback: {html.escape(notebook)}", f"**{result['student']}**: {score:g} / {top:g} points for "
              f"{html.escape(result['assignment'])}."]
     if notes:
@@ -89,22 +74,21 @@ def feedback_html(course: Course, result: dict, notebook: str) -> str:
     graded = course.autograded_dir / result["student"] / assignment / f"{notebook}.ipynb"
     nb = nbformat.read(graded, as_version=4) if graded.is_file() else nbformat.v4.new_notebook()
     scores = {c["grade_id"]: c for c in result["notebooks"][notebook]["cells"]}
-    scrub(nb, scores, hidden_lines(course.source_dir / assignment / f"{notebook}.ipynb"))
+    source = course.source_notebook(assignment, notebook)
+    scrub(nb, scores, course.markers.hidden_lines(source), course.markers)
     nb.cells.insert(0, _summary_cell(result, notebook))
     body, _ = HTMLExporter(template_name="classic").from_notebook_node(nb)
     return body
 
 
-def write_feedback(course: Course, assignment: str, students: list[str] | None = None) -> list[Path]:
+def feedback(course: Course, assignment: str, students: list[str] | None = None) -> list[Path]:
     """Write ``feedback/<student>/<assignment>/<notebook>.html`` for every graded student."""
     written = []
-    for student in students or submitted_students(course, assignment):
+    for student in students or course.submitted_students(assignment):
         result = load_result(course, assignment, student)
         if result is None:
             continue
         for notebook in result["notebooks"]:
             path = course.feedback_dir / student / assignment / f"{notebook}.html"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(feedback_html(course, result, notebook))
-            written.append(path)
+            written.append(write_atomically(path, feedback_html(course, result, notebook)))
     return written

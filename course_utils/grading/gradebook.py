@@ -4,15 +4,13 @@
 """
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import warnings
-from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
+from course_utils.atomic import replacing
 from course_utils.grading.course import Course
 
 
@@ -44,18 +42,11 @@ def _apply(gb: Gradebook, result: dict) -> None:
 
 def write_scores(course: Course, results: list[dict]) -> None:
     """Apply every result to a copy of the gradebook in one go, then swap the copy in atomically."""
-    db = course.db_path
-    db.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".gradebook-", suffix=".db", dir=db.parent)
-    os.close(fd)
-    try:
-        if db.exists():
-            shutil.copyfile(db, tmp)
-        with warnings.catch_warnings(), Gradebook(f"sqlite:///{tmp}", course_id=course.coursedir.course_id) as gb:
+    with replacing(course.db_path, suffix=".db") as copy:
+        if course.db_path.exists():
+            shutil.copyfile(course.db_path, copy)
+        with warnings.catch_warnings(), Gradebook(f"sqlite:///{copy}", course_id=course.coursedir.course_id) as gb:
             warnings.simplefilter("ignore", SAWarning)  # nbgrader's add_submission autoflush noise
             for result in results:
                 _apply(gb, result)
             gb.db.commit()
-        os.replace(tmp, db)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

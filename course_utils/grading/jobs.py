@@ -18,9 +18,10 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.checks import load_records
+from course_utils.grading.cells import grade_id
 from course_utils.grading.execute import run_notebook
 from course_utils.grading.sandbox import BASE_UID, RECORD_FILE_NAME, Jail, Limits, hand_over
+from course_utils.grading.verdicts import load_records
 
 #: a record file bigger than this is not read (a student could write anything there)
 MAX_RECORD_BYTES = 64 * 2**20
@@ -53,6 +54,18 @@ class JobOutput:
     problem: str | None = None       # why the notebook could not be graded at all
 
 
+def regular_files(folder: Path) -> list[tuple[Path, str]]:
+    """Non-notebook regular files under ``folder`` as (path, relative path); links are never followed."""
+    files = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = [d for d in dirs if d != ".ipynb_checkpoints" and not d.startswith(".")]
+        for name in names:
+            path = Path(root) / name
+            if not name.endswith(".ipynb") and not path.is_symlink() and path.is_file():
+                files.append((path, str(path.relative_to(folder))))
+    return files
+
+
 def sanitize(nb, job: Job):
     """nbgrader's own autograde sanitizers: clear outputs, dedupe ids, restore locked and deleted cells."""
     from nbconvert.exporters.exporter import ResourcesDict
@@ -70,8 +83,7 @@ def sanitize(nb, job: Job):
 
 def _drop_idless_metadata(nb) -> None:
     for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader")
-        if meta is not None and not (isinstance(meta, dict) and isinstance(meta.get("grade_id"), str)):
+        if "nbgrader" in cell.metadata and grade_id(cell) is None:
             del cell.metadata["nbgrader"]
 
 

@@ -13,6 +13,7 @@ import signal
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Any
 
+from course_utils import env
 from course_utils.grading.sandbox import Limits, RECORD_FILE_NAME, jail_env, rlimit_prefix, sandbox_command
 
 
@@ -65,7 +66,7 @@ class JailedKernelManager(AsyncKernelManager):
 
 def plain_env(limits: Limits, work_dir: str, records_dir: str) -> dict[str, str]:
     """Environment for ``--no-sandbox`` kernels: the jail's, pointing at host folders."""
-    env = jail_env(limits, os.path.join(records_dir, RECORD_FILE_NAME))
-    env["HOME"] = env["IPYTHONDIR"] = env["MPLCONFIGDIR"] = env["COURSE_CACHE_DIR"] = work_dir
-    env.pop("JUPYTER_RUNTIME_DIR")
-    return env
+    variables = jail_env(limits, os.path.join(records_dir, RECORD_FILE_NAME))
+    variables["HOME"] = variables["IPYTHONDIR"] = variables["MPLCONFIGDIR"] = variables[env.CACHE_DIR] = work_dir
+    variables.pop("JUPYTER_RUNTIME_DIR")
+    return variables

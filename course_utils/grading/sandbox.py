@@ -15,7 +15,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import course_utils
+from course_utils import env
+
+#: the course_utils package, which every jailed kernel imports
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 #: where a submission's files appear inside the jail (its working directory)
 WORK_MOUNT = "/submission"
@@ -62,9 +65,8 @@ def read_only_paths() -> list[Path]:
         >>> Path(sys.prefix) in read_only_paths()
         True
     """
-    package_root = Path(course_utils.__file__).resolve().parent
-    data = package_root.parent / "data"
-    paths = [Path(sys.base_prefix).resolve(), Path(sys.prefix), package_root]
+    data = PACKAGE_ROOT.parent / "data"
+    paths = [Path(sys.base_prefix).resolve(), Path(sys.prefix), PACKAGE_ROOT]
     if data.is_dir():
         paths.append(data)
     return list(dict.fromkeys(paths))
@@ -100,11 +102,11 @@ def jail_env(limits: Limits, record_file: str) -> dict[str, str]:
     return {
         "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin",
         "HOME": "/tmp/home", "IPYTHONDIR": "/tmp/ipython", "MPLCONFIGDIR": "/tmp/mpl",
-        "JUPYTER_RUNTIME_DIR": "/tmp/runtime", "COURSE_CACHE_DIR": "/tmp/cache",
+        "JUPYTER_RUNTIME_DIR": "/tmp/runtime", env.CACHE_DIR: "/tmp/cache",
         "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
         "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-        "COURSE_DEVICE": "cpu", "NBGRADER_EXECUTION": "autograde",
-        "COURSE_RECORD_FILE": record_file, "LANG": "C.UTF-8",
+        env.DEVICE: "cpu", "NBGRADER_EXECUTION": "autograde",
+        env.RECORD_FILE: record_file, "LANG": "C.UTF-8",
     }
 
 

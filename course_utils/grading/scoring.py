@@ -1,25 +1,14 @@
 """Turn a job's records into per-cell scores, using only trusted inputs (source notebook + reference).
 
-    >>> cells = graded_cells(Path("solutions/01_x/01_x.ipynb"))   # doctest: +SKIP
+    >>> cells = graded_cells(Path("solutions/01_x/01_x.ipynb"))   # course_utils.grading.cells  # doctest: +SKIP
     >>> score_notebook(cells, job_output, reference_records)      # doctest: +SKIP
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import nbformat
-
-from course_utils.checks import compare_records
-
-
-@dataclass(frozen=True)
-class GradedCell:
-    """A grade cell of the instructor's source notebook."""
-    grade_id: str
-    points: float
-    autograded: bool          # an autograder test cell (False: manually graded answer)
-    answer_id: str | None     # the solution cell before it (where nbgrader keeps comments)
+from course_utils.grading.cells import GradedCell
+from course_utils.grading.verdicts import compare_records
 
 
 @dataclass
@@ -31,20 +20,6 @@ class CellScore:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def graded_cells(source_notebook: Path) -> list[GradedCell]:
-    """The grade cells of a source notebook in order, each tied to the answer cell it grades."""
-    nb = nbformat.read(source_notebook, as_version=4)
-    cells, last_answer = [], None
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution"):
-            last_answer = meta["grade_id"]
-        if meta.get("grade"):
-            cells.append(GradedCell(meta["grade_id"], float(meta.get("points", 0)),
-                                    not meta.get("solution") and cell.cell_type == "code", last_answer))
-    return cells
 
 
 def score_notebook(cells: list[GradedCell], records: dict, reference: dict, *,

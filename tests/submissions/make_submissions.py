@@ -1,16 +1,10 @@
-"""Sample submissions for the grading tests, built from the current release and solution notebooks.
+"""The grading tests' inbox of exercise-01 submissions: honest ones and attacks, each with what it must score.
 
-Built, not stored: the exercise notebooks evolve, and a stored copy would go stale. Each builder takes
-the released notebook and the solution answers and returns what a student would hand in. ``SCENARIOS``
-maps a student id to (builder, the points its answers earn out of 10, a phrase its comment must hold).
-
-The scenarios target 01_tensors_vs_numpy: five tasks of 2 points, answer cells ``<task>_answer`` and
-test cells ``<task>``. ``solved`` works for any exercise (the release with every answer cell taken from
-the solution), and ``honest_class`` builds a class of correct and partial answers without any attack
-(plain nbgrader grades those correctly too, so both graders must agree on them: the throughput bench).
+Built on ``course_utils.grading.samples`` (which benchmarks share): ``build_inbox`` writes every scenario
+into an inbox folder (nbgrader's layout, flat .ipynb and .zip) and returns, per student id, the points its
+answers earn out of 10 and a phrase its comment must hold.
 
     >>> build_inbox(release_nb, solution_nb, Path("inbox"), course_root)  # doctest: +SKIP
-    >>> solved(release_nb, solution_nb)  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -21,68 +15,12 @@ from pathlib import Path
 
 import nbformat
 
-TASKS = ["ex01_arange_matrix", "ex01_numpy_to_float_tensor", "ex01_dataframe_to_tensors",
-         "ex01_pairwise_differences", "ex01_join_and_reshape"]
-WRONG = {  # plausible wrong answers: right names, wrong values
-    "ex01_arange_matrix": "def arange_matrix(rows, cols, dtype=torch.float32):\n    return torch.zeros(rows, cols, dtype=dtype)\n",
-    "ex01_numpy_to_float_tensor": "def numpy_to_float_tensor(array):\n    return torch.zeros(array.shape)\n",
-    "ex01_dataframe_to_tensors": "def dataframe_to_tensors(frame, target):\n    return torch.zeros(1), torch.zeros(1)\n",
-    "ex01_pairwise_differences": "def pairwise_differences(x):\n    return torch.zeros(len(x), len(x))\n",
-    "ex01_join_and_reshape": "def join_and_reshape(a, b, cols):\n    return torch.zeros(1)\n",
-}
+from course_utils.grading.cells import grade_id
+from course_utils.grading.samples import TASKS, WRONG, answered, cell_of, solution_answers
 
 
-def _cell(nb, grade_id):
-    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
-
-
-def solution_answers(solution_nb) -> dict[str, str]:
-    return {t: _cell(solution_nb, f"{t}_answer").source for t in TASKS}
-
-
-def answered(release_nb, answers: dict[str, str]):
-    """The release with the given answer cells filled in (the rest untouched)."""
-    nb = copy.deepcopy(release_nb)
-    for task, source in answers.items():
-        _cell(nb, f"{task}_answer").source = source
-    return nb
-
-
-def _without_markers(source: str) -> str:
-    return "".join(line for line in source.splitlines(keepends=True)
-                   if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
-
-
-def solved(release_nb, solution_nb):
-    """What a student who gets everything right hands in: the release, each answer cell as in the solution."""
-    nb = copy.deepcopy(release_nb)
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution_nb.cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in answers:
-            cell.source = _without_markers(answers[grade_id])
-    return nb
-
-
-def honest_class(release_nb, solution_nb, n: int) -> list[tuple[str, object, float]]:
-    """``n`` honest 01 submissions, (student, notebook, points earned): full, partial and wrong answers mixed.
-
-    Student i answers the first ``i % 6`` tasks right and, when i is odd, the next one with a wrong answer.
-    """
-    answers = solution_answers(solution_nb)
-    students = []
-    for i in range(n):
-        right = i % (len(TASKS) + 1)
-        chosen = {t: answers[t] for t in TASKS[:right]}
-        if i % 2 and right < len(TASKS):
-            chosen[TASKS[right]] = WRONG[TASKS[right]]
-        students.append((f"student{i:03d}", answered(release_nb, chosen), 2.0 * right))
-    return students
-
-
-def insert_after(nb, grade_id, source):
-    index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+def insert_after(nb, task, source):
+    index = next(i for i, c in enumerate(nb.cells) if grade_id(c) == task)
     nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
     return nb
 
@@ -195,10 +133,10 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
     write("memory_hog", answered(release_nb, {**answers, TASKS[1]: hog}), 8, "memory limit")
     edited = answered(release_nb, {t: answers[t] for t in TASKS[:2]})
     for task in TASKS[2:]:
-        _cell(edited, task).source = f"print('all tests passed')\nrecord('{task}/fake', 1)\n"
+        cell_of(edited, task).source = f"print('all tests passed')\nrecord('{task}/fake', 1)\n"
     write("edited_tests", edited, 4, "not recorded")
     deleted = copy.deepcopy(full)
-    deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id") != TASKS[0]]
+    deleted.cells = [c for c in deleted.cells if grade_id(c) != TASKS[0]]
     write("deleted_test", deleted, 10, "all")
     expected["missing_notebook"] = (0, "was not submitted")
     folder = inbox / "missing_notebook" / "01_tensors_vs_numpy"
@@ -217,9 +155,9 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
     write("linked_records", insert_after(copy.deepcopy(wrong), TASKS[-1], linked), 0, "rejected")
     meta = copy.deepcopy(full)
     fake = nbformat.v4.new_code_cell("record('ex01_arange_matrix/two_by_three', 0)")
-    fake.metadata["nbgrader"] = dict(_cell(meta, TASKS[0]).metadata["nbgrader"], points=1000)
+    fake.metadata["nbgrader"] = dict(cell_of(meta, TASKS[0]).metadata["nbgrader"], points=1000)
     meta.cells.insert(1, fake)
-    _cell(meta, TASKS[1]).metadata["nbgrader"]["points"] = 1000
+    cell_of(meta, TASKS[1]).metadata["nbgrader"]["points"] = 1000
     write("tampered_metadata", meta, 10, "all")
     expected["not_a_notebook"] = (0, "not a valid notebook")
     (inbox / "not_a_notebook.ipynb").write_text(json.dumps({"cells": "rm -rf /", "nbformat": 4}))

@@ -1,8 +1,6 @@
-"""Benchmarks that measure other parts of the course: lesson run times and grading throughput.
+"""How long each lesson takes under strict nbval, as ``make test`` runs it (target: all together <= 300 s).
 
-    >>> lesson_nbval_seconds(["notebooks/01_tensors_vs_numpy.ipynb"])   # {'01_tensors_vs_numpy': 4.2, 'total': 4.2}
-
-``grading_throughput`` times the grading pipeline (course_utils.grading) against plain nbgrader.
+    >>> lesson_nbval_seconds(["notebooks/01_tensors_vs_numpy.ipynb"])   # {'seconds': {...}, 'failed': []}
 """
 from __future__ import annotations
 
@@ -15,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def lesson_nbval_seconds(notebooks=None) -> dict:
-    """Seconds of a strict ``pytest --nbval`` run per lesson notebook, and the total (target <= 300 s)."""
+    """Seconds of a strict ``pytest --nbval`` run per lesson notebook, the total, and the lessons that failed."""
     paths = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")) if notebooks is None else [Path(p) for p in notebooks]
     seconds, failed = {}, []
     for path in paths:
@@ -28,12 +26,3 @@ def lesson_nbval_seconds(notebooks=None) -> dict:
             failed.append(path.stem)
     seconds["total"] = sum(seconds.values())
     return {"seconds": seconds, "failed": failed}
-
-
-def grading_throughput(n_submissions: int = 20):
-    """Grade ``n_submissions`` honest submissions of one exercise with the course's pipeline (sandboxed and
-    not) and with plain serial ``nbgrader autograde``, in this one process; return the figures
-    ({'pipeline_s', 'serial_s', 'speedup', 'identical_scores', 's_per_submission', 'sandbox_overhead_s', ...})."""
-    from bench import grading_throughput as throughput
-
-    return throughput.run(n_submissions=n_submissions)
