@@ -7,7 +7,7 @@
 3. this process, the only writer, reads each notebook's records back safely (``records``), compares them
    with the references (``scoring``, ``verdicts``), writes ``autograded/<student>/<assignment>/`` and the
    student's result file (``results``) as soon as the student's notebooks are all back, and at the end
-   applies every result to the gradebook in one swap (``gradebook``). A re-run skips students whose
+   applies every result to the gradebook (``gradebook``). A re-run skips students whose
    submission, references and limits are unchanged, so an interrupted run resumes where it stopped. A job
    the grader itself could not finish (a broken machine, a worker that kept dying) leaves the student's
    earlier result as it was and is reported, never scored.

@@ -103,11 +103,13 @@ def feedback_notebook(course: Course, result: dict, notebook: str):
     assignment = result["assignment"]
     source = read_notebook(course.source_notebook(assignment, notebook))
     submitted_path = course.submitted_dir / result["student"] / assignment / f"{notebook}.ipynb"
-    try:
-        if submitted_path.stat().st_size > course.limits.notebook_bytes or submitted_path.is_symlink():
-            raise ValueError("too big")
+    try:  # untrusted input: anything that is not a notebook of a sane size is shown as empty
+        if submitted_path.is_symlink() or submitted_path.stat().st_size > course.limits.notebook_bytes:
+            raise ValueError("missing, a link, or too big")
         submitted = nbformat.read(submitted_path, as_version=4)
-    except (OSError, ValueError, KeyError, AttributeError):
+        if len(submitted.cells) > course.limits.max_cells:
+            raise ValueError("too many cells")
+    except Exception:  # noqa: BLE001 - not JSON, wrong schema, wrong types...
         submitted = nbformat.v4.new_notebook()
     scores = {c["grade_id"]: c for c in result["notebooks"][notebook]["cells"]}
     nb = learners_view(submitted, source, scores, course.markers)
