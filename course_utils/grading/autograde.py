@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from course_utils.atomic import write_atomically
 from course_utils.grading.cells import graded_cells
 from course_utils.grading.cells import grade_id as grade_id_of
-from course_utils.grading.course import Course
+from course_utils.grading.course import Course, CourseError
 from course_utils.grading.engine import Engine
 from course_utils.grading.gradebook import write_scores
 from course_utils.grading.jobs import Job, JobOutput, read_files
@@ -260,5 +261,10 @@ def autograde(course: Course, assignments: list[str] | None = None, *, students:
         with Engine(scheduler=scheduler, workers=workers) as fresh:
             _run(course, plans, sandboxed, fresh, progress)
     results = [r for plan in plans.values() for r in _summarize(course, plan.report)]
-    write_scores(course, results)
+    try:
+        write_scores(course, results)
+    except (OSError, SQLAlchemyError) as error:  # e.g. a full disk: the result files hold every decision
+        raise CourseError(f"the gradebook {course.db_path} could not be updated ({str(error).splitlines()[0][:200]}); "
+                          f"every result is kept in {course.results_dir}: free the space and run autograde again "
+                          "(unchanged submissions are not graded twice)") from None
     return [plan.report for plan in plans.values()]

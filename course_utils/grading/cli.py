@@ -27,7 +27,7 @@ from course_utils.grading.course import Course, CourseError
 class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[Course, argparse.Namespace], None]
+    run: Callable[[Course, argparse.Namespace], int | None]   # the exit status (None: 0)
 
 
 def _assignments(parser) -> None:
@@ -76,9 +76,16 @@ def _autograde(course, args) -> None:
     _with_limits(course, args)
     if args.no_sandbox:
         print("WARNING: --no-sandbox: student code runs with your permissions.", file=sys.stderr)
-    for report in autograde(course, args.assignments or None, students=args.student, workers=args.workers,
-                            sandboxed=not args.no_sandbox, force=args.force, scheduler=args.scheduler):
+    reports = autograde(course, args.assignments or None, students=args.student, workers=args.workers,
+                        sandboxed=not args.no_sandbox, force=args.force, scheduler=args.scheduler)
+    for report in reports:
         print(report.summary())
+    missed = sum(len(report.not_graded) for report in reports)
+    if missed:
+        print(f"error: {missed} submission(s) could not be graded (see above); their earlier results are kept. "
+              "Fix the cause and run autograde again.", file=sys.stderr)
+        return 1
+    return None
 
 
 def _feedback(course, args) -> None:
@@ -128,8 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    COMMANDS[args.command].run(Course.load(args.course), args)
-    return 0
+    return COMMANDS[args.command].run(Course.load(args.course), args) or 0
 
 
 def main(argv: list[str] | None = None) -> int:
