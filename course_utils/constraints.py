@@ -207,13 +207,9 @@ def _magics(tree) -> list[str]:
 
 
 def _dotted(node) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return ".".join(reversed(parts))
+    """An attribute as written (``torch.linalg.inv``, ``z.clone().requires_grad_``), shortened if long."""
+    text = ast.unparse(node)
+    return text if len(text) <= 60 else "..." + text[-57:]
 
 
 def cell_problems(source: str, function: str, rules, allowed=()) -> list[str]:
@@ -518,7 +514,7 @@ class _Guard(TorchFunctionMode):
         name, rule = self._verdict(func)
         what = None
         if rule is not None:
-            what = "used `@`" if name.endswith("matmul__") else f"called `{name}`"
+            what = f"called `{name}`"
         elif self.grad and (_requires_grad(args) or _requires_grad(kwargs.values()) or kwargs.get("requires_grad")):
             rule = next(r for r in self.rules if r.grad)
             what = f"computed with a tensor that requires gradients (in `{name}`)"
