@@ -151,11 +151,11 @@ def python_source(source: str) -> str:
         >>> python_source("%matplotlib inline")
         "get_ipython().run_line_magic('matplotlib', 'inline')\\n"
     """
-    from IPython.core.inputtransformer2 import TransformerManager
-
     try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
         return TransformerManager().transform_cell(source)
-    except Exception:  # IPython refuses it: the kernel would not run it either
+    except Exception:  # no IPython, or IPython refuses the cell (then the kernel would not run it either)
         return source
 
 

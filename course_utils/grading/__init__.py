@@ -24,15 +24,17 @@ One job per module, in pipeline order:
 | ``jobs`` | one worker's job: sanitize with nbgrader, execute, read the records back safely |
 | ``references`` | the solution notebooks' records, cached by everything they depend on |
 | ``verdicts`` | load a record file safely and compare it with the references (trusted) |
-| ``classifier`` | the trusted evaluation of a trained network from its recorded weights |
-| ``scoring`` | verdicts -> points per graded cell |
+| ``classifier`` | the trusted evaluation of a trained network: a prescribed one from its weights, a designed one rebuilt from its layer list (``course_utils.networks``) |
+| ``constraints`` | the trusted check of stated constraints ("without @"): the submitted cells, parsed with ``course_utils.constraints``' rules |
+| ``scoring`` | verdicts (and constraint checks) -> points per graded cell |
 | ``results`` | one JSON result per student and assignment (read by feedback and export) |
 | ``gradebook`` | write results into nbgrader's gradebook in one atomic swap |
 | ``autograde`` | ``autograde``: plan, run the pool, score, record (the orchestration) |
 | ``feedback`` | ``feedback``: one HTML report per student and notebook, hidden tests removed |
 | ``export`` | ``export``: the grades CSV and a histogram per task |
-| ``stats`` | ``stats``: tasks, points, tests and grading time per exercise |
-| ``samples`` | sample submissions built from the release and the solution (dry runs, tests, benchmarks) |
+| ``stats`` | ``stats``: tasks, points, tests, constraint checks, copyable points and grading time per exercise |
+| ``copying`` | how much of each solution a lesson or the task's prompt gives away (normalised statement match) |
+| ``samples`` | sample submissions built from the release and the solution (dry runs, tests, benchmarks), constraint violations included |
 | ``cli`` | the command table |
 """
 
