@@ -42,6 +42,7 @@ import ast
 import functools
 import inspect
 import linecache
+import re
 import symtable
 from dataclasses import dataclass, field
 
@@ -129,10 +130,15 @@ ESCAPE_ATTRIBUTES = frozenset({"ops", "library", "overrides", "utils", "jit", "f
                                "export", "compile", "classes", "package", "_C", "_dynamo", "_refs", "_prims"})
 #: top-level modules any cell of a notebook with constrained tasks may import
 ALLOWED_IMPORTS = frozenset({"torch", "numpy", "pandas", "math", "matplotlib", "course_utils", "random",
-                             "itertools", "functools", "collections", "statistics", "time", "typing",
-                             "dataclasses", "copy", "tempfile", "pathlib", "io", "string", "re", "json", "tqdm"})
-#: the only line magic other cells may use (IPython turns magics into get_ipython() calls)
-HARMLESS_MAGICS = frozenset({"matplotlib"})
+                             "itertools", "functools", "collections", "statistics", "time", "timeit", "typing",
+                             "dataclasses", "copy", "tempfile", "pathlib", "io", "string", "re", "json", "tqdm",
+                             "warnings", "pprint", "datetime", "textwrap"})
+#: magics other cells may use (IPython turns magics into get_ipython() calls) ...
+HARMLESS_MAGICS = frozenset({"matplotlib", "pwd", "who", "whos", "lsmagic", "history"})
+#: ... and magics that run Python code, allowed when that code passes the same check
+CODE_MAGICS = frozenset({"time", "timeit", "prun"})
+#: submodules of otherwise forbidden packages that other cells may import
+ALLOWED_SUBMODULES = frozenset({"IPython.display"})
 
 SYMBOLS = {ast.MatMult: "`@` (matrix multiplication)"}
 
@@ -193,17 +199,29 @@ def global_references(python: str) -> set[str]:
     return refs
 
 
-def _magics(tree) -> list[str]:
-    """Line/cell magic names used in a transformed cell (``get_ipython().run_line_magic('name', ...)``)."""
-    names = []
+def _magic_calls(tree) -> list[tuple[str, str | None]]:
+    """(magic name, the Python code it runs or None) for each IPython magic or shell command of a transformed
+    cell (``get_ipython().run_line_magic('name', 'line')``, ``run_cell_magic('name', 'line', 'cell')``)."""
+    found = []
     for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and isinstance(node.func.value, ast.Call) and isinstance(node.func.value.func, ast.Name)
                 and node.func.value.func.id == "get_ipython"):
-            first = node.args[0] if node.args else None
-            label = first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else "?"
-            names.append(label if node.func.attr in {"run_line_magic", "run_cell_magic"} else f"!{label}")
-    return names
+            texts = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None for a in node.args]
+            label = texts[0] if texts and texts[0] else "?"
+            if node.func.attr == "run_line_magic":
+                code = re.sub(r"^\s*(?:-[A-Za-z]+(?:\s+\d+)?\s+)*", "", texts[1]) if len(texts) > 1 and texts[1] else None
+                found.append((label, code))
+            elif node.func.attr == "run_cell_magic":
+                found.append((label, texts[2] if len(texts) > 2 else None))
+            else:
+                found.append((f"!{label}", None))
+    return found
+
+
+def _magics(tree) -> list[str]:
+    """Line/cell magic names used in a transformed cell."""
+    return [name for name, _ in _magic_calls(tree)]
 
 
 def _dotted(node) -> str:
@@ -361,8 +379,12 @@ def integrity_problems(source: str, protected=(), shipped=(), modules=None) -> l
     if tree is None:  # the kernel cannot run it either
         return []
     modules = set(MODULES) if modules is None else set(modules)
-    problems = []
-    magics = [m for m in _magics(tree) if m not in HARMLESS_MAGICS]
+    problems, magics = [], []
+    for name, code in _magic_calls(tree):
+        if name in CODE_MAGICS and code is not None and _parse(code)[0] is not None:
+            problems += integrity_problems(code, protected, shipped, modules)  # the code the magic runs
+        elif name not in HARMLESS_MAGICS:
+            magics.append(name)
     if magics:
         problems.append(f"uses IPython magics or shell commands ({', '.join(sorted(set(magics)))}), which are "
                         "not allowed in a notebook with constrained tasks")
@@ -376,7 +398,8 @@ def integrity_problems(source: str, protected=(), shipped=(), modules=None) -> l
                 top = (alias.name if isinstance(node, ast.Import) else (node.module or "")).split(".")[0]
                 if isinstance(node, ast.ImportFrom) and node.level:
                     top = "."
-                if top not in ALLOWED_IMPORTS:
+                full = alias.name if isinstance(node, ast.Import) else (node.module or "")
+                if top not in ALLOWED_IMPORTS and full not in ALLOWED_SUBMODULES:
                     problems.append(f"imports `{top}`, which a notebook with constrained tasks may not import")
                 elif top in shipped:
                     problems.append(f"imports `{top}`, which the submission ships as its own file")
