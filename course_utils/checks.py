@@ -33,7 +33,7 @@ from course_utils.compare import (as_number, describe, format_number, module_sum
 #: the environment variable naming the record file (set by the grader only)
 RECORD_ENV = env.RECORD_FILE
 #: how the grader compares a record with the solution's (see course_utils.grading.verdicts)
-KINDS = ("tensor", "scalar", "value", "module", "classifier")
+KINDS = ("tensor", "scalar", "value", "module", "classifier", "constraint")
 
 __all__ = [
     "CheckFailure", "check_tensor", "check_scalar", "check_at_least", "check_grad", "check_grad_fn",

@@ -1,14 +1,20 @@
 """Spec for the graded exercises: solutions/ (instructor source) and exercises/ (the nbgrader release).
 
-- the release is what nbgrader generates from solutions/ today (never stale, never hand-edited);
-- every exercise notebook has at least 4 graded tasks (30 in all), each with a prompt, a solution cell and a
+- one exercise per lesson (01..09); the release is what nbgrader generates from solutions/ today (never
+  stale, never hand-edited);
+- every exercise notebook has at least 4 graded tasks (45 in all), each with a prompt, a solution cell and a
   locked test cell holding visible checks (with keys) and hidden record(...) calls, and nothing else hidden;
+- no task can be passed by copying: the normalised code of no solution appears in a lesson or in the task's
+  prompt (``grading.copying``), and the statements that do overlap weigh little;
+- every stated constraint is checked (``constrained(...)`` in the test cell): the solution passes the grader's
+  static check, a violating answer fails it with a message naming the forbidden operation;
 - executed, the solutions pass every test cell and record every graded task; the untouched release fails
   every graded test cell with CheckFailure or NotImplementedError (and the kernel survives); a typical wrong
   answer scores partially in the trusted comparison.
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -19,14 +25,18 @@ import pytest
 from nbclient import NotebookClient
 
 from course_utils.grading.cells import grade_id, nbgrader_meta
+from course_utils.grading.constraints import constraint_problems
+from course_utils.grading.copying import copied_share, copy_report
 from course_utils.grading.course import Course
 from course_utils.grading.release import release
+from course_utils.grading.samples import BYPASSES, VIOLATIONS, solved, violating
 from course_utils.grading.verdicts import compare_records, load_records
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = [
     "01_tensors_vs_numpy", "02_matrix_operations", "03_autograd", "04_optimizers",
     "05_neural_networks", "06_sigmoid_network_from_scratch", "07_apparel_classifier",
+    "08_convolutional_network", "09_beyond_the_basics",
 ]
 KEY = re.compile(r"""["'](ex\d\d_\w+)/""")
 COURSE = Course.load(REPO)
@@ -65,16 +75,19 @@ def errors(cell) -> list[str]:
 
 
 def test_every_lesson_has_a_solution_and_a_release():
+    lessons = sorted(p.stem[:2] for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert set(lessons) <= {a[:2] for a in ASSIGNMENTS}, f"a lesson without an exercise: {lessons}"
+    assert sorted(p.name for p in (REPO / "solutions").iterdir() if p.is_dir()) == ASSIGNMENTS
     for assignment in ASSIGNMENTS:
         assert notebook_path("solutions", assignment).is_file(), f"solutions/{assignment} is missing"
         assert notebook_path("exercises", assignment).is_file(), (
             f"exercises/{assignment} is missing: run `make release`")
 
 
-def test_at_least_four_tasks_per_notebook_and_thirty_in_all():
+def test_at_least_four_tasks_per_notebook_and_forty_five_in_all():
     counts = {a: len(grade_cells(read("solutions", a))) for a in ASSIGNMENTS}
-    assert all(n >= 4 for n in counts.values()), counts
-    assert sum(counts.values()) >= 30, counts
+    assert len(counts) >= 9 and all(n >= 4 for n in counts.values()), counts
+    assert sum(counts.values()) >= 45, counts
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -98,7 +111,7 @@ def test_each_task_is_prompt_solution_locked_test(assignment):
 def test_test_cells_teach_visibly_and_guard_with_records_only(assignment):
     for cell in grade_cells(read("solutions", assignment)):
         gid, (visible, hidden) = grade_id(cell), MARKERS.split(cell.source)
-        assert re.search(r"\bcheck_\w+\(", visible), f"{gid}: no visible check"
+        assert re.search(r"\bcheck_\w+\(|raise CheckFailure\(", visible), f"{gid}: no visible check"
         assert "record(" in hidden, f"{gid}: no hidden record(...)"
         assert not re.search(r"\bcheck_\w+\(|CheckFailure|assert ", hidden), (
             f"{gid}: hidden tests must only record, never judge or hold expected values")
@@ -123,6 +136,102 @@ def test_release_hides_solutions_and_hidden_tests():
     for assignment in ASSIGNMENTS:
         text = notebook_path("exercises", assignment).read_text()
         assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text and "record(" not in text
+
+
+def test_each_notebook_ends_with_a_recap_and_what_comes_next():
+    for assignment in ASSIGNMENTS:
+        last = read("solutions", assignment).cells[-1]
+        assert last.cell_type == "markdown" and last.source.startswith("## Recap and what comes next"), assignment
+
+
+# ---------------------------------------------------------------- no task passable by copying (fast, static)
+
+#: the share of all points that statements found in the lessons or prompts may weigh (measured: 16%)
+MAX_OVERLAP = 0.20
+
+
+@pytest.fixture(scope="module")
+def copies():
+    return copy_report(COURSE)
+
+
+def test_no_solution_appears_in_a_lesson_or_in_its_prompt(copies):
+    """The normalised code of a whole solution (comments, names, layout ignored) must not be found anywhere."""
+    passable = {t.task: t.copied for t in copies if t.passable}
+    assert not passable, f"solutions that a lesson or the prompt gives away, statement by statement: {passable}"
+    assert len(copies) == sum(len(grade_cells(read("solutions", a))) for a in ASSIGNMENTS)
+
+
+def test_statements_shared_with_the_lessons_weigh_little(copies):
+    passable_share, overlap = copied_share(copies)
+    report = "\n".join(f"{t.task}: {t.found}/{t.total} {t.copied}" for t in copies if t.found)
+    assert passable_share == 0.0 and overlap <= MAX_OVERLAP, f"overlap {overlap:.1%}:\n{report}"
+
+
+def test_the_copy_guard_catches_a_copied_solution():
+    from course_utils.grading.copying import Corpus, leaf_statements, solution_code
+
+    lessons = Corpus.of(["def sigmoid(z):\n    # the lesson's\n    return 1 / (1 + torch.exp(-z))\n"])
+    answer = "def sigmoid(x):\n    ### BEGIN SOLUTION\n    return 1 / (1 + torch.exp(-x))  # renamed\n    ### END SOLUTION\n"
+    statements = leaf_statements(ast.parse(solution_code(answer)))
+    assert statements and all(lessons.contains(s) for s in statements)
+    other = "def sigmoid(x):\n    ### BEGIN SOLUTION\n    return torch.exp(-torch.logaddexp(torch.zeros_like(x), -x))\n    ### END SOLUTION\n"
+    assert not any(lessons.contains(s) for s in leaf_statements(ast.parse(solution_code(other))))
+
+
+# ---------------------------------------------------------------- stated constraints (fast, static)
+
+
+def constraint_references(nb) -> dict:
+    """What the solution run records for each constrained(...) call of a notebook, read from the test cells."""
+    found = {}
+    for cell in grade_cells(nb):
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "constrained":
+                kw = {k.arg: k.value for k in node.keywords}
+                found[kw["key"].value] = {"kind": "constraint", "value": [], "params": {
+                    "function": node.args[0].id, "rules": [a.value for a in node.args[1:]],
+                    "uses": [e.id for e in kw["uses"].elts] if "uses" in kw else [],
+                    "require": [e.value for e in kw["require"].elts] if "require" in kw else [], "visible": True}}
+    return found
+
+
+CONSTRAINED = {a: constraint_references(read("solutions", a)) for a in ASSIGNMENTS}
+#: words a violation message must contain, per rule (it names the forbidden operation)
+NAMED = {"matmul": ["`@`"], "autograd": ["autograd"], "sigmoid": ["sigmoid"], "loss_functions": ["loss function"],
+         "convolution": ["convolution"], "self_contained": ["imports", "outside the cell", "does not define"]}
+
+
+def test_every_violation_sample_belongs_to_a_constrained_task():
+    tasks = {key.split("/")[0] for refs in CONSTRAINED.values() for key in refs}
+    assert tasks == set(VIOLATIONS), "samples.VIOLATIONS needs one violating answer per constrained task"
+    assert len(tasks) >= 10
+
+
+@pytest.mark.parametrize("assignment", [a for a in ASSIGNMENTS if CONSTRAINED[a]])
+def test_solutions_pass_the_graders_constraint_check(assignment):
+    source, released = read("solutions", assignment), read("exercises", assignment)
+    assert constraint_problems(solved(released, source), CONSTRAINED[assignment]) == {}
+
+
+@pytest.mark.parametrize("task", sorted(VIOLATIONS))
+def test_a_violation_fails_its_task_with_a_message_naming_the_operation(task):
+    assignment = next(a for a in ASSIGNMENTS if a.startswith(task[2:4]))
+    references = CONSTRAINED[assignment]
+    problems = constraint_problems(violating(read("exercises", assignment), read("solutions", assignment), task),
+                                   references)
+    assert task in problems, f"{task}: the violating answer passed the constraint check"
+    rules = next(r["params"]["rules"] for k, r in references.items() if k.startswith(task + "/"))
+    assert any(word in problems[task] for rule in rules for word in NAMED[rule]), problems[task]
+
+
+@pytest.mark.parametrize("bypass", sorted(BYPASSES))
+def test_ways_around_the_kernel_check_fail_in_the_grader(bypass):
+    task, kwargs = BYPASSES[bypass]
+    assignment = next(a for a in ASSIGNMENTS if a.startswith(task[2:4]))
+    problems = constraint_problems(violating(read("exercises", assignment), read("solutions", assignment), task,
+                                             **kwargs), CONSTRAINED[assignment])
+    assert set(problems) == {task}, problems
 
 
 # ---------------------------------------------------------------- behaviour (executes notebooks)
@@ -182,26 +291,44 @@ TYPICAL_MISTAKES = {
     "01_tensors_vs_numpy": {
         "ex01_arange_matrix": "def arange_matrix(rows, cols, dtype=torch.float32):\n"
                               "    return torch.arange(rows * cols).reshape(rows, cols).float()",
-        "ex01_pairwise_differences": "def pairwise_differences(x):\n    raise NotImplementedError()",
+        "ex01_tile_images": "def tile_images(images, ncols):\n    raise NotImplementedError()",
+    },
+    # a zero row divides by zero: the visible rows are fine, the hidden zero row gives nan
+    "02_matrix_operations": {
+        "ex02_cosine_similarity": "def cosine_similarity_matrix(X, Y):\n"
+                                  "    X = X / torch.linalg.norm(X, dim=1, keepdim=True)\n"
+                                  "    Y = Y / torch.linalg.norm(Y, dim=1, keepdim=True)\n"
+                                  "    return X @ Y.T",
     },
     # the textbook formula overflows in float32: visible (float64) passes, hidden extremes give nan
     "03_autograd": {
-        "ex03_softplus_gradient": "def softplus_sum_grad(x):\n    return torch.exp(x) / (1 + torch.exp(x))",
+        "ex03_logaddexp_gradient": "def logaddexp_grads(x, y):\n"
+                                   "    total = torch.exp(x) + torch.exp(y)\n"
+                                   "    return torch.exp(x) / total, torch.exp(y) / total",
+    },
+    # equal batches hide the weighting: the visible test passes, the hidden uneven batches do not
+    "03_autograd_batches": {
+        "ex03_mean_loss_gradient": "def mean_loss_gradient(loss_fn, w, batches):\n"
+                                   "    leaf = w.detach().clone().requires_grad_(True)\n"
+                                   "    for x, y in batches:\n"
+                                   "        (loss_fn(leaf, x, y) / len(batches)).backward()\n"
+                                   "    return leaf.grad",
     },
 }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment", sorted(TYPICAL_MISTAKES))
-def test_typical_wrong_answers_score_partially(solution_runs, tmp_path, assignment):
+@pytest.mark.parametrize("case", sorted(TYPICAL_MISTAKES))
+def test_typical_wrong_answers_score_partially(solution_runs, tmp_path, case):
+    assignment = next(a for a in ASSIGNMENTS if case.startswith(a))
     nb = read("solutions", assignment)
-    for task, source in TYPICAL_MISTAKES[assignment].items():
+    for task, source in TYPICAL_MISTAKES[case].items():
         replace_answer(nb, task, source)
     records = tmp_path / "student.pt"
     execute(nb, notebook_path("solutions", assignment).parent, records)
     verdicts = compare_records(load_records(records), solution_runs[assignment][1])
     failed = {gid for gid, v in verdicts.items() if not v.passed}
-    assert failed == set(TYPICAL_MISTAKES[assignment])
+    assert failed == set(TYPICAL_MISTAKES[case])
     points = {grade_id(c): nbgrader_meta(c)["points"] for c in grade_cells(nb)}
     score = sum(points[g] for g, v in verdicts.items() if v.passed)
     assert 0 < score < sum(points.values())
@@ -209,17 +336,25 @@ def test_typical_wrong_answers_score_partially(solution_runs, tmp_path, assignme
         assert "hidden test" in verdicts[task].message or "not recorded" in verdicts[task].message
 
 
-def test_the_graders_apparel_architecture_is_the_one_solution_07_builds():
-    """The grader rebuilds exercise 07's network from recorded weights: it must be the solution's network."""
+@pytest.mark.parametrize("assignment, task, builder, spec", [
+    ("07_apparel_classifier", "ex07_build_classifier", "build_classifier",
+     {"max_params": 110_000, "input_shape": [28, 28]}),
+    ("08_convolutional_network", "ex08_build_cnn", "build_cnn",
+     {"max_params": 20_000, "input_shape": [1, 28, 28], "required_layers": ["Conv2d"]}),
+])
+def test_the_designed_networks_of_the_solutions_meet_their_spec_in_the_grader(assignment, task, builder, spec):
+    """The grader rebuilds a designed network from its layer list alone: the solution's must pass the spec."""
     import torch
     from torch import nn
 
-    from course_utils.grading.classifier import ARCHITECTURES
+    from course_utils.grading.classifier import designed_network
+    from course_utils.networks import describe_sequential
 
-    answer = next(c.source for c in read("solutions", "07_apparel_classifier").cells
-                  if grade_id(c) == "ex07_build_classifier_answer")
+    answer = next(c.source for c in read("solutions", assignment).cells if grade_id(c) == f"{task}_answer")
     namespace = {"torch": torch, "nn": nn}
     exec(answer, namespace)
-    built, graders = namespace["build_classifier"](), ARCHITECTURES["apparel_mlp"]()
-    assert [type(m) for m in built.modules()] == [type(m) for m in graders.modules()]
-    assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in graders.state_dict().items()}
+    built = namespace[builder]()
+    model, _, problem = designed_network(describe_sequential(built), {"architecture": "sequential", **spec})
+    assert problem is None and [type(m) for m in model] == [type(m) for m in built]
+    too_big = describe_sequential(nn.Sequential(nn.Flatten(), nn.Linear(784, 200), nn.Linear(200, 10)))
+    assert "more than the" in designed_network(too_big, {"architecture": "sequential", **spec})[2]

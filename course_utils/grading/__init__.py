@@ -32,15 +32,17 @@ One job per module, in pipeline order:
 | ``records`` | read a kernel's record file safely (size unpacked, depth, items) |
 | ``references`` | the solution notebooks' records, cached by everything they depend on |
 | ``verdicts`` | compare records with the references (trusted) |
-| ``classifier`` | the trusted evaluation of a trained network from its recorded weights |
-| ``scoring`` | verdicts -> points per graded cell |
+| ``classifier`` | the trusted evaluation of a trained network: a prescribed one from its weights, a designed one rebuilt from its layer list (``course_utils.networks``) |
+| ``constraints`` | the trusted check of stated constraints ("without @"): the submitted cells, parsed with ``course_utils.constraints``' rules |
+| ``scoring`` | verdicts (and constraint checks) -> points per graded cell |
 | ``results`` | one JSON result per student and assignment (read by feedback and export) |
 | ``gradebook`` | write results into nbgrader's gradebook (in place: a human grader's scores are kept) |
-| ``autograde`` | ``autograde``: plan, run the pool, score, record (the orchestration) |
+| ``autograde`` | ``autograde``: plan, run the jobs on the engine, score, record (the orchestration) |
 | ``feedback`` | ``feedback``: one HTML report per student and notebook, hidden tests removed |
 | ``export`` | ``export``: the grades CSV and a histogram per task |
-| ``stats`` | ``stats``: tasks, points, tests and grading time per exercise |
-| ``samples`` | sample submissions built from the release and the solution (dry runs, tests, benchmarks) |
+| ``stats`` | ``stats``: tasks, points, tests, constraint checks, copyable points and grading time per exercise |
+| ``copying`` | how much of each solution a lesson or the task's prompt gives away (normalised statement match) |
+| ``samples`` | sample submissions built from the release and the solution (dry runs, tests, benchmarks), constraint violations included |
 | ``cli`` | the command table |
 """
 

@@ -29,10 +29,11 @@ from tqdm import tqdm
 from course_utils.atomic import write_atomically
 from course_utils.grading.cells import graded_cells
 from course_utils.grading.cells import grade_id as grade_id_of
+from course_utils.grading.constraints import shipped_modules
 from course_utils.grading.course import Course, CourseError
 from course_utils.grading.engine import Engine
 from course_utils.grading.gradebook import write_scores
-from course_utils.grading.jobs import Job, JobOutput, read_files
+from course_utils.grading.jobs import Job, JobOutput, read_files, regular_files
 from course_utils.grading.records import RecordError, load_record_bytes
 from course_utils.grading.references import REFERENCE, cached_reference, reference_job, reference_key, store_reference
 from course_utils.grading.release import ensure_released
@@ -113,11 +114,12 @@ def _finish_student(course: Course, assignment: str, student: str, outputs: list
     """Score one student's notebooks, write the autograded copies and the result file; return the result."""
     result = {"student": student, "assignment": assignment, "fingerprint": fingerprint, "notebooks": {}}
     target = course.autograded_dir / student / assignment
+    shipped = shipped_modules(rel for _, rel in regular_files(course.submitted_dir / student / assignment))  # .py files it brings
     for out in sorted(outputs, key=lambda o: o.notebook):
         cells = cells_of[out.notebook]
         records = _records_of(out, course.limits.record_bytes)
-        scores = score_notebook(cells, records, references[out.notebook],
-                                problem=out.problem, limits_hit=out.limits_hit)
+        scores = score_notebook(cells, records, references[out.notebook], problem=out.problem,
+                                limits_hit=out.limits_hit, notebook=out.notebook_json, shipped=shipped)
         answer_of = {c.grade_id: c.answer_id for c in cells}
         result["notebooks"][out.notebook] = {
             "seconds": round(out.seconds, 2), "limits_hit": out.limits_hit, "problem": out.problem,

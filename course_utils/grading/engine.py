@@ -40,7 +40,7 @@ class Engine:
                 self.client.wait_for_workers(1, timeout=60)
         else:
             self.cluster = LocalCluster(n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1,
-                                        processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+                                        processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
         return self
 

@@ -1,7 +1,13 @@
-"""``stats``: what each exercise holds (tasks, points, visible and hidden tests) and what grading it costs.
+"""``stats``: what each exercise holds (tasks, points, visible and hidden tests, constraint checks, how much
+of it a lesson gives away) and what grading it costs.
 
     >>> print(stats(Course.load("."), ["01_tensors_vs_numpy"], grade=False))  # doctest: +SKIP
-    | exercise | tasks | points | visible checks | hidden records | ...
+    | exercise | tasks | points | visible checks | hidden records | constraint checks | points passable by copying | ...
+
+*Constraint checks* counts the ``constrained(...)`` calls of the test cells (each a stated constraint, checked
+in the kernel and again by the grader, ``grading.constraints``). *Points passable by copying* are the points
+of the tasks whose whole solution appears, normalised, in a lesson or in the task's prompt
+(``grading.copying``).
 
 With ``grade=True`` the solution and the untouched release of every exercise are submitted as two students
 of a throw-away copy of the course and graded by the course's own pipeline (sandboxed where bubblewrap
@@ -21,11 +27,12 @@ from course_utils.grading.course import Course
 
 VISIBLE_CHECK = re.compile(r"\bcheck_\w+\(|raise CheckFailure\(")
 HIDDEN_RECORD = re.compile(r"\brecord\(")
+CONSTRAINT_CHECK = re.compile(r"\bconstrained\(")
 
 
 def static_counts(course: Course, assignment: str) -> dict:
     """Tasks, points, visible checks and hidden records over the assignment's source notebooks."""
-    counts = {"tasks": 0, "points": 0.0, "visible": 0, "hidden": 0}
+    counts = {"tasks": 0, "points": 0.0, "visible": 0, "hidden": 0, "constraints": 0}
     for notebook in course.notebooks(assignment):
         for cell in read_notebook(course.source_notebook(assignment, notebook)).cells:
             meta = nbgrader_meta(cell)
@@ -36,7 +43,18 @@ def static_counts(course: Course, assignment: str) -> dict:
             counts["points"] += float(meta.get("points", 0))
             counts["visible"] += len(VISIBLE_CHECK.findall(visible))
             counts["hidden"] += len(HIDDEN_RECORD.findall(hidden))
+            counts["constraints"] += len(CONSTRAINT_CHECK.findall(visible))
     return counts
+
+
+def copyable_points(course: Course, assignments: list[str]) -> dict[str, float]:
+    """assignment -> points of its tasks passable by copying a lesson or the prompt (``grading.copying``)."""
+    from course_utils.grading.copying import lesson_corpus, task_copies
+
+    lessons = lesson_corpus(course.root / "notebooks")
+    return {a: sum(t.points for nb in course.notebooks(a)
+                   for t in task_copies(course.source_notebook(a, nb), a, lessons) if t.passable)
+            for a in assignments}
 
 
 def grading_figures(course: Course, assignments: list[str]) -> dict[str, dict]:
@@ -84,20 +102,26 @@ def stats(course: Course, assignments: list[str] | None = None, grade: bool = Tr
     """A Markdown table, one row per assignment and a total (see the module docstring)."""
     assignments = assignments or course.assignments()
     counts = {a: static_counts(course, a) for a in assignments}
+    for assignment, points in copyable_points(course, assignments).items():
+        counts[assignment]["copyable"] = points
     graded = grading_figures(course, assignments) if grade else {}
-    header = ["exercise", "tasks", "points", "visible checks", "hidden records"]
+    header = ["exercise", "tasks", "points", "visible checks", "hidden records", "constraint checks",
+              "points passable by copying"]
     if graded:
         header += ["grading time of the solution (s)", "solution scores", "untouched release scores"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for assignment in assignments:
         c = counts[assignment]
-        row = [assignment, c["tasks"], f"{c['points']:g}", c["visible"], c["hidden"]]
+        row = [assignment, c["tasks"], f"{c['points']:g}", c["visible"], c["hidden"], c["constraints"],
+               f"{c['copyable']:g}"]
         if graded:
             g = graded[assignment]
             row += [f"{g['solution_seconds']:.1f}", g["solution_score"], g["release_score"]]
         lines.append("| " + " | ".join(str(x) for x in row) + " |")
-    total = [sum(c[k] for c in counts.values()) for k in ("tasks", "points", "visible", "hidden")]
-    row = ["**total**", total[0], f"{total[1]:g}", total[2], total[3]]
+    total = [sum(c[k] for c in counts.values()) for k in ("tasks", "points", "visible", "hidden", "constraints",
+                                                          "copyable")]
+    row = ["**total**", total[0], f"{total[1]:g}", total[2], total[3], total[4],
+           f"{total[5]:g} ({total[5] / (total[1] or 1):.0%})"]
     if graded:
         row += [f"{sum(g['solution_seconds'] for g in graded.values()):.1f}", "", ""]
     lines.append("| " + " | ".join(str(x) for x in row) + " |")

@@ -98,6 +98,9 @@ def _compare_entry(label: str, got: dict | None, ref: dict) -> str | None:
         problem = None if _plain_equal(value, expected) else "the result differs"
     elif kind == "module":
         problem = module_summary_problem(value, expected, reveal=visible)
+    elif kind == "constraint":  # what the kernel saw; the grader also checks the cells (grading.constraints)
+        problem = (None if value == [] else value[0] if isinstance(value, list) and value and isinstance(value[0], str)
+                   else f"the constraint check recorded {describe(value)}")
     else:  # classifier
         problem = classifier_problem(value, params)
     return None if problem is None else f"{what} failed: {problem}"
