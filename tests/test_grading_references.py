@@ -49,3 +49,14 @@ def test_the_reference_job_runs_the_source_unsanitized(tiny_course):
     job = references.reference_job(tiny_course, "hw", "hw", sandboxed=False)
     assert job.notebook_bytes == tiny_course.source_notebook("hw", "hw").read_bytes() and job.snapshot is None
     assert job.student == references.REFERENCE
+
+
+def test_a_solution_that_fails_its_own_test_cell_is_refused(tiny_course):
+    import nbformat
+
+    from conftest import tiny_notebook
+    nb = tiny_notebook()
+    nb.cells[2].outputs = [nbformat.v4.new_output("error", ename="CheckFailure", evalue="x", traceback=[])]
+    out = JobOutput(references.REFERENCE, "hw", "hw", notebook_json=nbformat.writes(nb))
+    with pytest.raises(CourseError, match="its own test cell.s. ex_double fail"):
+        references.store_reference(tiny_course, out, RECORDS, "k")

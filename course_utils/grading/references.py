@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nbformat
 import torch
 
 from course_utils.atomic import replacing, write_atomically
+from course_utils.grading.cells import grade_id, is_test_cell
 from course_utils.grading.course import Course, CourseError
 from course_utils.grading.jobs import Job, JobOutput, read_files
 from course_utils.grading.sandbox import PACKAGE_ROOT
@@ -51,12 +53,24 @@ def reference_job(course: Course, assignment: str, notebook: str, sandboxed: boo
                read_files(source, course.limits.disk_bytes), None, course.limits, sandboxed)
 
 
+def _failing_test_cells(notebook_json: str | None) -> list[str]:
+    """Grade ids of the test cells that show an error in the solution's run (a check the solution fails)."""
+    if not notebook_json:
+        return []
+    nb = nbformat.reads(notebook_json, as_version=4)
+    return [grade_id(c) for c in nb.cells if is_test_cell(c)
+            and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+
+
 def store_reference(course: Course, out: JobOutput, records: dict, key: str) -> dict:
     """Cache a reference job's ``records`` under ``key`` and return them; refuse a solution that did not run
     cleanly (that is the course's problem, not a student's: grading stops and says so)."""
-    if out.problem or out.limits_hit or not records:
+    failing = _failing_test_cells(out.notebook_json)
+    if out.problem or out.limits_hit or not records or failing:
+        why = out.problem or "; ".join(out.limits_hit) or (
+            f"its own test cell(s) {', '.join(failing)} fail" if failing else "no records")
         raise CourseError(f"The solution notebook {out.assignment}/{out.notebook} did not run cleanly, so there is "
-                          f"nothing trusted to grade against: {out.problem or '; '.join(out.limits_hit) or 'no records'}")
+                          f"nothing trusted to grade against: {why}")
     path, stamp = _paths(course, out.assignment, out.notebook)
     with replacing(path, suffix=".pt") as tmp:
         torch.save(records, tmp)
