@@ -461,7 +461,7 @@ def _values_problem(got, want, bad, rtol, atol, name, reveal) -> str:
     else:
         detail = _tolerance_detail(g, w, rtol, atol)
     advice = ""
-    if n > 1 and torch.bool not in (got.dtype, want.dtype) and bool((got == -want).all()):
+    if n > 1 and got.dtype == want.dtype and (got.is_floating_point() or got.is_complex()) and bool((got == -want).all()):
         advice = " Every value has the opposite sign: check the sign of your formula or update."
     return f"{name} has the wrong values: {count}. First{at}: got {left}, expected {right} ({detail}).{advice}"
 

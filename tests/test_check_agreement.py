@@ -21,6 +21,7 @@ import contextlib
 import copy
 import os
 import sys
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from course_utils import checks
@@ -176,13 +179,17 @@ def plain_variants(x) -> dict:
     out = {"as is": x, "wrong value": (not x) if isinstance(x, bool) else f"{x}!" if isinstance(x, str) else None,
            "other": None}
     if isinstance(x, bool):
-        out.update({"NumPy scalar": np.bool_(x), "Python number": int(x), "0-d / 1-element": torch.tensor(x)})
+        out.update({"NumPy scalar": np.bool_(x), "Python number": int(x), "0-d / 1-element": torch.tensor(x),
+                    "NumPy array": np.array([x]), "list": [x]})
     elif isinstance(x, str):
-        out.update({"NumPy scalar": np.str_(x), "list": [x]})
+        out.update({"NumPy scalar": np.str_(x), "list": [x], "NumPy array": np.array([x]), "Python number": len(x),
+                    "tuple": (x,)})
     elif isinstance(x, int):
-        out.update({"NumPy scalar": np.int64(x), "Python number": float(x), "0-d / 1-element": torch.tensor(x)})
+        out.update({"NumPy scalar": np.int64(x), "Python number": float(x), "0-d / 1-element": torch.tensor(x),
+                    "NumPy array": np.array([x]), "list": [x]})
     elif isinstance(x, list):
-        out.update({"tuple": tuple(x), "wrong value": x[:-1]})
+        out.update({"tuple": tuple(x), "wrong value": x[:-1], "NumPy array": np.array(x), "list": [x],
+                    "NumPy scalar": [np.array(x[0])[()], *x[1:]], "Python number": len(x)})
     return out
 
 
@@ -382,6 +389,168 @@ def test_visible_and_trusted_verdicts_agree_on_every_answer(runs, tmp_path, note
     disagreements = [f"{o.key} [{o.variant}]: notebook {o.visible}, grader {o.trusted} {o.problems}"
                      for o in outcomes if not o.agree]
     assert not disagreements, "\n".join(disagreements)
+
+
+# ---------------------------------------------------------------- any input at all (hypothesis)
+
+
+class Hostile:
+    """A value whose every dunder method fails."""
+
+    def __repr__(self):
+        raise RuntimeError("repr")
+
+    def __len__(self):
+        raise RuntimeError("len")
+
+    def __iter__(self):
+        raise RuntimeError("iter")
+
+    def __float__(self):
+        raise RuntimeError("float")
+
+    @property
+    def shape(self):
+        raise RuntimeError("shape")
+
+
+class Prickly(torch.Tensor):
+    """A tensor subclass that refuses every torch operation."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        raise RuntimeError("no")
+
+
+def _prickly():
+    with torch._C.DisableTorchFunctionSubclass():
+        return torch.ones(2).as_subclass(Prickly)
+
+
+def _tensors():
+    dtypes = [torch.bool, torch.uint8, torch.int64, torch.uint64, torch.float16, torch.bfloat16, torch.float32,
+              torch.float64, torch.complex64, torch.float8_e4m3fn, torch.uint16, torch.complex128]
+    shape = st.lists(st.integers(0, 3), max_size=2).map(tuple)
+    special = st.sampled_from([float("nan"), float("inf"), 0.5, -1.0, 1.0])
+
+    def build(dtype, shape, fill, form):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = torch.full(shape, fill).to(dtype)
+            try:
+                return shaped(t, form)
+            except (NotImplementedError, RuntimeError):  # torch cannot make that form of this dtype
+                return t
+
+    def shaped(t, form):
+        if True:
+            if form == "requires grad" and t.is_floating_point():
+                return t.requires_grad_()
+            if form == "attached" and t.is_floating_point():
+                return t.requires_grad_() * 1
+            if form == "meta":
+                return t.to("meta")
+            if form == "sparse" and t.dim():
+                return t.to_sparse()
+            if form == "strided" and t.dim():
+                return torch.stack([t, t], -1)[..., 0]
+            return t
+
+    forms = st.sampled_from(["plain", "requires grad", "attached", "meta", "sparse", "strided"])
+    return st.builds(build, st.sampled_from(dtypes), shape, special, forms)
+
+
+def _numpy():
+    return st.one_of(st.builds(np.float32, st.floats(width=32)), st.builds(np.int64, st.integers(-5, 5)),
+                     st.builds(np.bool_, st.booleans()), st.builds(np.str_, st.text(max_size=3)),
+                     st.builds(lambda n: np.ones(n), st.integers(0, 3)),
+                     st.builds(lambda n: np.array(["a"] * n, dtype=object), st.integers(1, 2)))
+
+
+ANYTHING = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.complex_numbers(), st.text(max_size=4),
+              st.binary(max_size=4), _tensors(), _numpy(),
+              st.sampled_from(["nn.Linear", "nn.Sequential", "class", "function", "hostile", "prickly", "generator",
+                               "size", "object", "module", "broken module"]).map(lambda name: {
+                                   "nn.Linear": lambda: nn.Linear(2, 1), "nn.Sequential": nn.Sequential,
+                                   "class": lambda: nn.Linear, "function": lambda: torch.ones,
+                                   "hostile": Hostile, "prickly": _prickly, "generator": lambda: (i for i in range(2)),
+                                   "size": lambda: torch.Size([2]), "object": object, "module": lambda: torch,
+                                   "broken module": Broken}[name]())),
+    lambda children: st.one_of(st.lists(children, max_size=3), st.lists(children, max_size=3).map(tuple),
+                               st.dictionaries(st.text(max_size=3), children, max_size=3)),
+    max_leaves=6)
+
+#: (check, extra arguments, the solution's answer): every keyed check, once per fuzzed value
+FUZZED_CHECKS = {
+    "check_tensor": ((torch.ones(2),), torch.ones(2)),
+    "check_scalar": ((1.0,), 1.0),
+    "check_grad": (([1.0, 1.0],), None),
+    "check_grad_fn": ((lambda x: (x ** 2).sum() / 2, (torch.ones(2),)), None),
+    "check_module": ((), nn.Linear(2, 1)),
+}
+MODULE_RULE = dict(layer_types=["Linear"], n_params=3, sample_input=torch.ones(1, 2), output_shape=(1, 1))
+
+
+def _solution_leaf():
+    x = torch.ones(2, requires_grad=True)
+    x.sum().backward()
+    return x
+
+
+def _call(name, subject, key=None):
+    extra, _ = FUZZED_CHECKS[name]
+    function = getattr(checks, name)
+    if name == "check_grad_fn":
+        return function(lambda *inputs: subject, *extra, key=key)
+    if name == "check_module":
+        return function(subject, key=key, **MODULE_RULE)
+    return function(subject, *extra, key=key)
+
+
+@pytest.fixture(scope="module")
+def fuzz_reference(tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("fuzz") / "reference.pt"
+    os.environ[checks.RECORD_ENV] = str(path)
+    try:
+        with contextlib.redirect_stdout(open(os.devnull, "w")):
+            for name, (_, solution) in FUZZED_CHECKS.items():
+                subject = {"check_grad": _solution_leaf(), "check_grad_fn": torch.ones(2)}.get(name, solution)
+                _call(name, subject, key=f"ex_fuzz/{name}")
+            for kind in ("tensor", "scalar", "value"):
+                checks.record(f"ex_fuzz_{kind}/hidden", {"tensor": torch.ones(2), "scalar": 1.0, "value": "a"}[kind],
+                              kind=kind)
+    finally:
+        os.environ.pop(checks.RECORD_ENV, None)
+    return load_records(path)
+
+
+@settings(max_examples=250, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(ANYTHING)
+def test_any_input_gets_a_check_failure_or_a_pass_and_the_same_verdict_from_the_grader(fuzz_reference, tmp_path_factory,
+                                                                                     value):
+    """Whatever a learner returns, each check passes or raises CheckFailure (nothing else), and the grader,
+    reading what the check recorded, decides the same (hidden records: the same rule on the raw value)."""
+    tmp = tmp_path_factory.mktemp("one")
+    for name in FUZZED_CHECKS:
+        key = f"ex_fuzz/{name}"
+        call = Call("fuzz", name, (), {}, key)
+        record_file = tmp / f"{name}.pt"
+        os.environ[checks.RECORD_ENV] = str(record_file)
+        try:
+            visible = _verdict(_call, name, value, key)
+        finally:
+            os.environ.pop(checks.RECORD_ENV, None)
+        verdict = compare_records(load_records(record_file), {key: fuzz_reference[key]})["ex_fuzz"]
+        assert verdict.passed == visible[0], (call.key, visible, verdict.message)
+        assert visible[0] or visible[1] in verdict.message
+    for kind in ("tensor", "scalar", "value"):
+        key = f"ex_fuzz_{kind}/hidden"
+        call = Call("fuzz", "record", (key, value), {"kind": kind}, key)
+        outcome = evaluate(call, fuzz_reference, "fuzzed", value, tmp)
+        assert outcome.agree, (key, outcome)
+    with contextlib.redirect_stdout(open(os.devnull, "w")):
+        _verdict(checks.check_at_least, value, 0.5)
 
 
 # ---------------------------------------------------------------- the table for the closing note

@@ -47,7 +47,6 @@ def test_compare_records_passes_matching_and_fails_missing():
 def test_compare_records_hidden_messages_never_reveal_expected_values():
     reference = {"ex_a/h": entry(torch.tensor([123.25, 456.5]))}
     message = compare_records({"ex_a/h": entry(torch.tensor([1.0, 456.5]))}, reference)["ex_a"].message
-    assert "hidden test 'h' failed: the result has the wrong values: its value differs" not in message
     assert ("hidden test 'h' failed: the result has the wrong values: 1 of 2 elements differ, the first at index "
             "(0,) (yours there: 1.0; allowed tolerance: rtol=1.3e-06, atol=1e-05).") in message
     assert "123" not in message
