@@ -15,7 +15,7 @@ Two jobs, kept apart on purpose:
   ``COURSE_RECORD_FILE``. It never judges and never sees an expected value. The grader, in its own trusted
   process, compares the file with the solution notebook's records (``course_utils.grading.verdicts``).
 
-**One rule for both sides.** Each check turns the answer into plain data with ``compare.answer`` and judges
+**One rule for both sides.** Each check turns the answer into plain data with ``answers.answer`` and judges
 that with ``compare.judge``; called with ``key=`` it records the same plain data together with its rule
 (the expected value, tolerances, name and hint). The grader applies ``compare.judge`` to the recorded
 answer with the rule recorded by the *solution* notebook, so the grade says what the notebook said.
@@ -37,8 +37,8 @@ import torch
 
 from course_utils import env
 from course_utils.atomic import replacing
-from course_utils.compare import (KINDS, answer, as_number, describe, expected_tensor, format_number, judge,
-                                  problem_marker, with_hint)
+from course_utils.answers import answer, as_number, describe, problem_marker
+from course_utils.compare import KINDS, expected_tensor, format_number, judge, with_hint
 
 #: the environment variable naming the record file (set by the grader only)
 RECORD_ENV = env.RECORD_FILE
@@ -47,7 +47,7 @@ __all__ = [
     "CheckFailure", "check_tensor", "check_scalar", "check_at_least", "check_grad", "check_grad_fn",
     "check_module", "record",
 ]
-_HERE = {__file__, sys.modules["course_utils.compare"].__file__}
+_HERE = {__file__, sys.modules["course_utils.compare"].__file__, sys.modules["course_utils.answers"].__file__}
 
 
 class CheckFailure(AssertionError):
@@ -90,7 +90,7 @@ def record(key: str, value, *, kind: str = "tensor", **params) -> None:
 
         >>> record("ex01_make_tensor/hidden_shape", torch.zeros(2, 3))
 
-    The value is stored as ``compare.answer(kind, value)``: plain data that ``torch.load(weights_only=True)``
+    The value is stored as ``answers.answer(kind, value)``: plain data that ``torch.load(weights_only=True)``
     reads, whatever the value is. Recording happens only when the environment variable
     ``COURSE_RECORD_FILE`` names a file; each call rewrites that file atomically. ``params`` (tolerances and
     the like) are taken from the solution notebook's records when grading, never from the learner's.

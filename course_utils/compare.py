@@ -4,12 +4,12 @@
     'result has shape (2,), expected shape (3,). ...'
 
 The learner's checks (``course_utils.checks``, in the learner's kernel) and the grader's trusted verdicts
-(``course_utils.grading.verdicts``, in the grader's own process) both go through two steps defined here:
+(``course_utils.grading.verdicts``, in the grader's own process) both go through the same two steps:
 
-1. ``answer(kind, value)`` turns the learner's raw value into plain data (detached CPU tensors, Python
-   numbers, strings, lists, dicts). This is what ``record`` stores and what the checks judge, so the
-   grader judges exactly what the learner's check judged.
-2. ``judge(kind, value, expected, **rule)`` says what is wrong (a sentence) or returns None.
+1. ``answer(kind, value)`` (``course_utils.answers``) turns the learner's raw value into plain data
+   (detached CPU tensors, Python numbers, strings, lists, dicts). This is what ``record`` stores and what
+   the checks judge, so the grader judges exactly what the learner's check judged.
+2. ``judge(kind, value, expected, **rule)`` (here) says what is wrong, in a sentence, or returns None.
 
 **The rules** (written to match ``torch.testing.assert_close``):
 
@@ -27,6 +27,10 @@ The learner's checks (``course_utils.checks``, in the learner's kernel) and the 
   naming its device, layout or dtype, never a crash.
 * Hidden tests (``reveal=False``) say what is wrong with the learner's value without revealing the
   expected shape, dtype or values.
+
+Where torch itself does something else: ``torch.isclose`` refuses ``equal_nan=True`` for complex tensors
+(here NaN matches NaN there too), and ``assert_close`` wraps uint64 values of 2**63 and more to negative
+int64 when the other tensor has another dtype (here they compare as the numbers they are).
 """
 from __future__ import annotations
 
@@ -34,18 +38,21 @@ import math
 import warnings
 
 import torch
-from torch import nn
+
+from course_utils.answers import (DTYPES, answer, as_number, describe, is_problem, is_what, module_summary,
+                                  plain_tensor, stated)
+
+__all__ = ["DEFAULT_TOLERANCES", "DTYPES", "KINDS", "JUDGES", "answer", "as_number", "by_expected", "describe",
+           "expected_tensor", "format_number", "grad_fn_problem", "grad_problem", "judge", "module_problem",
+           "module_summary", "module_summary_problem", "plain_tensor", "scalar_problem", "sequence_problem",
+           "tensor_problem", "tolerances", "value_problem", "with_hint"]
 
 #: assert_close's default (rtol, atol) per dtype; other dtypes (integers, bool) compare exactly
 DEFAULT_TOLERANCES = {
     torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5), torch.float32: (1.3e-6, 1e-5),
     torch.float64: (1e-7, 1e-7), torch.complex64: (1.3e-6, 1e-5), torch.complex128: (1e-7, 1e-7),
 }
-#: the dtypes the checks compare (others fail with a message naming the dtype)
-DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16,
-          torch.uint32, torch.uint64, *DEFAULT_TOLERANCES)
 _UNSIGNED_WIDE = (torch.uint16, torch.uint32, torch.uint64)
-_WHAT, _PROBLEM = "__what__", "__problem__"
 
 NAN_ADVICE = ("NaN often comes from log(0), 0/0 or the square root of a negative number: clamp the input "
               "(e.g. torch.clamp(p, min=1e-12)) or use a stable form (torch.log1p, torch.logsumexp, F.logsigmoid).")
@@ -53,62 +60,7 @@ INF_ADVICE = ("inf comes from an overflow (exp of a large number) or a division 
               "stable form (e.g. 1 / (1 + exp(-x)) instead of exp(x) / (1 + exp(x)), or torch.logsumexp).")
 
 
-# ---------------------------------------------------------------- describing values
-
-
-def describe(value) -> str:
-    """A short name for what a value is, for messages (never fails, never shows internals).
-
-        >>> describe([1, 2])
-        'a list of length 2'
-    """
-    try:
-        if value is None:
-            return "None (did your function forget to `return`?)"
-        if _is_marker(value, _WHAT):
-            return value[_WHAT]
-        if _is_marker(value, _PROBLEM):
-            return "a value that could not be checked"
-        if isinstance(value, torch.Tensor):
-            where = "" if value.device.type == "cpu" else f" on the {value.device} device"
-            layout = "" if value.layout == torch.strided else f" with layout {value.layout}"
-            return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}{where}{layout}"
-        if isinstance(value, (list, tuple)):
-            return f"a {type(value).__name__} of length {len(value)}"
-        if isinstance(value, dict):
-            return f"a dict with {len(value)} keys"
-        if isinstance(value, type):
-            return f"the class {value.__name__} itself (not an instance of it)"
-        if isinstance(value, nn.Module):
-            return f"an nn.Module ({type(value).__name__})"
-        module = type(value).__module__
-        name = type(value).__name__ if module == "builtins" else f"{module}.{type(value).__name__}"
-        if module == "numpy" and hasattr(value, "shape") and getattr(value, "ndim", 0):
-            return f"a {name} of shape {tuple(value.shape)} and dtype {value.dtype}"
-        if callable(value):
-            return f"a function ({getattr(value, '__name__', name)}), not its result: did you forget to call it?"
-        text = repr(value)
-        return f"a {name} ({text[:40]}{'…' if len(text) > 40 else ''})"
-    except Exception:
-        return f"a {type(value).__name__}"
-
-
-def what(text: str) -> dict:
-    """The recorded stand-in for a value that is not of the kind asked for (``describe`` shows ``text``)."""
-    return {_WHAT: str(text)[:300]}
-
-
-def problem_marker(sentence: str) -> dict:
-    """The recorded stand-in for a value with a defect stated in full; ``{name}`` is filled in by the judge."""
-    return {_PROBLEM: str(sentence)[:500]}
-
-
-def _is_marker(value, key: str) -> bool:
-    return isinstance(value, dict) and set(value) == {key} and isinstance(value[key], str)
-
-
-def _stated(value, name: str) -> str:
-    return value[_PROBLEM].replace("{name}", name)
+# ---------------------------------------------------------------- numbers as text
 
 
 def format_number(x, dtype: torch.dtype | None = None) -> str:
@@ -144,184 +96,18 @@ def with_hint(message: str, hint: str | None) -> str:
     return f"{message}\nHint: {hint}" if hint else message
 
 
-# ---------------------------------------------------------------- answers: the plain form both sides judge
-
-
-def plain_tensor(value: torch.Tensor) -> torch.Tensor:
-    """A detached, contiguous CPU copy of ``value`` as a plain ``torch.Tensor`` (no subclass, no graph)."""
-    with torch.no_grad():
-        copy = value.detach().cpu().resolve_conj().resolve_neg().as_subclass(torch.Tensor)
-        return copy.clone(memory_format=torch.contiguous_format)
-
-
-def _tensor_answer(value: torch.Tensor):
-    """A plain copy of a tensor, or a problem marker naming its device, layout or dtype."""
-    try:
-        if value.is_nested:
-            return problem_marker("{name} is a nested tensor: return an ordinary tensor (torch.stack or torch.cat).")
-        if value.layout != torch.strided:
-            return problem_marker(f"{{name}} is a tensor with layout {value.layout}: the checks compare ordinary "
-                                  "(strided) tensors; convert it with .to_dense().")
-        if value.device.type == "meta":
-            return problem_marker("{name} is a tensor on the meta device, which has a shape but no values: "
-                                  "create it without device='meta'.")
-        if value.device.type != "cpu":
-            return problem_marker(f"{{name}} is on the {value.device} device: the checks and the grader work on "
-                                  "the CPU; return it with .cpu().")
-        if value.is_quantized:
-            return problem_marker("{name} is a quantized tensor: return it with .dequantize().")
-        if value.dtype not in DTYPES:
-            return problem_marker(f"{{name}} has dtype {value.dtype}, which the checks do not compare: "
-                                  "convert it, e.g. with .float().")
-        return plain_tensor(value)
-    except Exception as error:
-        return problem_marker(f"{{name}} is a tensor that cannot be read ({type(error).__name__}).")
-
-
-def _tree(value, tensors_only: bool, depth: int = 0):
-    """Plain data for ``value``: tensors, None, bool, int, float, complex, str, lists and str-keyed dicts."""
-    if isinstance(value, torch.Tensor):
-        return _tensor_answer(value)
-    if value is None or type(value) in (bool, int, float, complex, str):
-        return value
-    if _is_marker(value, _WHAT) or _is_marker(value, _PROBLEM):  # already plain: answer() is idempotent
-        return dict(value)
-    if type(value).__module__ == "numpy" and not getattr(value, "ndim", 1):  # a NumPy scalar: its Python value
-        item = value.item()
-        return item if type(item) in (bool, int, float, complex, str) else what(describe(value))
-    for plain in (int, float, complex, str):  # subclasses of the built-ins (they could redefine __eq__)
-        if isinstance(value, plain):
-            return plain(value)
-    if depth > 20:
-        return what("a value nested too deeply")
-    if isinstance(value, (list, tuple)):
-        return [_tree(v, tensors_only, depth + 1) for v in value]
-    if isinstance(value, dict) and not tensors_only:
-        return {str(k): _tree(v, tensors_only, depth + 1) for k, v in value.items()}
-    return what(describe(value))
-
-
-def as_number(value):
-    """``value`` as a Python int or float when it is one (or a one-element tensor or NumPy number), else None.
-
-        >>> as_number(torch.tensor([2.5])), as_number("2.5"), as_number(True)
-        (2.5, None, None)
-    """
-    try:
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, int) or isinstance(value, float):
-            return int(value) if isinstance(value, int) else float(value)
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                return None
-            plain = _tensor_answer(value)
-            if not isinstance(plain, torch.Tensor) or plain.numel() != 1 or plain.dtype == torch.bool:
-                return None
-            number = plain.item()
-        elif type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1 and value.dtype.kind in "iuf":
-            number = value.item()
-        else:
-            return None
-        return number if type(number) in (int, float) else None
-    except Exception:
-        return None
-
-
-def module_summary(module: nn.Module, sample_input=None) -> dict:
-    """Leaf layers as [type name, parameter shapes], parameter count, state_dict, output (shape) on a sample.
-
-        >>> module_summary(nn.Linear(3, 2))["n_params"]
-        8
-    """
-    layers = [[type(m).__name__, [list(p.shape) for p in m.parameters(recurse=False)]]
-              for m in module.modules() if not list(m.children())]
-    summary = {"layers": layers, "n_params": int(sum(p.numel() for p in module.parameters())),
-               "output_shape": None, "output": None,
-               "state_dict": {str(k): _tree(v, True) for k, v in module.state_dict().items()}}
-    if sample_input is not None:
-        with torch.no_grad():
-            out = module(sample_input)
-        summary["output_shape"] = list(out.shape) if isinstance(out, torch.Tensor) else describe(out)
-        summary["output"] = _tree(out, True) if isinstance(out, torch.Tensor) else None
-    return summary
-
-
-def _module_answer(value, sample_input=None):
-    if not isinstance(value, nn.Module):
-        return what(describe(value))
-    try:
-        summary = module_summary(value)
-    except Exception as error:
-        return problem_marker(f"{{name}} cannot be inspected ({type(error).__name__}: {str(error)[:200]}).")
-    if sample_input is None:
-        return summary
-    try:
-        with torch.no_grad():
-            out = value(sample_input)
-    except Exception as error:
-        shape = tuple(sample_input.shape) if isinstance(sample_input, torch.Tensor) else describe(sample_input)
-        return problem_marker(f"calling {{name}} on a sample input of shape {shape} failed with "
-                              f"{type(error).__name__}: {str(error)[:200]}")
-    summary["output_shape"] = list(out.shape) if isinstance(out, torch.Tensor) else describe(out)
-    summary["output"] = _tree(out, True) if isinstance(out, torch.Tensor) else None
-    return summary
-
-
-def _grad_answer(value):
-    if not isinstance(value, torch.Tensor):
-        return what(describe(value))
-    try:
-        grad, requires_grad, is_leaf = value.grad, value.requires_grad, value.is_leaf
-    except Exception as error:
-        return problem_marker(f"{{name}}.grad cannot be read ({type(error).__name__}).")
-    if grad is None:
-        why = ("it does not require gradients: create it with requires_grad=True (or call .requires_grad_()) "
-               "before computing with it" if not requires_grad else
-               "it is not a leaf tensor: use the tensor you created, not one computed from it" if not is_leaf else
-               "backward() was not called on a result computed from it")
-        return problem_marker(f"{{name}}.grad is None: {why}.")
-    plain = _tensor_answer(grad)
-    return problem_marker(plain[_PROBLEM].replace("{name}", "{name}.grad")) if _is_marker(plain, _PROBLEM) else plain
-
-
-def answer(kind: str, value, **options):
-    """The plain form of a learner's ``value`` for a record of ``kind`` (what ``record`` stores).
-
-        >>> answer("scalar", numpy.float32(0.5)), answer("tensor", [torch.ones(1, requires_grad=True)])
-        (0.5, [tensor([1.])])
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            if kind == "scalar":
-                number = as_number(value)
-                return what(describe(value)) if number is None else number
-            if kind == "module":
-                return _module_answer(value, options.get("sample_input"))
-            if kind == "grad":
-                return _grad_answer(value)
-            if kind == "grad_fn":
-                return [_tree(value, True)] if isinstance(value, torch.Tensor) else (
-                    _tree(value, True) if isinstance(value, (list, tuple)) else what(describe(value)))
-            if kind == "classifier":
-                if not isinstance(value, dict):
-                    return what(describe(value))
-                return {str(k): _tree(v, True) for k, v in value.items()}
-            return _tree(value, tensors_only=kind == "tensor")
-        except Exception as error:  # a hostile object (broken __len__, __iter__, ...): describe, never crash
-            return what(f"a {type(value).__name__} that cannot be read ({type(error).__name__})")
-
-
 # ---------------------------------------------------------------- tensors
 
 
 def tolerances(dtype_a: torch.dtype, dtype_b: torch.dtype, rtol=None, atol=None) -> tuple[float, float]:
-    """The (rtol, atol) used for two dtypes: each omitted one is assert_close's (looser) default.
+    """The (rtol, atol) the rule uses for two dtypes: (0, 0) when both are integers or bools (exact);
+    otherwise each omitted one is assert_close's default (the looser of the two dtypes').
 
-        >>> tolerances(torch.float32, torch.float32), tolerances(torch.float32, torch.float64, atol=0.0)
-        ((1.3e-06, 1e-05), (1.3e-06, 0.0))
+        >>> tolerances(torch.float32, torch.float32), tolerances(torch.int64, torch.int64, rtol=0.1, atol=1.0)
+        ((1.3e-06, 1e-05), (0.0, 0.0))
     """
+    if _exact(_common(dtype_a, dtype_b)):
+        return 0.0, 0.0
     defaults = [DEFAULT_TOLERANCES.get(dtype, (0.0, 0.0)) for dtype in (dtype_a, dtype_b)]
     return (max(d[0] for d in defaults) if rtol is None else float(rtol),
             max(d[1] for d in defaults) if atol is None else float(atol))
@@ -357,10 +143,10 @@ def _matches(got: torch.Tensor, want: torch.Tensor, rtol, atol, equal_nan: bool)
 
 def expected_tensor(expected) -> torch.Tensor:
     """The expected value of a tensor check as a plain tensor (a test-cell error if it cannot be one)."""
-    plain = _tensor_answer(expected if isinstance(expected, torch.Tensor) else torch.as_tensor(expected))
+    plain = answer("tensor", expected if isinstance(expected, torch.Tensor) else torch.as_tensor(expected))
     if not isinstance(plain, torch.Tensor):
         raise TypeError("The expected value of this check is not a plain CPU tensor: "
-                        + _stated(plain, "it") + " (this is a bug in the test cell, not in your answer)")
+                        + stated(plain, "it") + " (this is a bug in the test cell, not in your answer)")
     return plain
 
 
@@ -368,7 +154,7 @@ def _not_a_tensor(value, name: str) -> str:
     advice = ""
     if isinstance(value, list):
         advice = " Build a tensor with torch.tensor(...) (or torch.stack(...) for a list of tensors)."
-    elif _is_marker(value, _WHAT) and value[_WHAT].startswith("a numpy."):
+    elif is_what(value) and describe(value).startswith("a numpy."):
         advice = " You returned NumPy: convert it with torch.from_numpy(...) (or compute with torch throughout)."
     elif isinstance(value, (int, float, complex)):
         advice = " You returned a Python number: return the tensor itself (no .item() here)."
@@ -418,8 +204,8 @@ def tensor_problem(actual, expected, *, rtol: float | None = None, atol: float |
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         got = answer("tensor", actual)
-        if _is_marker(got, _PROBLEM):
-            return _stated(got, name)
+        if is_problem(got):
+            return stated(got, name)
         if not isinstance(got, torch.Tensor):
             return _not_a_tensor(got, name)
         want = expected_tensor(expected)
@@ -489,7 +275,7 @@ def scalar_problem(actual, expected, *, rtol: float | None = None, atol: float |
     number = as_number(actual)
     if number is None:
         advice = ""
-        if isinstance(actual, torch.Tensor) or (_is_marker(actual, _WHAT) and "shape" in actual[_WHAT]):
+        if isinstance(actual, torch.Tensor) or (is_what(actual) and "shape" in describe(actual)):
             advice = " Reduce it to one value first (e.g. .sum() or .mean()), then .item() gives a Python number."
         return f"{name} should be a number (or a one-element tensor), but it is {describe(actual)}.{advice}"
     want = as_number(expected)
@@ -524,7 +310,7 @@ def _as_float(number) -> float:
 
 
 def _plain_equal(a, b) -> bool:
-    if _is_marker(a, _WHAT) or _is_marker(a, _PROBLEM) or _is_marker(b, _WHAT) or _is_marker(b, _PROBLEM):
+    if is_what(a) or is_problem(a) or is_what(b) or is_problem(b):
         return False
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
@@ -622,8 +408,8 @@ def module_summary_problem(got, expected: dict, *, reveal: bool = True) -> str |
 
 def module_problem(value, expected: dict, *, name: str = "your module", reveal: bool = True, **_) -> str | None:
     """What is wrong with a module's ``answer("module", ...)`` compared with an expected summary."""
-    if _is_marker(value, _PROBLEM):
-        return _stated(value, name) + "."
+    if is_problem(value):
+        return stated(value, name) + "."
     if not isinstance(value, dict) or not isinstance(value.get("layers"), list):
         advice = (" Create an instance by calling the class." if "the class" in describe(value)
                   else " Did you subclass nn.Module and return an instance?")
@@ -634,8 +420,8 @@ def module_problem(value, expected: dict, *, name: str = "your module", reveal: 
 
 def grad_problem(value, expected, *, name: str = "x", **rule) -> str | None:
     """What is wrong with a tensor's gradient, given its ``answer("grad", tensor)``."""
-    if _is_marker(value, _PROBLEM):
-        return _stated(value, name)
+    if is_problem(value):
+        return stated(value, name)
     if not isinstance(value, torch.Tensor):
         return f"{name} should be a tensor, but it is {describe(value)}."
     return tensor_problem(value, expected, name=f"{name}.grad", **rule)
@@ -645,8 +431,8 @@ def grad_fn_problem(value, expected: list, *, numeric: list | None = None, rtol:
                     numeric_rtol: float = 1e-3, numeric_atol: float = 1e-5, name: str = "your gradient",
                     reveal: bool = True, **_) -> str | None:
     """What is wrong with the gradients a learner's function returned, against autograd and finite differences."""
-    if _is_marker(value, _PROBLEM):
-        return _stated(value, name)
+    if is_problem(value):
+        return stated(value, name)
     if not isinstance(value, list) or len(value) != len(expected):
         returned = f"{len(value)} values" if isinstance(value, list) else describe(value)
         return (f"{name} should return {len(expected)} gradient tensor(s), one per input, "

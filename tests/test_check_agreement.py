@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
+import subprocess
 import sys
 import warnings
 from collections import defaultdict
@@ -37,6 +39,7 @@ from torch import nn
 from course_utils import checks
 from course_utils.compare import answer, judge
 from course_utils.grading.cells import grade_id as cell_grade_id
+from course_utils.grading import references
 from course_utils.grading.classifier import classifier_problem
 from course_utils.grading.verdicts import compare_records, load_records
 
@@ -389,6 +392,21 @@ def test_visible_and_trusted_verdicts_agree_on_every_answer(runs, tmp_path, note
     disagreements = [f"{o.key} [{o.variant}]: notebook {o.visible}, grader {o.trusted} {o.problems}"
                      for o in outcomes if not o.agree]
     assert not disagreements, "\n".join(disagreements)
+
+
+def test_the_reference_key_covers_every_course_module_a_solution_notebook_imports():
+    """References are cached by a key over the top-level course_utils modules: a solution must not import
+    anything of course_utils beyond them (the learner side never imports the grader)."""
+    imported = set()
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            imported |= set(re.findall(r"^\s*(?:from|import)\s+(course_utils(?:\.\w+)*)", cell.source, re.M))
+    code = (f"import sys, {', '.join(sorted(imported))}; "
+            "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.startswith('course_utils')))")
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    keyed = {str(p) for p in references.PACKAGE_ROOT.glob("*.py")}
+    assert {"course_utils.checks", "course_utils.data"} <= imported
+    assert set(loaded) <= keyed, set(loaded) - keyed
 
 
 # ---------------------------------------------------------------- any input at all (hypothesis)

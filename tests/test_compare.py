@@ -12,11 +12,10 @@ import re
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from course_utils import compare
-from course_utils.compare import (DEFAULT_TOLERANCES, DTYPES, answer, format_number, scalar_problem,
+from course_utils.compare import (DTYPES, answer, format_number, scalar_problem,
                                   tensor_problem, tolerances)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Casting complex values to real")
@@ -128,11 +127,7 @@ def cases(draw):
 
 def torch_passes(actual, expected, rtol, atol, equal_nan, check_dtype) -> bool:
     """assert_close with the tolerances our rule resolves to (integers and bools: exact)."""
-    common = compare._common(actual.dtype, expected.dtype)
-    if compare._exact(common):
-        rtol, atol = 0.0, 0.0
-    else:
-        rtol, atol = tolerances(actual.dtype, expected.dtype, rtol, atol)
+    rtol, atol = tolerances(actual.dtype, expected.dtype, rtol, atol)
     try:
         torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, equal_nan=equal_nan,
                                    check_dtype=check_dtype)
@@ -153,7 +148,9 @@ def test_tensor_problem_passes_exactly_when_assert_close_passes(case):
     assume(not (equal_nan and (actual.is_complex() or expected.is_complex())))
     assume(not wraps_uint64(actual, expected))
     ours = tensor_problem(actual, expected, rtol=rtol, atol=atol, equal_nan=equal_nan, check_dtype=check_dtype)
-    assert (ours is None) == torch_passes(actual, expected, rtol, atol, equal_nan, check_dtype), ours
+    theirs = torch_passes(actual, expected, rtol, atol, equal_nan, check_dtype)
+    event("both pass" if theirs else "both fail")
+    assert (ours is None) == theirs, ours
 
 
 @settings(PROPERTY, max_examples=400)
@@ -204,10 +201,13 @@ def test_a_value_message_never_shows_two_different_numbers_as_the_same_text(dtyp
     assert torch.tensor(float(want), dtype=torch.float64).to(expected.dtype).item() == expected.item()
 
 
-def test_default_tolerances_are_torchs():
+def test_default_tolerances_are_torchs_and_integers_ignore_given_ones():
     for dtype in DTYPES:
-        assert tolerances(dtype, dtype) == (torch.testing._comparison.default_tolerances(dtype)
-                                            if dtype in DEFAULT_TOLERANCES else (0.0, 0.0))
+        assert tolerances(dtype, dtype) == torch.testing._comparison.default_tolerances(dtype)
+    assert tolerances(torch.float16, torch.float64) == torch.testing._comparison.default_tolerances(
+        torch.float16, torch.float64)
+    assert tolerances(torch.int64, torch.uint8, rtol=0.5, atol=2.0) == (0.0, 0.0)
+    assert tolerances(torch.int64, torch.float32, rtol=0.5) == (0.5, 1e-5)
 
 
 def exotic_dtypes():
@@ -222,9 +222,15 @@ def exotic_dtypes():
 def test_dtypes_the_checks_do_not_compare_get_a_message_naming_them(dtype):
     try:
         t = torch.zeros(2, dtype=dtype)
+        expected = f"has dtype {dtype}, which the checks do not compare"
     except Exception:
-        pytest.skip(f"torch cannot make a {dtype} tensor on the CPU")
-    assert f"has dtype {dtype}, which the checks do not compare" in tensor_problem(t, torch.zeros(2))
+        try:
+            t = torch.quantize_per_tensor(torch.zeros(2), 0.1, 0, dtype)
+            expected = "is a quantized tensor: return it with .dequantize()"
+        except Exception:
+            pytest.skip(f"torch cannot make a {dtype} tensor on the CPU")
+    assert expected in tensor_problem(t, torch.zeros(2))
+    assert expected in tensor_problem(answer("tensor", t), torch.zeros(2))
 
 
 def test_format_number_uses_the_fewest_digits_that_read_back():

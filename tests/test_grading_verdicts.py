@@ -131,3 +131,15 @@ def test_classifier_kind_rebuilds_and_evaluates_the_prescribed_architecture():
     assert not verdict.passed and "below the required 0.80" in verdict.message
     wrong = compare_records({"ex07/w": entry({"weight": torch.ones(1)}, "classifier")}, reference)["ex07"]
     assert "do not fit the prescribed architecture" in wrong.message
+
+
+def test_classifier_kind_names_a_weight_that_is_not_a_tensor():
+    torch.manual_seed(0)
+    weights = build_apparel_classifier().state_dict()
+    reference = {"ex07/w": entry(weights, "classifier", architecture="apparel_mlp", min_accuracy=0.8)}
+    meta = {**weights, "1.weight": {"__problem__": "{name} is a tensor on the meta device, which has no values."}}
+    assert "the weight '1.weight' is a tensor on the meta device" in compare_records(
+        {"ex07/w": entry(meta, "classifier")}, reference)["ex07"].message
+    numpy = {**weights, "1.bias": {"__what__": "a numpy.ndarray of shape (128,) and dtype float32"}}
+    assert "the weight '1.bias' of the state_dict should be a tensor, but it is a numpy.ndarray" in compare_records(
+        {"ex07/w": entry(numpy, "classifier")}, reference)["ex07"].message
