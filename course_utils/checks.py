@@ -169,7 +169,7 @@ def check_at_least(actual, minimum: float, *, name: str = "result", hint: str | 
     if number is None:
         raise CheckFailure(with_hint(f"{name} should be a number, but it is {describe(actual)}.", hint)) from None
     if not number >= minimum:
-        raise CheckFailure(with_hint(f"{name} is {format_number(float(number))}, it should be at least "
+        raise CheckFailure(with_hint(f"{name} is {format_number(number)}, it should be at least "
                                      f"{format_number(minimum)}.", hint)) from None
     _passed(name)
 
