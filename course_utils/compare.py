@@ -163,7 +163,8 @@ def _not_a_tensor(value, name: str) -> str:
 
 def _shape_advice(got: torch.Size, want: torch.Size) -> str:
     if len(want) == 0 and got.numel() == 1:
-        return " A 1-element tensor is not a 0-d tensor: use .squeeze() or .reshape(()) (a .sum() or .mean() over all elements gives one)."
+        return (" A 1-element tensor is not a 0-d tensor: use .squeeze() or .reshape(()) (a .sum() or .mean() "
+                "over all elements gives one).")
     if len(got) == 0 and want.numel() == 1:
         return " A 0-d tensor is not a 1-element tensor: use .reshape(1) or .unsqueeze(0)."
     if sorted(got) == sorted(want):
@@ -181,9 +182,11 @@ def _dtype_advice(got: torch.dtype, want: torch.dtype | None) -> str:
         return " float64 usually comes from NumPy or Python floats: is it the dtype the task asks for?" \
             if got == torch.float64 else ""
     if got == torch.float64 and want.is_floating_point:
-        return f" float64 usually comes from NumPy or Python floats: create tensors with dtype={want} or convert with .to({want})."
+        return (f" float64 usually comes from NumPy or Python floats: create tensors with dtype={want} or convert "
+                f"with .to({want}).")
     if want.is_floating_point and _exact(got):
-        return f" Integer or bool tensors need converting: use .to({want}) (or .float()), or pass dtype=... when you create it."
+        return (f" Integer or bool tensors need converting: use .to({want}) (or .float()), or pass dtype=... "
+                "when you create it.")
     if want == torch.int64 and got.is_floating_point:
         return " Integer results (labels, indices, counts) are int64: use .long(), or argmax, which gives int64."
     return f" Convert it with .to({want})."
@@ -247,7 +250,8 @@ def _values_problem(got, want, bad, rtol, atol, name, reveal) -> str:
     else:
         detail = _tolerance_detail(g, w, rtol, atol)
     advice = ""
-    if n > 1 and got.dtype == want.dtype and (got.is_floating_point() or got.is_complex()) and bool((got == -want).all()):
+    signed = got.dtype == want.dtype and (got.is_floating_point() or got.is_complex())
+    if n > 1 and signed and bool((got == -want).all()):
         advice = " Every value has the opposite sign: check the sign of your formula or update."
     return f"{name} has the wrong values: {count}. First{at}: got {left}, expected {right} ({detail}).{advice}"
 

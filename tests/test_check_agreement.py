@@ -18,6 +18,7 @@ message. ``python tests/test_check_agreement.py`` prints the agreement table (ta
 from __future__ import annotations
 
 import contextlib
+import io
 import copy
 import os
 import re
@@ -103,7 +104,7 @@ def run_solution(path: Path, record_file: Path) -> list[Call]:
         for name in originals:
             setattr(checks, name, spy(name))
         os.environ[checks.RECORD_ENV] = str(record_file)
-        with contextlib.chdir(path.parent), contextlib.redirect_stdout(open(os.devnull, "w")):
+        with contextlib.chdir(path.parent), contextlib.redirect_stdout(io.StringIO()):
             for cell in nb.cells:
                 if cell.cell_type == "code":
                     exec(compile(cell.source, f"<{cell_grade_id(cell) or 'cell'}>", "exec"), namespace)
@@ -282,7 +283,7 @@ def state_dict_variants(state: dict) -> dict:
 
 def _verdict(function, *args, **kwargs) -> tuple[bool, str]:
     try:
-        with contextlib.redirect_stdout(open(os.devnull, "w")):
+        with contextlib.redirect_stdout(io.StringIO()):
             function(*args, **kwargs)
         return True, ""
     except checks.CheckFailure as failure:
@@ -461,18 +462,17 @@ def _tensors():
                 return t
 
     def shaped(t, form):
-        if True:
-            if form == "requires grad" and t.is_floating_point():
-                return t.requires_grad_()
-            if form == "attached" and t.is_floating_point():
-                return t.requires_grad_() * 1
-            if form == "meta":
-                return t.to("meta")
-            if form == "sparse" and t.dim():
-                return t.to_sparse()
-            if form == "strided" and t.dim():
-                return torch.stack([t, t], -1)[..., 0]
-            return t
+        if form == "requires grad" and t.is_floating_point():
+            return t.requires_grad_()
+        if form == "attached" and t.is_floating_point():
+            return t.requires_grad_() * 1
+        if form == "meta":
+            return t.to("meta")
+        if form == "sparse" and t.dim():
+            return t.to_sparse()
+        if form == "strided" and t.dim():
+            return torch.stack([t, t], -1)[..., 0]
+        return t
 
     forms = st.sampled_from(["plain", "requires grad", "attached", "meta", "sparse", "strided"])
     return st.builds(build, st.sampled_from(dtypes), shape, special, forms)
@@ -531,7 +531,7 @@ def fuzz_reference(tmp_path_factory) -> dict:
     path = tmp_path_factory.mktemp("fuzz") / "reference.pt"
     os.environ[checks.RECORD_ENV] = str(path)
     try:
-        with contextlib.redirect_stdout(open(os.devnull, "w")):
+        with contextlib.redirect_stdout(io.StringIO()):
             for name, (_, solution) in FUZZED_CHECKS.items():
                 subject = {"check_grad": _solution_leaf(), "check_grad_fn": torch.ones(2)}.get(name, solution)
                 _call(name, subject, key=f"ex_fuzz/{name}")
@@ -567,7 +567,7 @@ def test_any_input_gets_a_check_failure_or_a_pass_and_the_same_verdict_from_the_
         call = Call("fuzz", "record", (key, value), {"kind": kind}, key)
         outcome = evaluate(call, fuzz_reference, "fuzzed", value, tmp)
         assert outcome.agree, (key, outcome)
-    with contextlib.redirect_stdout(open(os.devnull, "w")):
+    with contextlib.redirect_stdout(io.StringIO()):
         _verdict(checks.check_at_least, value, 0.5)
 
 
