@@ -29,6 +29,8 @@ DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.i
           torch.uint32, torch.uint64, torch.float16, torch.bfloat16, torch.float32, torch.float64,
           torch.complex64, torch.complex128)
 _WHAT, _PROBLEM = "__what__", "__problem__"
+#: the deepest nesting and the most values an answer keeps (beyond them it is described, not recorded)
+MAX_NESTING, MAX_ITEMS = 8, 10_000
 
 
 # ---------------------------------------------------------------- describing values and the markers
@@ -130,8 +132,13 @@ def _tensor_answer(value: torch.Tensor):
         return problem_marker(f"{{name}} is a tensor that cannot be read ({type(error).__name__}).")
 
 
-def _tree(value, tensors_only: bool, depth: int = 0):
-    """Plain data for ``value``: tensors, None, bool, int, float, complex, str, lists and str-keyed dicts."""
+def _tree(value, tensors_only: bool, depth: int = 0, budget: list | None = None):
+    """Plain data for ``value``: tensors, None, bool, int, float, complex, str, lists and str-keyed dicts.
+
+    Containers nested deeper than ``MAX_NESTING`` or holding more than ``MAX_ITEMS`` values in all become a
+    *what* marker, so a record file always stays within what the grader reads (grading/records.py).
+    """
+    budget = [MAX_ITEMS] if budget is None else budget
     if isinstance(value, torch.Tensor):
         return _tensor_answer(value)
     if value is None or type(value) in (bool, int, float, complex, str):
@@ -144,13 +151,15 @@ def _tree(value, tensors_only: bool, depth: int = 0):
     for plain in (int, float, complex, str):  # subclasses of the built-ins (they could redefine __eq__)
         if isinstance(value, plain):
             return plain(value)
-    if depth > 20:
-        return what("a value nested too deeply")
-    if isinstance(value, (list, tuple)):
-        return [_tree(v, tensors_only, depth + 1) for v in value]
-    if isinstance(value, dict) and not tensors_only:
-        return {str(k): _tree(v, tensors_only, depth + 1) for k, v in value.items()}
-    return what(describe(value))
+    container = isinstance(value, (list, tuple)) or (isinstance(value, dict) and not tensors_only)
+    if not container:
+        return what(describe(value))
+    budget[0] -= len(value)
+    if depth >= MAX_NESTING or budget[0] < 0:
+        return what(describe(value) + (", nested too deeply" if depth >= MAX_NESTING else ", too large to check"))
+    if isinstance(value, dict):
+        return {str(k): _tree(v, tensors_only, depth + 1, budget) for k, v in value.items()}
+    return [_tree(v, tensors_only, depth + 1, budget) for v in value]
 
 
 def as_number(value):

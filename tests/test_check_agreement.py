@@ -42,10 +42,20 @@ from course_utils.compare import answer, judge
 from course_utils.grading.cells import grade_id as cell_grade_id
 from course_utils.grading import references
 from course_utils.grading.classifier import classifier_problem
+from course_utils.grading.records import load_record_bytes
+from course_utils.grading.sandbox import Limits
 from course_utils.grading.verdicts import compare_records, load_records
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "solutions").glob("*/*.ipynb"))
+RECORD_CAP = Limits().record_bytes
+
+
+def read_back(record_file: Path) -> dict:
+    """A kernel's record file as the grader reads it (size, depth and layout checked, weights only)."""
+    return load_record_bytes(record_file.read_bytes(), RECORD_CAP) if record_file.exists() else {}
+
+
 KEYED_CHECKS = ("check_tensor", "check_scalar", "check_grad", "check_grad_fn", "check_module")
 
 
@@ -325,8 +335,7 @@ def evaluate(call: Call, reference: dict, variant_name: str, variant, tmp: Path)
         problems.append(f"the learner's side raised {type(error).__name__}: {error}")
     finally:
         os.environ.pop(checks.RECORD_ENV, None)
-    student = load_records(record_file) if record_file.exists() else {}
-    verdict = compare_records(student, {call.key: ref})[call.task]
+    verdict = compare_records(read_back(record_file), {call.key: ref})[call.task]
     trusted = (verdict.passed, verdict.message)
     if "could not be compared" in verdict.message:
         problems.append("the grader could not compare the record")
@@ -478,6 +487,13 @@ def _tensors():
     return st.builds(build, st.sampled_from(dtypes), shape, special, forms)
 
 
+def _deep(levels: int) -> list:
+    value = [1.0]
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 def _numpy():
     return st.one_of(st.builds(np.float32, st.floats(width=32)), st.builds(np.int64, st.integers(-5, 5)),
                      st.builds(np.bool_, st.booleans()), st.builds(np.str_, st.text(max_size=3)),
@@ -489,12 +505,13 @@ ANYTHING = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.complex_numbers(), st.text(max_size=4),
               st.binary(max_size=4), _tensors(), _numpy(),
               st.sampled_from(["nn.Linear", "nn.Sequential", "class", "function", "hostile", "prickly", "generator",
-                               "size", "object", "module", "broken module"]).map(lambda name: {
+                               "size", "object", "module", "broken module", "deep", "huge"]).map(lambda name: {
                                    "nn.Linear": lambda: nn.Linear(2, 1), "nn.Sequential": nn.Sequential,
                                    "class": lambda: nn.Linear, "function": lambda: torch.ones,
                                    "hostile": Hostile, "prickly": _prickly, "generator": lambda: (i for i in range(2)),
                                    "size": lambda: torch.Size([2]), "object": object, "module": lambda: torch,
-                                   "broken module": Broken}[name]())),
+                                   "broken module": Broken, "deep": lambda: _deep(30),
+                                   "huge": lambda: list(range(20_000))}[name]())),
     lambda children: st.one_of(st.lists(children, max_size=3), st.lists(children, max_size=3).map(tuple),
                                st.dictionaries(st.text(max_size=3), children, max_size=3)),
     max_leaves=6)
@@ -559,7 +576,7 @@ def test_any_input_gets_a_check_failure_or_a_pass_and_the_same_verdict_from_the_
             visible = _verdict(_call, name, value, key)
         finally:
             os.environ.pop(checks.RECORD_ENV, None)
-        verdict = compare_records(load_records(record_file), {key: fuzz_reference[key]})["ex_fuzz"]
+        verdict = compare_records(read_back(record_file), {key: fuzz_reference[key]})["ex_fuzz"]
         assert verdict.passed == visible[0], (call.key, visible, verdict.message)
         assert visible[0] or visible[1] in verdict.message
     for kind in ("tensor", "scalar", "value"):

@@ -500,3 +500,20 @@ def test_an_error_in_the_learners_function_shows_their_frames(kernel_outputs):
     [error] = kernel_outputs[5]
     shown = text(error)
     assert "return x.nonexistent()" in shown and "AttributeError" in shown and "checks.py" not in shown
+
+
+def test_huge_or_deeply_nested_answers_are_described_and_never_break_the_record_file(record_file):
+    from course_utils.answers import answer
+    from course_utils.grading.records import load_record_bytes
+
+    deep = [1.0]
+    for _ in range(40):
+        deep = [deep]
+    huge = list(range(200_000))
+    for value in (deep, huge):
+        with pytest.raises(CheckFailure, match="should be a tensor"):
+            check_tensor(value, torch.ones(1), key="ex_big/visible")
+        record("ex_big/value", value, kind="value")
+        load_record_bytes(record_file.read_bytes(), cap=64 * 2 ** 20)  # the grader reads the whole file
+    assert "a list of length 200000, too large to check" in failure(check_tensor, huge, torch.ones(1))
+    assert "a list of length 1, nested too deeply" in str(answer("tensor", deep))

@@ -2,10 +2,12 @@
 
 Built on nbgrader's API, with three additions nbgrader lacks:
 
-* **Parallel**: notebooks run in a process pool, one kernel each; one pool serves every assignment of a
-  run, solution (reference) runs included, and only the parent writes the gradebook, in one swap of a copy.
-* **Jailed**: each kernel runs under bubblewrap as a throw-away uid with rlimits: no network, a read-only
-  system, its own writable folder, nothing of the course but ``course_utils`` and the data.
+* **Parallel, past one machine**: jobs run on Dask distributed (an in-process LocalCluster by default, any
+  cluster with ``--scheduler``); each worker forks kernels from a template that has imported torch and the
+  course once; only the grader's own process writes results and the gradebook.
+* **Jailed**: each kernel runs in namespaces of its own (pid, mount, network, IPC) as a uid of its own (or
+  rootless, in a user namespace), with limits on CPU, memory and tasks for all its processes together and
+  size-limited tmpfs folders for everything it writes; nothing of the course but ``course_utils`` and the data.
 * **Trusted verdicts**: test cells only *record* results (``course_utils.checks.record``); the parent
   compares them with the solution notebook's records, so code in an answer cell can change what the
   kernel prints but not the score.
@@ -18,16 +20,22 @@ One job per module, in pipeline order:
 | ``cells`` | reading nbgrader's cell metadata and the hidden-test markers |
 | ``release`` | ``release``: exercises/ from solutions/ with nbgrader (and the gradebook's copy of the cells) |
 | ``collect`` | ``collect``: an inbox of folders, notebooks and zips into ``submitted/``, safely |
-| ``sandbox`` | the jail: bubblewrap, a throw-away uid, rlimits |
-| ``kernel`` | a jupyter kernel manager that starts its kernel in the jail |
-| ``execute`` | run one notebook as far as it gets and name the limit that stopped it |
-| ``jobs`` | one worker's job: sanitize with nbgrader, execute, read the records back safely |
+| ``sandbox`` | the jail's outer wall: bubblewrap around the kernel template, the limits, the probe (root or rootless) |
+| ``uids`` | throw-away uids leased machine-wide (no two live kernels share one) |
+| ``template`` | the kernel template (runs in the jail): per job, namespaces, tmpfs quotas, a supervisor, the kernel |
+| ``kernel`` | starting and talking to the template; a jupyter kernel manager whose kernel is a template job |
+| ``execute`` | run one notebook as far as it gets (every message counted) and name the limit that stopped it |
+| ``sanitize`` | nbgrader's autograde sanitizers, fed a snapshot of the gradebook so any worker can run them |
+| ``safe_html`` | make learner content safe to render (nh3) and forbid scripts in pages (CSP) |
+| ``jobs`` | one job as plain data: check, sanitize, execute, hand back the records as bytes |
+| ``engine`` | Dask: where jobs run, results streamed back, a dead worker's job run again elsewhere |
+| ``records`` | read a kernel's record file safely (size unpacked, depth, items) |
 | ``references`` | the solution notebooks' records, cached by everything they depend on |
-| ``verdicts`` | load a record file safely and compare it with the references (trusted) |
+| ``verdicts`` | compare records with the references (trusted) |
 | ``classifier`` | the trusted evaluation of a trained network from its recorded weights |
 | ``scoring`` | verdicts -> points per graded cell |
 | ``results`` | one JSON result per student and assignment (read by feedback and export) |
-| ``gradebook`` | write results into nbgrader's gradebook in one atomic swap |
+| ``gradebook`` | write results into nbgrader's gradebook (in place: a human grader's scores are kept) |
 | ``autograde`` | ``autograde``: plan, run the pool, score, record (the orchestration) |
 | ``feedback`` | ``feedback``: one HTML report per student and notebook, hidden tests removed |
 | ``export`` | ``export``: the grades CSV and a histogram per task |

@@ -27,7 +27,7 @@ from course_utils.grading.course import Course, CourseError
 class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[Course, argparse.Namespace], None]
+    run: Callable[[Course, argparse.Namespace], int | None]   # the exit status (None: 0)
 
 
 def _assignments(parser) -> None:
@@ -52,7 +52,10 @@ def _collect(course, args) -> None:
 def _autograde_arguments(parser) -> None:
     _assignments(parser)
     parser.add_argument("--student", action="append", help="only this student (repeatable)")
-    parser.add_argument("--workers", type=int, default=None, help="parallel kernels (default: CPU count)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes of the local Dask cluster "
+                        "(default: CPU count)")
+    parser.add_argument("--scheduler", help="grade on this Dask cluster instead, e.g. tcp://host:8786 (its workers "
+                        "run from a copy of the course with its venv)")
     parser.add_argument("--no-sandbox", action="store_true", help="run kernels unjailed (trusted notebooks only!)")
     parser.add_argument("--force", action="store_true", help="re-grade even unchanged submissions")
     parser.add_argument("--cell-timeout", type=int, help="seconds per cell (default: Execute.timeout)")
@@ -73,9 +76,16 @@ def _autograde(course, args) -> None:
     _with_limits(course, args)
     if args.no_sandbox:
         print("WARNING: --no-sandbox: student code runs with your permissions.", file=sys.stderr)
-    for report in autograde(course, args.assignments or None, students=args.student, workers=args.workers,
-                            sandboxed=not args.no_sandbox, force=args.force):
+    reports = autograde(course, args.assignments or None, students=args.student, workers=args.workers,
+                        sandboxed=not args.no_sandbox, force=args.force, scheduler=args.scheduler)
+    for report in reports:
         print(report.summary())
+    missed = sum(len(report.not_graded) for report in reports)
+    if missed:
+        print(f"error: {missed} submission(s) could not be graded (see above); their earlier results are kept. "
+              "Fix the cause and run autograde again.", file=sys.stderr)
+        return 1
+    return None
 
 
 def _feedback(course, args) -> None:
@@ -125,8 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    COMMANDS[args.command].run(Course.load(args.course), args)
-    return 0
+    return COMMANDS[args.command].run(Course.load(args.course), args) or 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,16 +1,14 @@
-"""Write scores into nbgrader's gradebook all at once: on a copy, then ``os.replace`` (never half-written).
+"""Write the autograder's scores and comments into nbgrader's gradebook (manual scores are kept).
 
     >>> write_scores(course, results)  # doctest: +SKIP
 """
 from __future__ import annotations
 
-import shutil
 import warnings
 
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
-from course_utils.atomic import replacing
 from course_utils.grading.course import Course
 
 
@@ -41,12 +39,15 @@ def _apply(gb: Gradebook, result: dict) -> None:
 
 
 def write_scores(course: Course, results: list[dict]) -> None:
-    """Apply every result to a copy of the gradebook in one go, then swap the copy in atomically."""
-    with replacing(course.db_path, suffix=".db") as copy:
-        if course.db_path.exists():
-            shutil.copyfile(course.db_path, copy)
-        with warnings.catch_warnings(), Gradebook(f"sqlite:///{copy}", course_id=course.coursedir.course_id) as gb:
-            warnings.simplefilter("ignore", SAWarning)  # nbgrader's add_submission autoflush noise
-            for result in results:
-                _apply(gb, result)
-            gb.db.commit()
+    """Apply every result to the gradebook in place.
+
+    The result files are the record of what was decided and every run applies all of them again, so the
+    gradebook can always be rebuilt from them; writing in place (SQLite's own transactions) keeps what a
+    human grader saves in the formgrader meanwhile, which swapping in a copy would lose.
+    """
+    course.db_path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), Gradebook(course.db_url, course_id=course.coursedir.course_id) as gb:
+        warnings.simplefilter("ignore", SAWarning)  # nbgrader's add_submission autoflush noise
+        for result in results:
+            _apply(gb, result)
+        gb.db.commit()

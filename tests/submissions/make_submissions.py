@@ -96,6 +96,75 @@ os.symlink({target!r}, path)
 '''
 
 
+XSS_MARKDOWN = ('<script>alert("md")</script><img src=x onerror="alert(1)"> [link](javascript:alert(2)) '
+                '<a href="javascript:alert(3)">a</a>')
+XSS_CELL = r"""
+from IPython.display import HTML, Javascript, display
+display(HTML('<b>bold</b><script>alert(4)</script><svg onload="alert(5)"></svg>'))
+display(Javascript('alert(6)'))
+display({'image/svg+xml': '<svg><script>alert(7)</script></svg>'}, raw=True)
+"""
+# the hidden-test leak: capture the source of every later cell as it runs (the hidden tests among them) and
+# write it, encoded, into an earlier output with update_display_data
+DISPLAY_LEAK = r"""
+import base64
+from IPython.display import display
+_handle = display("placeholder", display_id=True)
+_seen = []
+def _steal(info):
+    _seen.append(info.raw_cell)
+    _handle.update(base64.b64encode("\n".join(_seen).encode()).decode() + "\n" + "\n".join(_seen).encode().hex())
+get_ipython().events.register("pre_run_cell", _steal)
+"""
+DISPLAY_FLOOD = r"""
+from IPython.display import display
+_handle = display("x", display_id=True)
+for _ in range(30):
+    _handle.update("y" * 2**20)
+"""
+DISK_FILL = r"""
+import os
+for folder in (".", "/tmp", "/dev/shm"):
+    try:
+        with open(os.path.join(folder, "fill.bin"), "wb") as handle:
+            while True:
+                handle.write(b"x" * 2**24)
+    except OSError as error:
+        print(folder, "full:", error.strerror)
+"""
+CHILD_CPU = r"""
+import signal, subprocess, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)   # only the CPU limit (or the wall-time limit) can stop it
+children = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(8)]
+while True:
+    time.sleep(1)
+"""
+CHILD_MEMORY = r"""
+import signal, subprocess, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)   # only the memory limit (or the wall-time limit) can stop it
+code = "import time; block = bytearray(2**30); block[::4096] = b'x' * (2**30 // 4096); time.sleep(60)"
+children = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(4)]
+while True:
+    time.sleep(1)
+"""
+PLANTED = b"open('/tmp/planted-ran', 'w').write('x')\nraise SystemExit('a planted module ran')\n"
+DEEP_RECORDS = r"""
+import os, sys, torch
+sys.setrecursionlimit(50_000)
+deep = []
+for _ in range(5000):
+    deep = [deep]
+torch.save({"ex01_arange_matrix/two_by_three": {"kind": "value", "value": deep, "params": {}}},
+           os.environ["COURSE_RECORD_FILE"])
+"""
+INFLATED_RECORDS = r"""
+import os, torch
+huge = torch.zeros(1).expand(2**28)   # 1 GiB of float32 when compared, 4 bytes on disk
+torch.save({"ex01_arange_matrix/two_by_three": {"kind": "tensor", "value": huge, "params": {}}},
+           os.environ["COURSE_RECORD_FILE"])
+"""
+
+
 def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict[str, tuple[float, str]]:
     """Write every scenario into ``inbox`` (nbgrader layout, flat .ipynb and .zip); return expectations."""
     answers = solution_answers(solution_nb)
@@ -159,6 +228,25 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
     meta.cells.insert(1, fake)
     cell_of(meta, TASKS[1]).metadata["nbgrader"]["points"] = 1000
     write("tampered_metadata", meta, 10, "all")
+    # the holes of the grading-at-scale issue, one scenario each
+    xss = insert_after(copy.deepcopy(full), TASKS[-1], XSS_CELL)
+    xss.cells.insert(0, nbformat.v4.new_markdown_cell(XSS_MARKDOWN))
+    next(c for c in xss.cells if c.source == XSS_CELL).outputs = [nbformat.v4.new_output("display_data", data={
+        "text/html": "<img src=x onerror=alert(9)>", "application/javascript": "alert(10)"})]
+    write("xss", xss, 10, "all")
+    write("display_leak", insert_after(copy.deepcopy(full), f"{TASKS[0]}_answer", DISPLAY_LEAK), 10, "all")
+    write("display_flood", insert_after(copy.deepcopy(full), TASKS[-1], DISPLAY_FLOOD), 10, "output limit")
+    many = copy.deepcopy(full)
+    many.cells += [nbformat.v4.new_code_cell("pass") for _ in range(100_000)]
+    write("many_cells", many, 0, "cells, over the limit")
+    write("disk_fill", insert_after(copy.deepcopy(full), TASKS[-1], DISK_FILL), 10, "all")
+    write("child_cpu", insert_after(copy.deepcopy(full), TASKS[2], CHILD_CPU), 6, "the kernel was stopped")
+    write("child_memory", insert_after(copy.deepcopy(full), TASKS[1], CHILD_MEMORY), 4, "the kernel was stopped")
+    write("planted_modules", full, 10, "all")
+    for module in ("ipykernel_launcher.py", "numpy.py", "IPython.py", "torch.py", "course_utils.py"):
+        (inbox / "planted_modules" / "01_tensors_vs_numpy" / module).write_bytes(PLANTED)
+    write("deep_records", insert_after(copy.deepcopy(full), TASKS[-1], DEEP_RECORDS), 0, "rejected")
+    write("inflated_records", insert_after(copy.deepcopy(full), TASKS[-1], INFLATED_RECORDS), 0, "rejected")
     expected["not_a_notebook"] = (0, "not a valid notebook")
     (inbox / "not_a_notebook.ipynb").write_text(json.dumps({"cells": "rm -rf /", "nbformat": 4}))
     return expected
