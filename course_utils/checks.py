@@ -8,37 +8,46 @@ Two jobs, kept apart on purpose:
 
 * **Teach** (visible tests): ``check_tensor``, ``check_scalar``, ``check_at_least``, ``check_grad``,
   ``check_grad_fn`` and ``check_module`` compare the learner's answer with an expected one and either print
-  a one-line confirmation or raise :class:`CheckFailure` with a short message saying what is wrong (never a
-  bare ``assert``). The comparison rules live in ``course_utils.compare``, shared with the grader.
-* **Guard** (hidden tests): ``record(key, value)`` only stores the learner's raw value in the file named by
+  a one-line confirmation or raise :class:`CheckFailure` with a short message saying what is wrong and what
+  to try (never a bare ``assert``). In Jupyter the failure shows the learner's cell and the message, not
+  this library's frames.
+* **Guard** (hidden tests): ``record(key, value)`` only stores the learner's value in the file named by
   ``COURSE_RECORD_FILE``. It never judges and never sees an expected value. The grader, in its own trusted
-  process, compares the file with the solution notebook's records (``course_utils.grading.verdicts``). A
-  check called with ``key=`` records its ``actual`` the same way, so visible tests count in the grade too.
+  process, compares the file with the solution notebook's records (``course_utils.grading.verdicts``).
+
+**One rule for both sides.** Each check turns the answer into plain data with ``answers.answer`` and judges
+that with ``compare.judge``; called with ``key=`` it records the same plain data together with its rule
+(the expected value, tolerances, name and hint). The grader applies ``compare.judge`` to the recorded
+answer with the rule recorded by the *solution* notebook, so the grade says what the notebook said.
 
 Keys are ``"<grade_id>/<label>"``: the grade id of the nbgrader test cell, then a label for the test.
+Importing this module in IPython also makes an unanswered task (nbgrader's ``raise NotImplementedError()``
+stub) say which function to write.
 """
 from __future__ import annotations
 
+import linecache
 import os
+import sys
+import types
+import warnings
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from course_utils import env
 from course_utils.atomic import replacing
-from course_utils.compare import (as_number, describe, format_number, module_summary, module_summary_problem,
-                                  plain_tensor, scalar_problem, tensor_problem, with_hint)
+from course_utils.answers import answer, as_number, describe, problem_marker
+from course_utils.compare import KINDS, expected_tensor, format_number, judge, with_hint
 
 #: the environment variable naming the record file (set by the grader only)
 RECORD_ENV = env.RECORD_FILE
-#: how the grader compares a record with the solution's (see course_utils.grading.verdicts)
-KINDS = ("tensor", "scalar", "value", "module", "classifier", "constraint")
 
 __all__ = [
     "CheckFailure", "check_tensor", "check_scalar", "check_at_least", "check_grad", "check_grad_fn",
     "check_module", "record",
 ]
+_HERE = {__file__, sys.modules["course_utils.compare"].__file__, sys.modules["course_utils.answers"].__file__}
 
 
 class CheckFailure(AssertionError):
@@ -46,6 +55,10 @@ class CheckFailure(AssertionError):
 
         >>> raise CheckFailure("result has shape (2,), expected (3,)")  # doctest: +SKIP
     """
+
+    def _render_traceback_(self):
+        """What IPython shows: the learner's frames and the message, without this library's frames."""
+        return _learner_traceback(self)
 
 
 def _passed(name: str) -> None:
@@ -59,88 +72,90 @@ _RECORDS: dict = {}
 _RECORD_PATH: list = [None]
 
 
-def _sanitize(value):
-    """A copy of value made only of what ``torch.load(weights_only=True)`` accepts."""
-    if isinstance(value, torch.Tensor):  # a plain tensor, even from a subclass (which weights_only refuses)
-        return plain_tensor(value)
-    if value is None:
-        return None
-    for plain in (bool, int, float, str):  # exact built-in types: a subclass could carry its own __eq__
-        if isinstance(value, plain):
-            return plain(value)
-    if isinstance(value, torch.dtype):
-        return str(value)
-    if isinstance(value, nn.Module):
-        return module_summary(value)
-    if isinstance(value, (list, tuple)):
-        return [_sanitize(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _sanitize(v) for k, v in value.items()}
-    return {"__unsupported__": describe(value)}
-
-
-def record(key: str, value, *, kind: str = "tensor", **params) -> None:
-    """Store the learner's raw ``value`` under ``key`` for the trusted grader (no-op unless grading).
-
-        >>> record("ex01_make_tensor/hidden_shape", torch.zeros(2, 3))
-
-    Recording happens only when the environment variable ``COURSE_RECORD_FILE`` names a file; each call
-    rewrites that file atomically. ``params`` (tolerances and the like) are taken from the solution
-    notebook's records when grading, never from the learner's.
-    """
-    if not isinstance(key, str) or key.count("/") != 1 or not all(key.split("/")):
-        raise ValueError(f"record key must look like 'grade_id/label', not {key!r}.")
-    if kind not in KINDS:
-        raise ValueError(f"record kind must be one of {KINDS}, not {kind!r}.")
+def _store(key: str, kind: str, value, params: dict) -> None:
+    """Write ``value`` (already plain data) under ``key`` if recording is on."""
     path = os.environ.get(RECORD_ENV, "").strip()
     if not path:
         return
     if _RECORD_PATH[0] != path:
         _RECORDS.clear()
         _RECORD_PATH[0] = path
-    _RECORDS[key] = {"kind": kind, "value": _sanitize(value), "params": _sanitize(params)}
+    _RECORDS[key] = {"kind": kind, "value": value, "params": answer("value", params)}
     with replacing(Path(path)) as tmp:
         torch.save(_RECORDS, tmp)
 
 
-def _record_if(key: str | None, value, kind: str, **params) -> None:
-    if key is not None:
-        record(key, value, kind=kind, visible=True, **params)
+def record(key: str, value, *, kind: str = "tensor", **params) -> None:
+    """Store the learner's ``value`` under ``key`` for the trusted grader (no-op unless grading).
+
+        >>> record("ex01_make_tensor/hidden_shape", torch.zeros(2, 3))
+
+    The value is stored as ``answers.answer(kind, value)``: plain data that ``torch.load(weights_only=True)``
+    reads, whatever the value is. Recording happens only when the environment variable
+    ``COURSE_RECORD_FILE`` names a file; each call rewrites that file atomically. ``params`` (tolerances and
+    the like) are taken from the solution notebook's records when grading, never from the learner's.
+    """
+    _valid(key, kind)
+    if os.environ.get(RECORD_ENV, "").strip():
+        _store(key, kind, answer(kind, value), params)
+
+
+def _valid(key, kind: str) -> None:
+    if not isinstance(key, str) or key.count("/") != 1 or not all(key.split("/")):
+        raise ValueError(f"record key must look like 'grade_id/label', not {key!r}.")
+    if kind not in KINDS:
+        raise ValueError(f"record kind must be one of {KINDS}, not {kind!r}.")
 
 
 # ---------------------------------------------------------------- teaching checks
 
 
-def check_tensor(actual, expected, *, rtol: float = 1e-5, atol: float = 1e-8, check_dtype: bool = True,
-                 check_device: bool = False, name: str = "result", hint: str | None = None,
-                 key: str | None = None) -> None:
+def _check(kind: str, value, key: str | None, rule: dict, passed: str) -> None:
+    """Record the plain ``value`` with its ``rule`` (when keyed), judge it, report."""
+    __tracebackhide__ = True
+    if key is not None:
+        _valid(key, kind)
+        _store(key, kind, value, {**rule, "visible": True})
+    problem = judge(kind, value, reveal=True, **rule)
+    if problem:
+        raise CheckFailure(problem) from None
+    _passed(passed)
+
+
+def check_tensor(actual, expected, *, rtol: float | None = None, atol: float | None = None,
+                 equal_nan: bool = False, check_dtype: bool = True, check_device: bool = False,
+                 name: str = "result", hint: str | None = None, key: str | None = None) -> None:
     """Fail with a clear message unless ``actual`` is a tensor close to ``expected``.
 
         >>> check_tensor(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]))
         ✔ result: passed
+
+    Tolerances left out follow ``torch.testing.assert_close`` for the dtype; integers and bools compare
+    exactly (rules: ``course_utils.compare``). Every answer must be a CPU tensor (``check_device`` is kept
+    for compatibility).
     """
-    expected = torch.as_tensor(expected)
-    _record_if(key, actual, "tensor", rtol=rtol, atol=atol, check_dtype=check_dtype)
-    problem = tensor_problem(actual, expected, rtol=rtol, atol=atol, check_dtype=check_dtype,
-                             check_device=check_device, name=name)
-    if problem:
-        raise CheckFailure(with_hint(problem, hint)) from None
-    _passed(name)
+    __tracebackhide__ = True
+    rule = dict(expected=expected_tensor(expected), rtol=rtol, atol=atol, equal_nan=equal_nan,
+                check_dtype=check_dtype, name=name, hint=hint)
+    _check("tensor", answer("tensor", actual), key, rule, name)
 
 
-def check_scalar(actual, expected: float, *, rtol: float = 1e-6, atol: float = 1e-8, name: str = "result",
-                 hint: str | None = None, key: str | None = None) -> None:
-    """Fail unless ``actual`` is a number (or one-element tensor) close to ``expected``.
+def check_scalar(actual, expected: float, *, rtol: float | None = None, atol: float | None = None,
+                 equal_nan: bool = False, name: str = "result", hint: str | None = None,
+                 key: str | None = None) -> None:
+    """Fail unless ``actual`` is a number (Python, NumPy or a one-element tensor) close to ``expected``.
 
         >>> check_scalar(0.1 + 0.2, 0.3)
         ✔ result: passed
+
+    Two integers compare exactly; otherwise as float64 (default rtol 1e-7, atol 1e-7).
     """
-    _record_if(key, as_number(actual) if as_number(actual) is not None else actual, "scalar",
-               rtol=rtol, atol=atol)
-    problem = scalar_problem(actual, expected, rtol=rtol, atol=atol, name=name)
-    if problem:
-        raise CheckFailure(with_hint(problem, hint)) from None
-    _passed(name)
+    __tracebackhide__ = True
+    number = as_number(expected)
+    if number is None:
+        raise TypeError(f"check_scalar's expected value must be a number, not {describe(expected)}.")
+    rule = dict(expected=number, rtol=rtol, atol=atol, equal_nan=equal_nan, name=name, hint=hint)
+    _check("scalar", answer("scalar", actual), key, rule, name)
 
 
 def check_at_least(actual, minimum: float, *, name: str = "result", hint: str | None = None) -> None:
@@ -149,6 +164,7 @@ def check_at_least(actual, minimum: float, *, name: str = "result", hint: str | 
         >>> check_at_least(0.91, 0.8, name="validation accuracy")
         ✔ validation accuracy: passed
     """
+    __tracebackhide__ = True
     number = as_number(actual)
     if number is None:
         raise CheckFailure(with_hint(f"{name} should be a number, but it is {describe(actual)}.", hint)) from None
@@ -158,29 +174,23 @@ def check_at_least(actual, minimum: float, *, name: str = "result", hint: str | 
     _passed(name)
 
 
-def check_grad(tensor, expected, *, rtol: float = 1e-5, atol: float = 1e-8, name: str = "x",
-               hint: str | None = None, key: str | None = None) -> None:
-    """Fail unless ``tensor.grad`` exists and is close to ``expected``.
+def check_grad(tensor, expected, *, rtol: float | None = None, atol: float | None = None,
+               equal_nan: bool = False, check_dtype: bool = True, name: str = "x", hint: str | None = None,
+               key: str | None = None) -> None:
+    """Fail unless ``tensor.grad`` exists and is close to ``expected`` (same rules as ``check_tensor``).
 
         >>> x = torch.ones(2, requires_grad=True); (3 * x).sum().backward(); check_grad(x, [3.0, 3.0])
         ✔ x.grad: passed
+
+    An ``expected`` given as numbers (not a tensor) is a tensor of the default float dtype (float32).
     """
-    if not isinstance(tensor, torch.Tensor):
-        _record_if(key, tensor, "tensor", rtol=rtol, atol=atol)
-        raise CheckFailure(with_hint(f"{name} should be a tensor, but it is {describe(tensor)}.", hint)) from None
-    _record_if(key, tensor.grad, "tensor", rtol=rtol, atol=atol)
-    if tensor.grad is None:
-        why = ("it does not require gradients: create it with requires_grad=True (or call "
-               ".requires_grad_()) before computing with it"
-               if not tensor.requires_grad else
-               "backward() was not called on a result computed from it (or it is not a leaf tensor: "
-               "use the tensor you created, not one computed from it)")
-        raise CheckFailure(with_hint(f"{name}.grad is None: {why}.", hint)) from None
-    expected = torch.as_tensor(expected, dtype=tensor.grad.dtype)
-    problem = tensor_problem(tensor.grad, expected, rtol=rtol, atol=atol, name=f"{name}.grad")
-    if problem:
-        raise CheckFailure(with_hint(problem, hint)) from None
-    _passed(f"{name}.grad")
+    __tracebackhide__ = True
+    expected = expected_tensor(expected)
+    if not (expected.is_floating_point() or expected.is_complex()):
+        expected = expected.to(torch.get_default_dtype())
+    rule = dict(expected=expected, rtol=rtol, atol=atol, equal_nan=equal_nan, check_dtype=check_dtype,
+                name=name, hint=hint)
+    _check("grad", answer("grad", tensor), key, rule, f"{name}.grad")
 
 
 def _autograd_gradient(fn, inputs: tuple) -> tuple:
@@ -218,26 +228,23 @@ def check_grad_fn(grad_fn, fn, inputs, *, rtol: float = 1e-4, atol: float = 1e-6
 
     ``grad_fn`` returns one gradient tensor per input (a bare tensor when there is one input).
     """
+    __tracebackhide__ = True
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-    grads = grad_fn(*[x.detach().clone() for x in inputs])
-    _record_if(key, grads, "tensor", rtol=rtol, atol=atol, check_dtype=False)
-    if len(inputs) == 1 and isinstance(grads, torch.Tensor):
-        grads = (grads,)
-    if not isinstance(grads, (tuple, list)) or len(grads) != len(inputs):
-        raise CheckFailure(with_hint(f"{name} should return {len(inputs)} gradient tensor(s), one per input, "
-                                     f"but it returned {describe(grads)}.", hint)) from None
     reference = _autograd_gradient(fn, inputs)
-    for i, (got, want) in enumerate(zip(grads, reference)):
-        label = name if len(inputs) == 1 else f"{name} for input {i}"
-        want = torch.zeros_like(inputs[i]) if want is None else want
-        problem = tensor_problem(got, want.detach(), rtol=rtol, atol=atol, name=label, check_dtype=False)
-        if problem:
-            raise CheckFailure(with_hint(problem + " (compared with autograd)", hint)) from None
-        numeric = _finite_difference(fn, inputs[i], inputs, i, eps)
-        problem = tensor_problem(got.double(), numeric, rtol=1e-3, atol=1e-5, name=label, check_dtype=False)
-        if problem:
-            raise CheckFailure(with_hint(problem + " (compared with finite differences)", hint)) from None
-    _passed(name)
+    rule = dict(expected=[expected_tensor(torch.zeros_like(x) if g is None else g) for x, g in zip(inputs, reference)],
+                numeric=[_finite_difference(fn, x, inputs, i, eps) for i, x in enumerate(inputs)],
+                rtol=rtol, atol=atol, numeric_rtol=1e-3, numeric_atol=1e-5, name=name, hint=hint)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            grads = grad_fn(*[x.detach().clone() for x in inputs])
+    except Exception as error:  # the learner's function failed: say so, and keep its traceback as the cause
+        message = f"{{name}} raised {type(error).__name__}: {str(error)[:200]}"
+        if key is not None:
+            _valid(key, "grad_fn")
+            _store(key, "grad_fn", problem_marker(message), {**rule, "visible": True})
+        raise CheckFailure(with_hint(message.replace("{name}", name), hint)) from error
+    _check("grad_fn", answer("grad_fn", grads), key, rule, name)
 
 
 def check_module(module, *, layer_types=None, n_params: int | None = None, sample_input=None,
@@ -250,22 +257,82 @@ def check_module(module, *, layer_types=None, n_params: int | None = None, sampl
 
     Layer types are the class names of the leaf modules in order, e.g. ``["Linear", "ReLU", "Linear"]``.
     """
-    if not isinstance(module, nn.Module):
-        _record_if(key, module, "module")
-        raise CheckFailure(with_hint(f"expected an nn.Module, but got {describe(module)}. Did you "
-                                     "subclass nn.Module and return an instance?", hint)) from None
+    __tracebackhide__ = True
+    expected = {"layers": [[t, None] for t in layer_types] if layer_types is not None else None,
+                "n_params": n_params, "output_shape": list(output_shape) if output_shape is not None else None}
+    _check("module", answer("module", module, sample_input=sample_input), key,
+           dict(expected=expected, name=name, hint=hint), name)
+
+
+# ---------------------------------------------------------------- what the learner sees in Jupyter
+
+
+def _library_frame(tb) -> bool:
+    return tb.tb_frame.f_code.co_filename in _HERE or bool(tb.tb_frame.f_locals.get("__tracebackhide__"))
+
+
+def _without_library_frames(tb):
+    kept = []
+    while tb is not None:
+        if not _library_frame(tb):
+            kept.append(tb)
+        tb = tb.tb_next
+    rebuilt = None
+    for entry in reversed(kept):
+        rebuilt = types.TracebackType(rebuilt, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return rebuilt
+
+
+def _learner_traceback(error: BaseException) -> list[str]:
+    """IPython's usual traceback of ``error`` (and of its cause), minus the frames of this library."""
+    from IPython import get_ipython  # only called by IPython, so it is there
+
+    shell = get_ipython()
     try:
-        summary = module_summary(module, sample_input)
-    except Exception as error:
-        _record_if(key, {"__unsupported__": "a module whose forward fails"}, "module")
-        raise CheckFailure(with_hint(f"calling your module on a sample input of shape "
-                                     f"{tuple(sample_input.shape)} failed with {type(error).__name__}: {error}",
-                                     hint)) from None
-    _record_if(key, summary, "module")
-    expected = {"layers": [[t, None] for t in layer_types] if layer_types is not None else summary["layers"],
-                "n_params": n_params,
-                "output_shape": list(output_shape) if output_shape is not None else None}
-    problem = module_summary_problem(summary, expected)
-    if problem:
-        raise CheckFailure(with_hint(f"{name} is not as expected: {problem}.", hint)) from None
-    _passed(name)
+        chain, link = [], error
+        while link is not None and link not in chain:
+            chain.append(link)
+            link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+        for link in chain:
+            link.__traceback__ = _without_library_frames(link.__traceback__) or link.__traceback__
+    except Exception:  # never let the display of a failure fail
+        pass
+    return shell.InteractiveTB.structured_traceback(type(error), error, error.__traceback__)
+
+
+def _unanswered(tb) -> str | None:
+    """The function whose body is still nbgrader's stub, when ``tb`` ends at that stub (else None)."""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    line = linecache.getline(code.co_filename, tb.tb_lineno).strip()
+    if line != "raise NotImplementedError()":
+        return None
+    if code.co_name == "<module>":
+        return ("This cell is not written yet: replace `raise NotImplementedError()` with your code, "
+                "then run the cell again.")
+    return (f"`{code.co_qualname}` is not written yet: replace `raise NotImplementedError()` in its cell with "
+            "your code, run that cell, then run this test again.")
+
+
+def _explain_unanswered(shell, etype, value, tb, tb_offset=None):
+    """IPython's handler for NotImplementedError: a plain sentence for an unanswered task, else the usual."""
+    message = _unanswered(tb) if not value.args else None
+    if message:
+        value.args = (message,)
+        stb = [f"NotImplementedError: {message}"]
+        value._render_traceback_ = lambda: stb
+    shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+    return None
+
+
+def _install_unanswered_handler() -> None:
+    """In IPython, explain nbgrader's ``raise NotImplementedError()`` stub instead of showing a traceback."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or (shell.custom_exceptions and shell.custom_exceptions != (NotImplementedError,)):
+        return
+    shell.set_custom_exc((NotImplementedError,), _explain_unanswered)
+
+
+_install_unanswered_handler()

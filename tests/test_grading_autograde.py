@@ -32,7 +32,7 @@ def test_each_student_gets_what_the_answer_earns_with_a_reason(graded):
     assert report.totals == {"right": (2.0, 2.0), "wrong": (0.0, 2.0), "untouched": (0.0, 2.0)}
     message = {s: load_result(course, "hw", s)["notebooks"]["hw"]["cells"][0]["message"] for s in ANSWERS}
     assert message["right"] == "all 2 tests passed"
-    assert "visible check 'visible' failed: the result has the wrong values" in message["wrong"]
+    assert "visible check 'visible' failed: result has the wrong values" in message["wrong"]  # the learner's words
     assert "hidden test 'hidden' was not recorded" in message["wrong"]  # the failing visible check stopped the cell
     assert "was not recorded" in message["untouched"]
 

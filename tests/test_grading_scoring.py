@@ -20,7 +20,7 @@ def test_full_points_only_when_the_trusted_comparison_passes():
     got = scores({"ex_a/x": {"kind": "tensor", "value": torch.ones(2), "params": {}},
                   "ex_b/y": {"kind": "value", "value": 4, "params": {}}})
     assert got["ex_a"] == (2.0, 2.0, "all 1 tests passed")
-    assert got["ex_b"][:2] == (0.0, 1.0) and "the result differs" in got["ex_b"][2]
+    assert got["ex_b"][:2] == (0.0, 1.0) and "the result is 4, which is not the expected value" in got["ex_b"][2]
 
 
 def test_manually_graded_cells_are_left_to_a_human():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_utils.compare import describe
+from course_utils.answers import describe, is_problem, stated
 from course_utils.networks import NetworkSpecError, build_sequential, count_parameters
 
 APPAREL_HIDDEN = 128
@@ -126,8 +126,13 @@ def classifier_problem(state_dict, params: dict) -> str | None:
         batch = max(1, min(2000, MAX_BATCH_NUMBERS // max(1, largest)))
     else:
         builder = ARCHITECTURES[params.get("architecture", "apparel_mlp")]
-        if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        if not isinstance(state_dict, dict):
             return f"expected the trained model's state_dict, got {describe(state_dict)}"
+        for key, value in state_dict.items():
+            if is_problem(value):
+                return stated(value, f"the weight {key!r}")
+            if not isinstance(value, torch.Tensor):
+                return f"the weight {key!r} of the state_dict should be a tensor, but it is {describe(value)}"
         model = builder()
         try:
             model.load_state_dict(state_dict, strict=True)

@@ -6,7 +6,10 @@
 This runs only in the grader's own process, never in a learner's kernel. The record file is written by
 ``course_utils.checks.record`` inside the (jailed) kernel, so it is untrusted input: it is loaded with
 ``weights_only=True`` (no pickled code runs), its layout is checked, and each entry is compared with the
-*reference's* kind and parameters using the same rules as the visible checks (``course_utils.compare``).
+*reference's* kind and parameters using the same rule as the visible checks (``course_utils.compare.judge``).
+A visible check's reference entry carries the rule the check applied in the solution notebook (expected
+value, tolerances, name, hint), so the verdict and its message are the ones the learner saw; a hidden
+test's reference value is the expected value, and its message never reveals it.
 """
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from course_utils.checks import KINDS, RECORD_ENV
-from course_utils.compare import describe, module_summary_problem, scalar_problem, tensor_problem
+from course_utils.checks import RECORD_ENV
+from course_utils.compare import KINDS, describe, judge
 from course_utils.grading.classifier import classifier_problem
 
 
@@ -68,53 +71,18 @@ def _validate(records, path) -> None:
 
 def _compare_entry(label: str, got: dict | None, ref: dict) -> str | None:
     """None when the student's entry matches the reference entry, else a learner-facing message."""
-    params, visible = ref["params"], bool(ref["params"].get("visible"))
+    params = dict(ref["params"])
+    visible = bool(params.pop("visible", False))
     what = f"{'visible check' if visible else 'hidden test'} {label!r}"
     if got is None:
         return f"{what} was not recorded: did the cell run to the end?"
-    kind, value, expected = ref["kind"], got["value"], ref["value"]
-    if kind == "tensor" and isinstance(expected, list):
-        if not isinstance(value, list) or len(value) != len(expected):
-            problem = f"expected {len(expected)} tensors, got {describe(value)}"
-        else:
-            problems = [_compare_entry(f"{label}[{i}]", {"value": v},
-                                       {"kind": "tensor" if isinstance(e, torch.Tensor) or e is None else "scalar",
-                                        "value": e, "params": params})
-                        for i, (v, e) in enumerate(zip(value, expected))]
-            problem = next((p.split(" failed: ", 1)[1] for p in problems if p), None)
-    elif kind == "tensor":
-        if expected is None:
-            problem = None if value is None else "expected no value"
-        elif value is None:
-            problem = "no value (for a gradient: .grad was None; was requires_grad set and backward called?)"
-        else:
-            problem = tensor_problem(value, expected, rtol=params.get("rtol", 1e-5),
-                                     atol=params.get("atol", 1e-8), check_dtype=params.get("check_dtype", True),
-                                     name="the result", reveal=visible)
-    elif kind == "scalar":
-        problem = scalar_problem(value, float(expected), rtol=params.get("rtol", 1e-6),
-                                 atol=params.get("atol", 1e-8), name="the result", reveal=visible)
-    elif kind == "value":
-        problem = None if _plain_equal(value, expected) else "the result differs"
-    elif kind == "module":
-        problem = module_summary_problem(value, expected, reveal=visible)
-    elif kind == "constraint":  # what the kernel saw; the grader also checks the cells (grading.constraints)
-        problem = (None if value == [] else value[0] if isinstance(value, list) and value and isinstance(value[0], str)
-                   else f"the constraint check recorded {describe(value)}")
-    else:  # classifier
-        problem = classifier_problem(value, params)
+    if ref["kind"] == "classifier":
+        problem = classifier_problem(got["value"], params)
+    else:
+        expected = params.pop("expected") if "expected" in params else ref["value"]
+        params.setdefault("name", "the result")
+        problem = judge(ref["kind"], got["value"], expected, reveal=visible, **params)
     return None if problem is None else f"{what} failed: {problem}"
-
-
-def _plain_equal(a, b) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
-                and a.dtype == b.dtype and bool((a == b).all()))
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_plain_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_plain_equal(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
 
 
 def compare_records(student: dict, reference: dict) -> dict[str, Verdict]:
