@@ -358,3 +358,12 @@ def test_the_designed_networks_of_the_solutions_meet_their_spec_in_the_grader(as
     assert problem is None and [type(m) for m in model] == [type(m) for m in built]
     too_big = describe_sequential(nn.Sequential(nn.Flatten(), nn.Linear(784, 200), nn.Linear(200, 10)))
     assert "more than the" in designed_network(too_big, {"architecture": "sequential", **spec})[2]
+
+
+def test_the_sample_class_knows_exercise_01s_tasks_and_points():
+    """course_utils.grading.samples builds the grading tests' and benchmarks' submissions of exercise 01."""
+    from course_utils.grading.cells import graded_cells
+    from course_utils.grading.samples import POINTS, TASKS
+    cells = graded_cells(notebook_path("solutions", "01_tensors_vs_numpy"))
+    assert {c.grade_id: c.points for c in cells if c.autograded} == POINTS
+    assert list(POINTS) == TASKS

@@ -27,7 +27,7 @@ from make_submissions import build_inbox  # noqa: E402
 
 from course_utils.grading.course import Course  # noqa: E402
 from course_utils.grading.results import load_result, result_path, result_totals  # noqa: E402
-from course_utils.grading.samples import TASKS  # noqa: E402
+from course_utils.grading.samples import POINTS, TASKS, earned  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "01_tensors_vs_numpy"
@@ -104,7 +104,7 @@ def test_gradebook_export_and_feedback(graded):
     assert {r["student"] for r in rows} == set(expected)
     assert {r["task"] for r in rows} == set(TASKS)
     full = {r["task"]: float(r["score"]) for r in rows if r["student"] == "full"}
-    assert full == {task: 2.0 for task in TASKS}
+    assert full == POINTS
     assert len(list((course / "grading" / "export" / "histograms").glob("*.png"))) == len(TASKS)
     hidden = Course.load(course).markers.hidden_lines(course / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
     assert len(hidden) >= 5
@@ -128,7 +128,7 @@ def test_one_submission_alone_gets_the_same_grade(graded, tmp_path):
     alone = cli(course, "autograde", ASSIGNMENT, "--student", "full", "--force", *LIMITS)
     assert "graded 1" in alone.stdout, alone.stderr[-2000:]
     assert "solution notebooks run" not in alone.stdout  # the cached reference records were reused
-    assert result_totals(_result(course, "full")) == before == (10, 10)
+    assert result_totals(_result(course, "full")) == before == (earned(*TASKS), earned(*TASKS))
 
 
 def test_an_interrupted_run_resumes_without_losing_or_duplicating_grades(graded):
@@ -149,7 +149,7 @@ def test_an_interrupted_run_resumes_without_losing_or_duplicating_grades(graded)
     assert 1 <= len(done) < len(students)
     resumed = cli(course, "autograde", ASSIGNMENT, *args, *LIMITS)
     assert f"graded {len(students) - len(done)}, unchanged {len(done)}" in resumed.stdout, resumed.stderr[-2000:]
-    assert [result_totals(_result(course, s))[0] for s in students] == [10, 4, 0]
+    assert [result_totals(_result(course, s))[0] for s in students] == [earned(*TASKS), earned(*TASKS[:2]), 0]
     assert cli(course, "export").returncode == 0
     with open(course / "grading" / "export" / "grades.csv") as handle:
         rows = list(csv.DictReader(handle))

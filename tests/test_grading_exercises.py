@@ -150,3 +150,4 @@ def test_the_designed_networks_are_judged_by_the_grader_not_the_kernel(graded):
         task = key.split("/")[0]
         cells = load_result(course, assignment, "solved")["notebooks"][f"{assignment}_exercises"]["cells"]
         assert next(c for c in cells if c["grade_id"] == task)["score"] == points
+

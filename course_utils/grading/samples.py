@@ -6,7 +6,7 @@
     >>> nb = violating(release_nb, solution_nb, "ex02_matmul_by_broadcasting")  # a constraint broken  # doctest: +SKIP
 
 Built, not stored: the exercise notebooks evolve, and a stored copy would go stale. ``solved`` works for
-any exercise; ``honest_class`` builds a class of exercise 01 (five tasks of 2 points, answer cells
+any exercise; ``honest_class`` builds a class of exercise 01 (five tasks, ``POINTS``, answer cells
 ``<task>_answer``) with correct, partial and wrong answers and no attack, which plain nbgrader grades
 correctly too (the grading benchmark compares both graders on it).
 """
@@ -19,14 +19,26 @@ import nbformat
 from course_utils.grading.cells import answer_sources, grade_id, is_answer_cell
 
 TASKS = ["ex01_arange_matrix", "ex01_numpy_to_float_tensor", "ex01_dataframe_to_tensors",
-         "ex01_pairwise_differences", "ex01_join_and_reshape"]
+         "ex01_tile_images", "ex01_join_and_reshape"]
+#: the points of each task of exercise 01 (a test keeps this in step with the solution notebook)
+POINTS = {"ex01_arange_matrix": 2.0, "ex01_numpy_to_float_tensor": 2.0, "ex01_dataframe_to_tensors": 2.0,
+          "ex01_tile_images": 3.0, "ex01_join_and_reshape": 2.0}
 WRONG = {  # plausible wrong answers to exercise 01: right names, wrong values
     "ex01_arange_matrix": "def arange_matrix(rows, cols, dtype=torch.float32):\n    return torch.zeros(rows, cols, dtype=dtype)\n",
     "ex01_numpy_to_float_tensor": "def numpy_to_float_tensor(array):\n    return torch.zeros(array.shape)\n",
     "ex01_dataframe_to_tensors": "def dataframe_to_tensors(frame, target):\n    return torch.zeros(1), torch.zeros(1)\n",
-    "ex01_pairwise_differences": "def pairwise_differences(x):\n    return torch.zeros(len(x), len(x))\n",
+    "ex01_tile_images": "def tile_images(images, ncols):\n    return images.reshape(-1, images.shape[-1] * ncols)\n",
     "ex01_join_and_reshape": "def join_and_reshape(a, b, cols):\n    return torch.zeros(1)\n",
 }
+
+
+def earned(*tasks: str) -> float:
+    """The points exercise 01 gives for these tasks done right.
+
+        >>> earned("ex01_arange_matrix", "ex01_tile_images")
+        5.0
+    """
+    return float(sum(POINTS[task] for task in tasks))
 
 
 def cell_of(nb, grade_id_: str):
@@ -75,7 +87,7 @@ def honest_class(release_nb, solution_nb, n: int) -> list[tuple[str, object, flo
         chosen = {t: answers[t] for t in TASKS[:right]}
         if i % 2 and right < len(TASKS):
             chosen[TASKS[right]] = WRONG[TASKS[right]]
-        students.append((f"student{i:03d}", answered(release_nb, chosen), 2.0 * right))
+        students.append((f"student{i:03d}", answered(release_nb, chosen), earned(*TASKS[:right])))
     return students
 
 

@@ -2,7 +2,7 @@
 
 Built on ``course_utils.grading.samples`` (which benchmarks share): ``build_inbox`` writes every scenario
 into an inbox folder (nbgrader's layout, flat .ipynb and .zip) and returns, per student id, the points its
-answers earn out of 10 and a phrase its comment must hold.
+answers earn (``samples.POINTS``) and a phrase its comment must hold.
 
     >>> build_inbox(release_nb, solution_nb, Path("inbox"), course_root)  # doctest: +SKIP
 """
@@ -16,7 +16,9 @@ from pathlib import Path
 import nbformat
 
 from course_utils.grading.cells import grade_id
-from course_utils.grading.samples import TASKS, WRONG, answered, cell_of, solution_answers
+from course_utils.grading.samples import POINTS, TASKS, WRONG, answered, cell_of, earned, solution_answers
+
+FULL = earned(*TASKS)  # what a submission with every answer right earns
 
 
 def insert_after(nb, task, source):
@@ -185,39 +187,39 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
                 zf.writestr(f"my_work/{name}", nbformat.writes(nb))
 
     inbox.mkdir(parents=True, exist_ok=True)
-    write("full", full, 10, "all", how="zip")
+    write("full", full, FULL, "all", how="zip")
     write("untouched", release_nb, 0, "not recorded", how="ipynb")
-    write("partial", answered(release_nb, {t: answers[t] for t in TASKS[:2]}), 4, "not recorded")
+    write("partial", answered(release_nb, {t: answers[t] for t in TASKS[:2]}), earned(*TASKS[:2]), "not recorded")
     raises = {**answers, TASKS[0]: "def arange_matrix(rows, cols, dtype=torch.float32):\n    raise ValueError('oops')\n"}
-    write("raises", answered(release_nb, raises), 8, "not recorded")
-    write("infinite_loop", answered(release_nb, {**answers, TASKS[0]: "while True:\n    pass\n"}), 8, "cell time limit")
+    write("raises", answered(release_nb, raises), FULL - POINTS[TASKS[0]], "not recorded")
+    write("infinite_loop", answered(release_nb, {**answers, TASKS[0]: "while True:\n    pass\n"}), FULL - POINTS[TASKS[0]], "cell time limit")
     # ignores the interrupt sent at the cell time limit, so only the notebook wall-time limit stops it;
     # it sleeps rather than spins so that it holds a worker, not a CPU core, until then
     ignore_sigint = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n"
                      "    time.sleep(0.2)\n")
-    write("unstoppable_loop", answered(release_nb, {**answers, TASKS[2]: ignore_sigint}), 4, "wall-time limit")
+    write("unstoppable_loop", answered(release_nb, {**answers, TASKS[2]: ignore_sigint}), earned(*TASKS[:2]), "wall-time limit")
     crash = {**{t: answers[t] for t in TASKS[:2]}, TASKS[2]: "import os\nos._exit(1)\n"}
-    write("kernel_crash", answered(release_nb, crash), 4, "kernel died")
+    write("kernel_crash", answered(release_nb, crash), earned(*TASKS[:2]), "kernel died")
     hog = "chunks = []\nwhile True:\n    chunks.append(bytearray(2**28))\n"
-    write("memory_hog", answered(release_nb, {**answers, TASKS[1]: hog}), 8, "memory limit")
+    write("memory_hog", answered(release_nb, {**answers, TASKS[1]: hog}), FULL - POINTS[TASKS[1]], "memory limit")
     edited = answered(release_nb, {t: answers[t] for t in TASKS[:2]})
     for task in TASKS[2:]:
         cell_of(edited, task).source = f"print('all tests passed')\nrecord('{task}/fake', 1)\n"
-    write("edited_tests", edited, 4, "not recorded")
+    write("edited_tests", edited, earned(*TASKS[:2]), "not recorded")
     deleted = copy.deepcopy(full)
     deleted.cells = [c for c in deleted.cells if grade_id(c) != TASKS[0]]
-    write("deleted_test", deleted, 10, "all")
+    write("deleted_test", deleted, FULL, "all")
     expected["missing_notebook"] = (0, "was not submitted")
     folder = inbox / "missing_notebook" / "01_tensors_vs_numpy"
     folder.mkdir(parents=True)
     nbformat.write(full, folder / "my_homework.ipynb")
     write("huge_output", insert_after(copy.deepcopy(full), TASKS[0], "for i in range(200000):\n    print('x' * 200)\n"),
-          10, "output limit")
+          FULL, "output limit")
     wrong = answered(release_nb, WRONG)
     write("redefined_checks", insert_after(copy.deepcopy(wrong), f"{TASKS[0]}_answer", PATCH_CHECKS), 0, "not recorded")
     write("patched_torch", insert_after(copy.deepcopy(wrong), f"{TASKS[0]}_answer", PATCH_TORCH), 0, "failed")
     write("spoofed_visible", insert_after(copy.deepcopy(wrong), f"{TASKS[0]}_answer", SPOOF_VISIBLE), 0, "failed")
-    write("escape", insert_after(copy.deepcopy(full), TASKS[-1], ATTACK_CELL.replace("{root!r}", repr(str(course_root)))), 10, "all")
+    write("escape", insert_after(copy.deepcopy(full), TASKS[-1], ATTACK_CELL.replace("{root!r}", repr(str(course_root)))), FULL, "all")
     write("pickled_records", insert_after(copy.deepcopy(full), TASKS[-1], PICKLE_RECORDS), 0, "rejected")
     linked = LINK_RECORDS.replace("{target!r}", repr(str(course_root / "grading" / "references" / "01_tensors_vs_numpy"
                                                       / "01_tensors_vs_numpy_exercises.pt")))
@@ -227,22 +229,22 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
     fake.metadata["nbgrader"] = dict(cell_of(meta, TASKS[0]).metadata["nbgrader"], points=1000)
     meta.cells.insert(1, fake)
     cell_of(meta, TASKS[1]).metadata["nbgrader"]["points"] = 1000
-    write("tampered_metadata", meta, 10, "all")
+    write("tampered_metadata", meta, FULL, "all")
     # the holes of the grading-at-scale issue, one scenario each
     xss = insert_after(copy.deepcopy(full), TASKS[-1], XSS_CELL)
     xss.cells.insert(0, nbformat.v4.new_markdown_cell(XSS_MARKDOWN))
     next(c for c in xss.cells if c.source == XSS_CELL).outputs = [nbformat.v4.new_output("display_data", data={
         "text/html": "<img src=x onerror=alert(9)>", "application/javascript": "alert(10)"})]
-    write("xss", xss, 10, "all")
-    write("display_leak", insert_after(copy.deepcopy(full), f"{TASKS[0]}_answer", DISPLAY_LEAK), 10, "all")
-    write("display_flood", insert_after(copy.deepcopy(full), TASKS[-1], DISPLAY_FLOOD), 10, "output limit")
+    write("xss", xss, FULL, "all")
+    write("display_leak", insert_after(copy.deepcopy(full), f"{TASKS[0]}_answer", DISPLAY_LEAK), FULL, "all")
+    write("display_flood", insert_after(copy.deepcopy(full), TASKS[-1], DISPLAY_FLOOD), FULL, "output limit")
     many = copy.deepcopy(full)
     many.cells += [nbformat.v4.new_code_cell("pass") for _ in range(100_000)]
     write("many_cells", many, 0, "cells, over the limit")
-    write("disk_fill", insert_after(copy.deepcopy(full), TASKS[-1], DISK_FILL), 10, "all")
-    write("child_cpu", insert_after(copy.deepcopy(full), TASKS[2], CHILD_CPU), 6, "the kernel was stopped")
-    write("child_memory", insert_after(copy.deepcopy(full), TASKS[1], CHILD_MEMORY), 4, "the kernel was stopped")
-    write("planted_modules", full, 10, "all")
+    write("disk_fill", insert_after(copy.deepcopy(full), TASKS[-1], DISK_FILL), FULL, "all")
+    write("child_cpu", insert_after(copy.deepcopy(full), TASKS[2], CHILD_CPU), earned(*TASKS[:3]), "the kernel was stopped")
+    write("child_memory", insert_after(copy.deepcopy(full), TASKS[1], CHILD_MEMORY), earned(*TASKS[:2]), "the kernel was stopped")
+    write("planted_modules", full, FULL, "all")
     for module in ("ipykernel_launcher.py", "numpy.py", "IPython.py", "torch.py", "course_utils.py"):
         (inbox / "planted_modules" / "01_tensors_vs_numpy" / module).write_bytes(PLANTED)
     write("deep_records", insert_after(copy.deepcopy(full), TASKS[-1], DEEP_RECORDS), 0, "rejected")
