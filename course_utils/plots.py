@@ -473,7 +473,7 @@ def plot_autograd_graph(output: torch.Tensor, names: dict | None = None, title: 
         texts[node] = ax.text(x, y, data["label"], ha="center", va="center", fontsize=9, zorder=3,
                               bbox=dict(boxstyle="round,pad=0.4", fc=_NODE_COLORS[data["kind"]], ec="0.3"))
     for u, v in graph.edges():
-        ax.annotate("", xy=pos[v], xytext=pos[u], zorder=2,
+        ax.annotate("", xy=pos[v], xytext=pos[u], zorder=4,  # after the boxes: clipped to their final outline
                     arrowprops=dict(arrowstyle="-|>", color="0.25", shrinkA=3, shrinkB=3,
                                     patchA=texts[u].get_bbox_patch(), patchB=texts[v].get_bbox_patch()))
     xs, ys = zip(*pos.values())
