@@ -242,15 +242,23 @@ def plot_accuracy_vs_labels(n_labels, accuracies: dict, title: str | None = None
     """Test accuracy against the number of labelled training examples, one line per method (log x).
 
         >>> fig = plot_accuracy_vs_labels([10, 100], {"scratch": [0.4, 0.7], "fine-tuned": [0.7, 0.8]})
+
+    Each method gives one accuracy per label count, or several (one per repeated run, as a row
+    ``[[run1, run2, ...], ...]``): then the line is their mean and a band spans the lowest to the highest.
     """
     n_labels = _to_numpy(n_labels)
     fig = Figure(figsize=(6, 3.8))
     ax = fig.add_subplot()
-    for name, acc in accuracies.items():
-        acc = _to_numpy(acc)
-        if len(acc) != len(n_labels):
-            raise ValueError(f"{name!r} has {len(acc)} accuracies for {len(n_labels)} label counts: give one each.")
-        ax.plot(n_labels, 100 * acc, marker="o", label=name)
+    for k, (name, acc) in enumerate(accuracies.items()):
+        acc = np.asarray(acc, dtype=float)
+        acc = acc[:, None] if acc.ndim == 1 else acc
+        if acc.ndim != 2 or len(acc) != len(n_labels):
+            raise ValueError(f"{name!r} has {len(acc)} rows of accuracies for {len(n_labels)} label counts: "
+                             f"give one each (a number, or a list with one per run).")
+        ax.plot(n_labels, 100 * acc.mean(axis=1), marker="o", color=f"C{k}",
+                label=name if acc.shape[1] == 1 else f"{name} (mean of {acc.shape[1]} runs)")
+        if acc.shape[1] > 1:
+            ax.fill_between(n_labels, 100 * acc.min(axis=1), 100 * acc.max(axis=1), color=f"C{k}", alpha=0.2, lw=0)
     if chance is not None:
         ax.axhline(100 * chance, color="gray", lw=0.8, ls="--", label="chance")
     ax.set_xscale("log")
@@ -259,7 +267,7 @@ def plot_accuracy_vs_labels(n_labels, accuracies: dict, title: str | None = None
     ax.set_xlabel("labelled training images")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
     fig.tight_layout()

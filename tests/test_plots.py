@@ -145,6 +145,15 @@ def test_accuracy_against_labels_draws_percentages_on_a_log_axis():
     assert list(ax.get_lines()[2].get_ydata()) == pytest.approx([20.0, 20.0])  # chance
 
 
+def test_accuracy_against_labels_draws_the_mean_of_repeated_runs_and_their_range():
+    fig = plots.plot_accuracy_vs_labels([50, 500], {"scratch": [[0.4, 0.6], [0.8, 0.9]]})
+    ax = fig.axes[0]
+    assert ax.get_lines()[0].get_ydata().tolist() == pytest.approx([50.0, 85.0])
+    assert ax.get_lines()[0].get_label() == "scratch (mean of 2 runs)"
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(40.0) and band.max() == pytest.approx(90.0)
+
+
 def test_accuracy_against_labels_needs_one_accuracy_per_label_count():
     with pytest.raises(ValueError, match="one each"):
         plots.plot_accuracy_vs_labels([50, 500], {"scratch": [0.5]})
