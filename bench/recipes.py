@@ -113,17 +113,21 @@ def improved_mlp(quick: bool = False) -> dict:
     return _train_and_score(model, batches, optimizer, epochs, x_test, y_test, len(x), scheduler, loss_fn)
 
 
+SMALL_CNN = dict(batch_size=128, max_lr=0.003, label_smoothing=0.1, epochs=9)  # lesson 08 trains 2 epochs of it
+
+
 def cnn(quick: bool = False) -> dict:
     x, y, x_test, y_test = fashion_tensors(standardised=True, images_shape="image")
     x, y = _limit(x, y, 3000 if quick else None)
-    epochs = 1 if quick else 9
+    epochs = 1 if quick else SMALL_CNN["epochs"]
     torch.manual_seed(0)
     model = small_cnn().to(memory_format=torch.channels_last)  # as lesson 08: NHWC suits CPU convolutions
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.003, fused=True)
-    batches = TensorBatches(x, y, 128, shuffle=True, seed=0)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.003, total_steps=epochs * len(batches))
+    optimizer = torch.optim.Adam(model.parameters(), lr=SMALL_CNN["max_lr"], fused=True)
+    batches = TensorBatches(x, y, SMALL_CNN["batch_size"], shuffle=True, seed=0)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=SMALL_CNN["max_lr"],
+                                                    total_steps=epochs * len(batches))
     return _train_and_score(model, batches, optimizer, epochs, x_test, y_test, len(x), scheduler,
-                            nn.CrossEntropyLoss(label_smoothing=0.1))
+                            nn.CrossEntropyLoss(label_smoothing=SMALL_CNN["label_smoothing"]))
 
 
 RECIPES = {"article_baseline": article_baseline, "quickstart": quickstart, "improved_mlp": improved_mlp,

@@ -1,6 +1,19 @@
 """Matplotlib helpers for the lessons. Each returns its Figure and works without a screen.
 
     >>> fig = plot_loss_curves([1.0, 0.5, 0.3], [1.1, 0.7, 0.6])
+
+Every figure is built on its own ``Figure`` (no pyplot state), from its arguments only, so the
+same input always draws the same picture. What each lesson draws:
+
+* 02: :func:`plot_broadcast` (how two shapes are stretched to one);
+* 03: :func:`plot_autograd_graph` (the graph ``backward()`` walks, read from ``grad_fn``);
+* 05: :func:`plot_decision_boundary` (a 2-D classifier's probability map);
+* 06: :func:`plot_network` (a small fully connected network with the shape of every tensor);
+* 07: :func:`plot_image_grid`, :func:`plot_loss_curves`, :func:`plot_history`, :func:`plot_lr_schedule`,
+  :func:`plot_confusion_matrix`, :func:`plot_per_class_accuracy`;
+* 09: :func:`plot_accuracy_vs_labels`.
+
+Graph layouts come from networkx (pure Python); the drawing is matplotlib's.
 """
 from __future__ import annotations
 
@@ -116,5 +129,412 @@ def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, title: str | 
                     color="white" if counts[i, j] > threshold else "black")
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_accuracy(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
+    """For each class, the share of its items predicted correctly (NaN for a class with no items).
+
+        >>> per_class_accuracy([0, 0, 1], [0, 1, 1], n_classes=2).tolist()
+        [0.5, 1.0]
+    """
+    counts = confusion_matrix(y_true, y_pred, n_classes)
+    totals = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, counts.diagonal() / np.maximum(totals, 1), np.nan)
+
+
+def plot_per_class_accuracy(predictions: dict, class_names=CLASS_NAMES, title: str | None = None) -> Figure:
+    """Grouped bars: the accuracy on each class, one bar per model.
+
+        >>> fig = plot_per_class_accuracy({"a": ([0, 1], [0, 0]), "b": ([0, 1], [0, 1])}, class_names=["x", "y"])
+
+    ``predictions`` maps a model's name to its ``(y_true, y_pred)``; bars are labelled in percent.
+    """
+    if not predictions:
+        raise ValueError("predictions is empty: give at least one model as {name: (y_true, y_pred)}.")
+    n = len(class_names)
+    scores = {name: per_class_accuracy(y_true, y_pred, n) for name, (y_true, y_pred) in predictions.items()}
+    fig = Figure(figsize=(7.5, 0.22 * n * len(scores) + 1.6))
+    ax = fig.add_subplot()
+    height = 0.8 / len(scores)
+    rows = np.arange(n)
+    for k, (name, acc) in enumerate(scores.items()):
+        offset = (k - (len(scores) - 1) / 2) * height
+        bars = ax.barh(rows + offset, 100 * acc, height=height, label=name)
+        ax.bar_label(bars, labels=[f"{100 * a:.0f}%" for a in acc], fontsize=7, padding=2)
+    ax.set_yticks(rows, class_names)
+    ax.invert_yaxis()  # first class on top
+    ax.set_xlim(0, 110)
+    ax.set_xlabel("correct on this class (%)")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(scores), fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history, title: str | None = None) -> Figure:
+    """Loss and accuracy per epoch, training against validation, side by side.
+
+        >>> from course_utils.train import History
+        >>> fig = plot_history(History([0.9, 0.5], [0.6, 0.8], [0.8, 0.6], [0.7, 0.75]))
+
+    ``history`` is a :class:`course_utils.train.History` (or anything with the same four lists).
+    Training figures are measured during each epoch (dropout on, weights still moving), validation
+    figures after it.
+    """
+    fig = Figure(figsize=(10, 3.6))
+    panels = [("loss", history.train_loss, history.val_loss),
+              ("accuracy", history.train_accuracy, history.val_accuracy)]
+    for i, (what, train, val) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, i + 1)
+        train = _to_numpy(train)
+        if len(train) == 0:
+            raise ValueError("the history is empty: train for at least one epoch first.")
+        ax.plot(np.arange(1, len(train) + 1), train, marker=".", label="training")
+        if len(val):
+            ax.plot(np.arange(1, len(val) + 1), _to_numpy(val), marker=".", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lr_schedule(learning_rates, steps_per_epoch: int | None = None, title: str | None = None) -> Figure:
+    """The learning rate at every optimizer step (against epochs when ``steps_per_epoch`` is given).
+
+        >>> fig = plot_lr_schedule([0.1, 0.5, 1.0, 0.5, 0.1], title="one cycle")
+
+    The peak is marked and labelled.
+    """
+    lrs = _to_numpy(learning_rates).astype(float)
+    if lrs.ndim != 1 or len(lrs) == 0:
+        raise ValueError(f"learning_rates must be a non-empty list of numbers, not shape {lrs.shape}.")
+    steps = np.arange(len(lrs))
+    x = steps / steps_per_epoch if steps_per_epoch else steps
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.add_subplot()
+    ax.plot(x, lrs)
+    peak = int(np.argmax(lrs))
+    ax.plot([x[peak]], [lrs[peak]], "o", color="C3")
+    where = f"epoch {x[peak]:.1f}" if steps_per_epoch else f"step {peak}"
+    ax.annotate(f"peak {lrs[peak]:g} at {where}", (x[peak], lrs[peak]), textcoords="offset points",
+                xytext=(8, -4), fontsize=8, va="top")
+    ax.set_xlabel("epoch" if steps_per_epoch else "optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.set_ylim(0, lrs.max() * 1.15)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_labels(n_labels, accuracies: dict, title: str | None = None,
+                            chance: float | None = None) -> Figure:
+    """Test accuracy against the number of labelled training examples, one line per method (log x).
+
+        >>> fig = plot_accuracy_vs_labels([10, 100], {"scratch": [0.4, 0.7], "fine-tuned": [0.7, 0.8]})
+
+    Each method gives one accuracy per label count, or several (one per repeated run, as a row
+    ``[[run1, run2, ...], ...]``): then the line is their mean and a band spans the lowest to the highest.
+    """
+    n_labels = _to_numpy(n_labels)
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.add_subplot()
+    for k, (name, acc) in enumerate(accuracies.items()):
+        acc = np.asarray(acc, dtype=float)
+        acc = acc[:, None] if acc.ndim == 1 else acc
+        if acc.ndim != 2 or len(acc) != len(n_labels):
+            raise ValueError(f"{name!r} has {len(acc)} rows of accuracies for {len(n_labels)} label counts: "
+                             f"give one each (a number, or a list with one per run).")
+        ax.plot(n_labels, 100 * acc.mean(axis=1), marker="o", color=f"C{k}",
+                label=name if acc.shape[1] == 1 else f"{name} (mean of {acc.shape[1]} runs)")
+        if acc.shape[1] > 1:
+            ax.fill_between(n_labels, 100 * acc.min(axis=1), 100 * acc.max(axis=1), color=f"C{k}", alpha=0.2, lw=0)
+    if chance is not None:
+        ax.axhline(100 * chance, color="gray", lw=0.8, ls="--", label="chance")
+    ax.set_xscale("log")
+    ax.set_xticks(n_labels, [f"{int(n):,}" for n in n_labels])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training images")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def plot_decision_boundary(model, features, labels, logits: bool = False, resolution: int = 200,
+                           margin: float = 0.5, title: str | None = None) -> Figure:
+    """A 2-D classifier's P(class 1) over the plane, its 0.5 boundary, and the labelled points.
+
+        >>> fig = plot_decision_boundary(torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Sigmoid()),
+        ...                              torch.randn(20, 2), torch.arange(20) % 2)
+
+    ``model`` maps ``[N, 2]`` points to P(class 1) (``[N]`` or ``[N, 1]``); pass ``logits=True`` when it
+    returns raw scores instead. It runs in evaluation mode on its own device, without gradients.
+    """
+    from course_utils.train import model_device
+
+    points = _to_numpy(features).astype(np.float32)
+    y = _to_numpy(labels).astype(int)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"features must be 2-D points of shape [N, 2], not {points.shape}.")
+    if len(y) != len(points):
+        raise ValueError(f"{len(points)} points but {len(y)} labels: give one label per point.")
+    lo, hi = points.min(axis=0) - margin, points.max(axis=0) + margin
+    g1, g2 = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
+    grid = torch.from_numpy(np.stack([g1.ravel(), g2.ravel()], axis=1).astype(np.float32))
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(grid.to(model_device(model))).reshape(-1).float().cpu()
+    finally:
+        model.train(was_training)
+    prob = (torch.sigmoid(out) if logits else out).numpy().reshape(g1.shape)
+    fig = Figure(figsize=(5.6, 4.4))
+    ax = fig.add_subplot()
+    shown = ax.contourf(g1, g2, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.75)
+    ax.contour(g1, g2, prob, levels=[0.5], colors="black", linewidths=1.5)
+    fig.colorbar(shown, ax=ax, label="P(class 1)")
+    for cls, marker in ((0, "o"), (1, "^")):
+        chosen = points[y == cls]
+        ax.scatter(chosen[:, 0], chosen[:, 1], s=12, marker=marker, edgecolors="black", linewidths=0.4,
+                   color="C0" if cls == 0 else "C3", label=f"class {cls}")
+    ax.set_xlabel("x₁")
+    ax.set_ylabel("x₂")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title or "decision boundary (black line: P = 0.5)")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- diagrams
+
+
+_OPERATORS = {"+": np.add, "-": np.subtract, "*": np.multiply}
+
+
+def _as_2d(array: np.ndarray) -> np.ndarray:
+    return array.reshape((1,) * (2 - array.ndim) + array.shape)
+
+
+def plot_broadcast(a, b, op: str = "+", title: str | None = None) -> Figure:
+    """How broadcasting stretches ``a`` and ``b`` (0-, 1- or 2-D) to one shape, and the result.
+
+        >>> fig = plot_broadcast(torch.tensor([[0], [10], [20]]), torch.tensor([1, 2, 3, 4]))
+
+    Each operand is drawn in the result's shape: its own entries solid, the copies broadcasting
+    makes (without copying memory) faded and dashed. Shapes that do not fit raise ``ValueError``.
+    """
+    if op not in _OPERATORS:
+        raise ValueError(f"op must be one of {', '.join(_OPERATORS)}, not {op!r}.")
+    a_np, b_np = _to_numpy(a), _to_numpy(b)
+    for name, arr in (("a", a_np), ("b", b_np)):
+        if arr.ndim > 2:
+            raise ValueError(f"{name} has {arr.ndim} dimensions; the diagram draws 0-, 1- or 2-D tensors only.")
+    try:
+        shape = np.broadcast_shapes(a_np.shape, b_np.shape)
+    except ValueError:
+        raise ValueError(f"shapes {tuple(a_np.shape)} and {tuple(b_np.shape)} do not broadcast: compared from the "
+                         f"right, each pair of sizes must be equal or contain a 1.") from None
+    result = _OPERATORS[op](a_np, b_np)
+    shape2 = _as_2d(result).shape
+    panels = [(f"a {tuple(a_np.shape)}", _as_2d(a_np)), (f"b {tuple(b_np.shape)}", _as_2d(b_np)),
+              (f"a {op} b {tuple(result.shape)}", _as_2d(result))]
+    rows, cols = shape2
+    gap = 1.2  # room between the grids for the operator signs
+    fig = Figure(figsize=(0.55 * (3 * cols + 2 * gap) + 0.6, 0.55 * rows + 1.3))
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.set_aspect("equal")
+    for k, (label, own) in enumerate(panels):
+        left = k * (cols + gap)
+        ax.text(left + cols / 2, -0.25, label, ha="center", va="bottom", fontsize=10)
+        for i in range(rows):
+            for j in range(cols):
+                real = i < own.shape[0] and j < own.shape[1]
+                value = own[min(i, own.shape[0] - 1), min(j, own.shape[1] - 1)]
+                ax.add_patch(_cell(left + j, i, real))
+                ax.text(left + j + 0.5, i + 0.5, f"{value:g}", ha="center", va="center", fontsize=9,
+                        color="black" if real else "0.55")
+    for k, symbol in ((1, op), (2, "=")):
+        ax.text(k * (cols + gap) - gap / 2, rows / 2, symbol, ha="center", va="center", fontsize=16)
+    ax.set_xlim(-0.1, 3 * cols + 2 * gap + 0.1)
+    ax.set_ylim(rows + 0.1, -0.9)
+    ax.set_title(title or "faded cells: the copies broadcasting pretends to make (no memory is copied)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _cell(x, y, real):
+    from matplotlib.patches import Rectangle
+
+    if real:
+        return Rectangle((x + 0.03, y + 0.03), 0.94, 0.94, facecolor="#cfe2f3", edgecolor="#1f4e79", lw=1.2)
+    return Rectangle((x + 0.03, y + 0.03), 0.94, 0.94, facecolor="#f3f3f3", edgecolor="0.6", lw=0.8, ls="--")
+
+
+def autograd_graph(output: torch.Tensor, names: dict | None = None):
+    """The graph ``output.backward()`` walks, read from ``grad_fn``, as a networkx DiGraph.
+
+        >>> a = torch.ones(2, requires_grad=True)
+        >>> sorted(d["label"] for _, d in autograd_graph((a * 2).sum(), {"a": a}).nodes(data=True))
+        ['AccumulateGrad', 'MulBackward0', 'SumBackward0', 'a (2,)', 'output ()']
+
+    Edges point the way ``backward()`` goes: from the output through each recorded operation
+    (``grad_fn``, then its ``next_functions``) to an ``AccumulateGrad`` node, which adds the
+    gradient into the leaf tensor's ``.grad``. Nodes carry ``kind`` ("output", "function" or
+    "leaf"), ``label`` and ``layer`` (steps from the output). ``names`` maps names to tensors, so
+    leaves (and the output) are labelled with your variable names.
+    """
+    import networkx as nx
+
+    if not isinstance(output, torch.Tensor) or output.grad_fn is None:
+        raise ValueError("output must be a tensor computed from tensors with requires_grad=True "
+                         "(it has no grad_fn, so autograd recorded nothing).")
+    names = names or {}
+
+    def name_of(tensor, default):
+        return next((n for n, t in names.items() if t is tensor), default)
+
+    graph = nx.DiGraph()
+    graph.add_node("output", kind="output", label=f"{name_of(output, 'output')} {tuple(output.shape)}")
+    keys = {}
+
+    def key_of(fn):  # one node per recorded operation (autograd hands out the same object each time)
+        if id(fn) not in keys:
+            key = keys[id(fn)] = f"fn{len(keys)}"
+            graph.add_node(key, kind="function", label=type(fn).__name__)
+            if hasattr(fn, "variable"):  # AccumulateGrad: the leaf whose .grad it fills
+                graph.add_node(key + "/leaf", kind="leaf",
+                               label=f"{name_of(fn.variable, 'leaf')} {tuple(fn.variable.shape)}")
+                graph.add_edge(key, key + "/leaf")
+        return keys[id(fn)]
+
+    graph.add_edge("output", key_of(output.grad_fn))
+    queue, seen = [output.grad_fn], {id(output.grad_fn)}
+    while queue:  # breadth first, in next_functions order: the same graph, node order and layout every time
+        fn = queue.pop(0)
+        for nxt, _ in fn.next_functions:
+            if nxt is None:  # an input that needs no gradient (a constant)
+                continue
+            graph.add_edge(key_of(fn), key_of(nxt))
+            if id(nxt) not in seen:
+                seen.add(id(nxt))
+                queue.append(nxt)
+    for node in nx.topological_sort(graph):  # layer = longest path from the output
+        preds = list(graph.predecessors(node))
+        graph.nodes[node]["layer"] = 1 + max(graph.nodes[p]["layer"] for p in preds) if preds else 0
+    return graph
+
+
+def _layered_positions(graph) -> dict:
+    """x = the node's layer; within a layer, nodes sorted by the mean height of their predecessors
+    (one barycentre sweep, the classic trick against crossing edges), centred on y = 0."""
+    layers: dict[int, list] = {}
+    for node, data in graph.nodes(data=True):
+        layers.setdefault(data["layer"], []).append(node)
+    pos = {}
+    for layer in sorted(layers):
+        nodes = layers[layer]
+        if layer:
+            def barycentre(node):
+                preds = [pos[p][1] for p in graph.predecessors(node)]
+                return -sum(preds) / len(preds)  # higher predecessors first
+            nodes = sorted(nodes, key=barycentre)  # stable: ties keep discovery order
+        for rank, node in enumerate(nodes):
+            pos[node] = (float(layer), (len(nodes) - 1) / 2 - rank)
+    return pos
+
+
+_NODE_COLORS = {"output": "#f6d5a8", "function": "#cfe2f3", "leaf": "#d5ecc2"}
+
+
+def plot_autograd_graph(output: torch.Tensor, names: dict | None = None, title: str | None = None) -> Figure:
+    """Draw :func:`autograd_graph`: output on the left, leaves on the right, arrows the way backward goes.
+
+        >>> a = torch.ones(2, requires_grad=True)
+        >>> fig = plot_autograd_graph((a + 5).mean(), {"a": a})
+    """
+    graph = autograd_graph(output, names)
+    pos = _layered_positions(graph)
+    n_layers = 1 + max(d["layer"] for _, d in graph.nodes(data=True))
+    tallest = max(sum(1 for _, d in graph.nodes(data=True) if d["layer"] == k) for k in range(n_layers))
+    fig = Figure(figsize=(1.9 * n_layers + 0.6, 0.8 * tallest + 1.2))
+    ax = fig.add_subplot()
+    ax.axis("off")
+    texts = {}
+    for node, data in graph.nodes(data=True):
+        x, y = pos[node]
+        texts[node] = ax.text(x, y, data["label"], ha="center", va="center", fontsize=9, zorder=3,
+                              bbox=dict(boxstyle="round,pad=0.4", fc=_NODE_COLORS[data["kind"]], ec="0.3"))
+    for u, v in graph.edges():
+        ax.annotate("", xy=pos[v], xytext=pos[u], zorder=4,  # after the boxes: clipped to their final outline
+                    arrowprops=dict(arrowstyle="-|>", color="0.25", shrinkA=3, shrinkB=3,
+                                    patchA=texts[u].get_bbox_patch(), patchB=texts[v].get_bbox_patch()))
+    xs, ys = zip(*pos.values())
+    ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
+    ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
+    ax.set_title(title or "what backward() walks: grad_fn → next_functions → AccumulateGrad → .grad", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_network(layer_sizes=(4, 3, 1), batch: int = 3, activation: str = "σ", title: str | None = None) -> Figure:
+    """A fully connected network as circles and lines, labelled with the shape of every tensor.
+
+        >>> fig = plot_network((4, 3, 1), batch=3)
+
+    Layer ``k`` computes ``σ(input @ Wk + bk)``; the labels give the shapes of the activations
+    for a batch of ``batch`` samples, and of each weight matrix and bias row.
+    """
+    import networkx as nx
+
+    sizes = [int(n) for n in layer_sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"layer_sizes needs at least two layers of one unit or more, not {layer_sizes!r}.")
+    graph = nx.DiGraph()
+    for layer, size in enumerate(sizes):
+        graph.add_nodes_from(((layer, unit) for unit in range(size)), layer=layer)
+    for layer in range(len(sizes) - 1):
+        graph.add_edges_from(((layer, i), (layer + 1, j)) for i in range(sizes[layer]) for j in range(sizes[layer + 1]))
+    pos = nx.multipartite_layout(graph, subset_key="layer", align="vertical", scale=1.0)
+    pos = {node: (x, -y) for node, (x, y) in pos.items()}  # unit 0 on top
+    fig = Figure(figsize=(2.6 * len(sizes) + 0.8, 0.9 * max(sizes) + 2.2))
+    ax = fig.add_subplot()
+    ax.axis("off")
+    nx.draw_networkx_edges(graph, pos, ax=ax, edge_color="0.6", width=0.8, arrows=False)
+    colors = ["#d5ecc2"] + ["#cfe2f3"] * (len(sizes) - 2) + ["#f6d5a8"]
+    for layer, color in enumerate(colors):
+        nodes = [n for n in graph if n[0] == layer]
+        nx.draw_networkx_nodes(graph, pos, nodelist=nodes, ax=ax, node_color=color, edgecolors="0.3", node_size=700)
+    names = ["X"] + [f"h{k}" if len(sizes) > 3 else "h" for k in range(1, len(sizes) - 1)] + ["ŷ"]
+    xs = sorted({x for x, _ in pos.values()})
+    bottom = min(y for _, y in pos.values()) - 0.35
+    for layer, x in enumerate(xs):
+        formula = names[layer] if layer == 0 else (
+            f"{names[layer]} = {activation}({names[layer - 1]} W{layer} + b{layer})")
+        ax.text(x, bottom, f"{formula}\n{(batch, sizes[layer])}", ha="center", va="top", fontsize=9)
+    top = max(y for _, y in pos.values()) + 0.25
+    for layer in range(len(sizes) - 1):
+        ax.text((xs[layer] + xs[layer + 1]) / 2, top,
+                f"W{layer + 1} {(sizes[layer], sizes[layer + 1])}\nb{layer + 1} {(1, sizes[layer + 1])}",
+                ha="center", va="bottom", fontsize=9, color="#1f4e79")
+    ax.set_xlim(min(xs) - 0.45, max(xs) + 0.45)
+    ax.set_ylim(bottom - 0.45, top + 0.4)
+    ax.set_title(title or f"{'-'.join(map(str, sizes))} network, batch of {batch}: the shape of every tensor",
+                 fontsize=10)
     fig.tight_layout()
     return fig

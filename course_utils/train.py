@@ -12,6 +12,7 @@ One job each:
   over the data; :func:`fit` repeats it for some epochs and records a :class:`History`.
 * :func:`predict`, :func:`evaluate` and :func:`accuracy` score a model without tracking gradients.
 * :func:`random_shift` is a mild augmentation: each image moved by a pixel or two.
+* :func:`scheduled_learning_rates` lists the learning rate a scheduler sets at every step, without training.
 
 Every function moves batches to the model's device, so the same call runs on a CPU or a GPU.
 """
@@ -26,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["TensorBatches", "History", "accuracy", "predict", "evaluate", "train_epoch", "fit",
-           "random_shift", "model_device"]
+           "random_shift", "model_device", "scheduled_learning_rates"]
 
 
 class TensorBatches:
@@ -272,3 +273,28 @@ def random_shift(images: torch.Tensor, max_shift: int = 2, fill: float | None = 
     batch = torch.arange(n, device=images.device)[:, None, None]
     shifted = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
     return shifted.reshape(shape)
+
+
+def scheduled_learning_rates(make_scheduler, total_steps: int, lr: float = 1.0) -> list[float]:
+    """The learning rate a scheduler sets for each of ``total_steps`` optimizer steps, without training.
+
+        >>> lrs = scheduled_learning_rates(lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+        ...     opt, max_lr=0.004, total_steps=100), 100)
+        >>> len(lrs), round(max(lrs), 6)
+        (100, 0.004)
+
+    ``make_scheduler(optimizer)`` builds the scheduler, exactly as in training (``lr`` is the
+    optimizer's own rate, which schedules such as OneCycleLR replace). The schedule is stepped once
+    per optimizer step, as :func:`train_epoch` does, and the rate in force at each step is recorded.
+    """
+    if not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"total_steps must be a positive whole number, not {total_steps!r}.")
+    parameter = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([parameter], lr=lr)
+    scheduler = make_scheduler(optimizer)
+    rates = []
+    for _ in range(total_steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()  # no gradient, so nothing moves; the scheduler only checks that it ran first
+        scheduler.step()
+    return rates

@@ -1,10 +1,24 @@
 """course_utils.plots: each helper returns a Figure, draws headless, and refuses bad input clearly."""
+import io
+
 import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
 
 from course_utils import plots
+from course_utils.train import History
+
+
+def png_bytes(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=50)
+    return buffer.getvalue()
+
+
+def two_layer_classifier():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1), torch.nn.Sigmoid())
 
 
 def test_image_grid_titles_each_image_with_its_class(tmp_path):
@@ -64,3 +78,228 @@ def test_confusion_matrix_plot_writes_every_count():
 def test_confusion_matrix_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="must match"):
         plots.confusion_matrix([0, 1], [0])
+
+
+def test_image_grid_draws_ink_dark_on_white_paper():
+    fig = plots.plot_image_grid(torch.zeros(1, 28, 28), [0])
+    assert fig.axes[0].images[0].get_cmap().name == "gray_r"  # lesson 07 says so: 0 is drawn white, 255 black
+
+
+# ---------------------------------------------------------------- per-class accuracy
+
+
+def test_per_class_accuracy_is_the_diagonal_over_the_row_sums():
+    y_true, y_pred = [0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 0, 2]
+    assert plots.per_class_accuracy(y_true, y_pred, n_classes=4)[:3].tolist() == pytest.approx([2 / 3, 1 / 2, 1.0])
+    assert np.isnan(plots.per_class_accuracy(y_true, y_pred, n_classes=4)[3])  # class 3 never occurs
+
+
+def test_per_class_plot_draws_one_bar_per_class_and_model_with_percent_labels():
+    fig = plots.plot_per_class_accuracy({"baseline": ([0, 1, 1], [0, 0, 1]), "improved": ([0, 1, 1], [0, 1, 1])},
+                                        class_names=["a", "b"], title="per class")
+    ax = fig.axes[0]
+    assert len(ax.patches) == 4
+    assert sorted(t.get_text() for t in ax.texts) == ["100%", "100%", "100%", "50%"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["baseline", "improved"]
+
+
+def test_per_class_plot_needs_a_model():
+    with pytest.raises(ValueError, match="at least one model"):
+        plots.plot_per_class_accuracy({})
+
+
+# ---------------------------------------------------------------- history, schedule, label counts
+
+
+def test_history_plot_shows_loss_and_accuracy_for_training_and_validation():
+    fig = plots.plot_history(History([0.9, 0.5], [0.6, 0.8], [0.8, 0.6], [0.7, 0.75]), title="run")
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
+    accuracy_lines = fig.axes[1].get_lines()
+    assert [line.get_label() for line in accuracy_lines] == ["training", "validation"]
+    assert accuracy_lines[1].get_ydata().tolist() == [0.7, 0.75]
+
+
+def test_history_plot_refuses_an_empty_history():
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_history(History())
+
+
+def test_lr_schedule_plot_marks_the_peak_in_epochs():
+    fig = plots.plot_lr_schedule([0.1, 0.5, 1.0, 0.5], steps_per_epoch=2)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "epoch"
+    assert ax.get_lines()[0].get_xdata().tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert "peak 1 at epoch 1.0" in [t.get_text() for t in ax.texts]
+
+
+def test_lr_schedule_plot_refuses_an_empty_schedule():
+    with pytest.raises(ValueError, match="non-empty"):
+        plots.plot_lr_schedule([])
+
+
+def test_accuracy_against_labels_draws_percentages_on_a_log_axis():
+    fig = plots.plot_accuracy_vs_labels([50, 500], {"scratch": [0.5, 0.8], "fine-tuned": [0.7, 0.85]}, chance=0.2)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert ax.get_lines()[1].get_ydata().tolist() == pytest.approx([70.0, 85.0])
+    assert list(ax.get_lines()[2].get_ydata()) == pytest.approx([20.0, 20.0])  # chance
+
+
+def test_accuracy_against_labels_draws_the_mean_of_repeated_runs_and_their_range():
+    fig = plots.plot_accuracy_vs_labels([50, 500], {"scratch": [[0.4, 0.6], [0.8, 0.9]]})
+    ax = fig.axes[0]
+    assert ax.get_lines()[0].get_ydata().tolist() == pytest.approx([50.0, 85.0])
+    assert ax.get_lines()[0].get_label() == "scratch (mean of 2 runs)"
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(40.0) and band.max() == pytest.approx(90.0)
+
+
+def test_accuracy_against_labels_needs_one_accuracy_per_label_count():
+    with pytest.raises(ValueError, match="one each"):
+        plots.plot_accuracy_vs_labels([50, 500], {"scratch": [0.5]})
+
+
+# ---------------------------------------------------------------- decision boundary
+
+
+def test_decision_boundary_evaluates_the_model_in_eval_mode_and_restores_training_mode():
+    model = two_layer_classifier()
+    model.train()
+    fig = plots.plot_decision_boundary(model, torch.randn(30, 2), torch.arange(30) % 2)
+    assert model.training
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["class 0", "class 1"]
+    assert len(ax.collections) >= 3  # filled contours, the 0.5 line, the points
+
+
+def test_decision_boundary_of_logits_matches_the_same_model_with_a_sigmoid():
+    model = two_layer_classifier()
+    points, labels = torch.randn(30, 2, generator=torch.Generator().manual_seed(1)), torch.arange(30) % 2
+    with_sigmoid = plots.plot_decision_boundary(model, points, labels, resolution=40)
+    from_logits = plots.plot_decision_boundary(model[:-1], points, labels, logits=True, resolution=40)
+    assert png_bytes(with_sigmoid) == png_bytes(from_logits)
+
+
+def test_decision_boundary_refuses_points_that_are_not_2d():
+    with pytest.raises(ValueError, match=r"\[N, 2\]"):
+        plots.plot_decision_boundary(two_layer_classifier(), torch.zeros(5, 3), torch.zeros(5))
+    with pytest.raises(ValueError, match="5 points but 4 labels"):
+        plots.plot_decision_boundary(two_layer_classifier(), torch.zeros(5, 2), torch.zeros(4))
+
+
+# ---------------------------------------------------------------- broadcasting diagram
+
+
+def test_broadcast_diagram_writes_every_stretched_value_and_the_result():
+    fig = plots.plot_broadcast(torch.tensor([[0], [10], [20]]), torch.tensor([1, 2, 3, 4]))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "a (3, 1)" in texts and "b (4,)" in texts and "a + b (3, 4)" in texts
+    cells = [t for t in texts if t.lstrip("-").isdigit()]
+    assert len(cells) == 3 * 12  # a, b and the result, each drawn in the result's 3 x 4 shape
+    assert cells[-12:] == [str(v) for v in (np.array([[0], [10], [20]]) + np.arange(1, 5)).ravel()]
+
+
+def test_broadcast_diagram_fades_exactly_the_copies():
+    fig = plots.plot_broadcast(torch.ones(2, 3), torch.tensor([10.0, 20.0, 30.0]))
+    dashed = [p for p in fig.axes[0].patches if p.get_linestyle() == "--"]
+    assert len(dashed) == 3  # b's second row is the only copy; a and the result are all real
+
+
+def test_broadcast_diagram_draws_a_scalar_stretched_everywhere():
+    fig = plots.plot_broadcast(torch.tensor([1, 2, 3]), torch.tensor(10))
+    dashed = [p for p in fig.axes[0].patches if p.get_linestyle() == "--"]
+    assert len(dashed) == 2
+
+
+def test_broadcast_diagram_refuses_shapes_that_do_not_fit_with_the_rule():
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(2,\) do not broadcast"):
+        plots.plot_broadcast(torch.ones(2, 3), torch.ones(2))
+    with pytest.raises(ValueError, match="0-, 1- or 2-D"):
+        plots.plot_broadcast(torch.ones(2, 2, 2), torch.ones(2))
+    with pytest.raises(ValueError, match="op must be"):
+        plots.plot_broadcast(torch.ones(2), torch.ones(2), op="@")
+
+
+# ---------------------------------------------------------------- autograd graph
+
+
+def test_autograd_graph_follows_grad_fn_to_the_leaves():
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    c = (a + 5).mean()
+    graph = plots.autograd_graph(c, {"a": a, "c": c})
+    label = dict(graph.nodes(data="label"))
+    chain = [label[n] for n in ["output", "fn0", "fn1", "fn2", "fn2/leaf"]]
+    assert chain == ["c ()", "MeanBackward0", "AddBackward0", "AccumulateGrad", "a (2, 2)"]
+    assert list(graph.edges()) == [("output", "fn0"), ("fn0", "fn1"), ("fn1", "fn2"), ("fn2", "fn2/leaf")]
+
+
+def test_autograd_graph_has_one_accumulator_per_leaf_even_when_it_is_used_twice():
+    u, v = torch.tensor(1.0, requires_grad=True), torch.tensor(2.0, requires_grad=True)
+    graph = plots.autograd_graph(u * v + u**2, {"u": u, "v": v})
+    leaves = {d["label"]: n for n, d in graph.nodes(data=True) if d["kind"] == "leaf"}
+    assert sorted(leaves) == ["u ()", "v ()"]
+    u_accumulator = next(iter(graph.predecessors(leaves["u ()"])))
+    assert sorted(graph.nodes[p]["label"] for p in graph.predecessors(u_accumulator)) == ["MulBackward0", "PowBackward0"]
+
+
+def test_autograd_graph_skips_constants_and_refuses_untracked_tensors():
+    x = torch.tensor(2.0, requires_grad=True)
+    graph = plots.autograd_graph(x * torch.tensor(3.0))
+    assert sorted(d["kind"] for _, d in graph.nodes(data=True)) == ["function", "function", "leaf", "output"]
+    with pytest.raises(ValueError, match="no grad_fn"):
+        plots.autograd_graph(torch.ones(2) * 2)
+
+
+def test_autograd_graph_figure_draws_one_box_per_node_and_one_arrow_per_edge():
+    u, v = torch.tensor(1.0, requires_grad=True), torch.tensor(2.0, requires_grad=True)
+    f = u * v + u**2
+    fig = plots.plot_autograd_graph(f, {"u": u, "v": v, "f": f})
+    graph = plots.autograd_graph(f, {"u": u, "v": v, "f": f})
+    ax = fig.axes[0]
+    boxes = [t.get_text() for t in ax.texts if t.get_text()]
+    assert sorted(boxes) == sorted(d for _, d in graph.nodes(data="label"))
+    assert sum(1 for t in ax.texts if not t.get_text()) == graph.number_of_edges()  # arrows are empty annotations
+
+
+# ---------------------------------------------------------------- network diagram
+
+
+def test_network_diagram_labels_the_shape_of_every_tensor():
+    fig = plots.plot_network((4, 3, 1), batch=3)
+    ax = fig.axes[0]
+    texts = " ".join(t.get_text() for t in ax.texts)
+    for shape in ["W1 (4, 3)", "b1 (1, 3)", "W2 (3, 1)", "b2 (1, 1)", "X\n(3, 4)", "(3, 3)", "(3, 1)"]:
+        assert shape in texts
+    assert len(ax.collections) == 1 + 3  # the edges, then one group of nodes per layer
+    assert sum(len(c.get_offsets()) for c in ax.collections[1:]) == 4 + 3 + 1
+
+
+def test_network_diagram_refuses_fewer_than_two_layers():
+    with pytest.raises(ValueError, match="at least two layers"):
+        plots.plot_network((4,))
+
+
+# ---------------------------------------------------------------- every figure is deterministic
+
+
+@pytest.mark.parametrize("draw", [
+    lambda: plots.plot_broadcast(torch.tensor([[0], [10]]), torch.tensor([1, 2, 3])),
+    lambda: plots.plot_network((4, 3, 1)),
+    lambda: plots.plot_decision_boundary(two_layer_classifier(), torch.arange(40.0).reshape(20, 2) / 10,
+                                         torch.arange(20) % 2, resolution=30),
+    lambda: plots.plot_lr_schedule([0.1, 0.4, 0.2]),
+    lambda: plots.plot_history(History([1.0, 0.5], [0.5, 0.7], [1.1, 0.6], [0.4, 0.6])),
+    lambda: plots.plot_per_class_accuracy({"m": ([0, 1, 2], [0, 1, 1])}, class_names=["a", "b", "c"]),
+    lambda: plots.plot_accuracy_vs_labels([10, 100], {"m": [0.3, 0.6]}),
+], ids=["broadcast", "network", "boundary", "schedule", "history", "per_class", "labels"])
+def test_the_same_input_draws_the_same_picture(draw):
+    assert png_bytes(draw()) == png_bytes(draw())
+
+
+def test_the_autograd_figure_is_the_same_for_the_same_computation():
+    def draw():
+        u, v = torch.tensor(1.0, requires_grad=True), torch.tensor(2.0, requires_grad=True)
+        f = u * v + u**2
+        return plots.plot_autograd_graph(f, {"u": u, "v": v, "f": f})
+
+    assert png_bytes(draw()) == png_bytes(draw())

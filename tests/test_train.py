@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils.train import (History, TensorBatches, accuracy, evaluate, fit, model_device, predict,
-                                random_shift, train_epoch)
+                                random_shift, scheduled_learning_rates, train_epoch)
 
 
 def blobs(n: int = 200, seed: int = 0):
@@ -246,3 +246,39 @@ def test_random_shift_refuses_non_square_flat_images_and_negative_shifts():
         random_shift(torch.zeros(2, 780))
     with pytest.raises(ValueError, match="max_shift"):
         random_shift(torch.zeros(2, 1, 4, 4), max_shift=-1)
+
+
+# ---------------------------------------------------------------- scheduled_learning_rates
+
+
+def test_scheduled_rates_are_the_rates_training_uses_at_each_step():
+    x, y = blobs(64)
+    model = small_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, total_steps=3 * 4)
+    used = []
+
+    class Recording(TensorBatches):
+        def __iter__(self):
+            for batch in super().__iter__():
+                used.append(optimizer.param_groups[0]["lr"])
+                yield batch
+
+    fit(model, Recording(x, y, 16, shuffle=True), optimizer, epochs=3, scheduler=scheduler, progress=False)
+    expected = scheduled_learning_rates(
+        lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=3 * 4), 3 * 4)
+    assert used == pytest.approx(expected, rel=1e-12)
+
+
+def test_one_cycle_rates_climb_to_the_peak_and_fall_far_below_the_start():
+    lrs = scheduled_learning_rates(lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.004, total_steps=100), 100)
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == pytest.approx(0.004) and 20 <= peak <= 40  # OneCycleLR warms up over 30% of the steps
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+    assert lrs[-1] < lrs[0] / 100
+
+
+def test_scheduled_rates_refuse_a_bad_number_of_steps():
+    with pytest.raises(ValueError, match="total_steps"):
+        scheduled_learning_rates(lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1), 0)
