@@ -12,6 +12,7 @@ leaderboard against the official test labels.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from course_utils.atomic import replacing
+from course_utils.atomic import replacing, write_atomically
 from course_utils.data import FILES, SPLIT_SIZES, DataError, load_fashion_mnist
 
 TEST_ID_OFFSET = 60001  # competition ids: train images are 1..60000, test images 60001..70000
@@ -64,10 +65,8 @@ def export_competition_layout(directory, n_train: int | None = None, n_test: int
 
     Writes ``train/train.csv`` (id,label), ``train/images/{id}.png``, ``test/test.csv`` (id),
     ``test/images/{id}.png`` and ``sample_submission.csv``. A folder already holding the same
-    export (same sizes, complete) is left as it is.
+    export (same sizes, complete) is left as it is; two processes exporting to one folder take turns.
     """
-    import pandas as pd
-
     out = Path(directory)
     sizes = {}
     for split, n in (("train", n_train), ("test", n_test)):
@@ -76,9 +75,19 @@ def export_competition_layout(directory, n_train: int | None = None, n_test: int
         if not 0 <= n <= total:
             raise ValueError(f"n_{split} must be between 0 and {total}, not {n}.")
         sizes[split] = n
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".export.lock", "w") as lock:  # two notebooks exporting to one folder take turns
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _export_locked(out, sizes, root)
+
+
+def _export_locked(out: Path, sizes: dict, root) -> Path:
+    import pandas as pd
+
     manifest = out / "layout.json"
     if manifest.is_file() and json.loads(manifest.read_text()) == sizes:
         return out
+    manifest.unlink(missing_ok=True)  # an export in progress is never taken for a complete one
     jobs = []
     for split, n in sizes.items():
         images, labels = load_fashion_mnist(split, root)
@@ -93,7 +102,7 @@ def export_competition_layout(directory, n_train: int | None = None, n_test: int
         jobs += _chunks(ids, images[:n].numpy(), image_dir, 4 * _workers())
     with ProcessPoolExecutor(_workers()) as pool:
         list(pool.map(_write_pngs, jobs))
-    manifest.write_text(json.dumps(sizes))
+    write_atomically(manifest, json.dumps(sizes))
     return out
 
 

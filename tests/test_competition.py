@@ -156,3 +156,13 @@ def test_score_submission_requires_every_test_id(tmp_path):
     path = competition.write_submission([60001, 60002], [9, 2], tmp_path / "s.csv")
     with pytest.raises(data.DataError, match="needs one per test image"):
         competition.score_submission(path)
+
+
+def test_two_processes_exporting_one_folder_take_turns(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+    folder = tmp_path / "shared"
+    with ProcessPoolExecutor(2) as pool:
+        done = list(pool.map(competition.export_competition_layout, [folder, folder], [40, 40], [10, 10]))
+    assert done == [folder, folder]
+    ids, images, labels = competition.read_competition_layout(folder, "train")
+    assert len(ids) == 40 and torch.equal(images, data.load_fashion_mnist("train")[0][:40])
