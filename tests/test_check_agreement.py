@@ -67,7 +67,7 @@ from course_utils.grading.constraints import constraint_problems
 from course_utils.grading.records import load_record_bytes
 from course_utils.grading.sandbox import Limits
 from course_utils.grading.verdicts import compare_records, load_records
-from course_utils.networks import build_sequential, count_parameters
+from course_utils.networks import build_sequential, count_parameters, describe_layer
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "solutions").glob("*/*.ipynb"))
@@ -421,7 +421,7 @@ def design_variants(design: dict, params: dict) -> dict:
         grown = nn.Sequential(*build_sequential(layers), *extra)
         grown.load_state_dict({**state, **{f"{len(layers) + i}.{k}": v for i, layer in enumerate(extra)
                                            for k, v in layer.state_dict().items()}})
-        over_budget = {"layers": [*layers, *[[e, a] for e, a in (_describe(layer) for layer in extra)]],
+        over_budget = {"layers": [*layers, *(describe_layer(layer) for layer in extra)],
                        "state_dict": grown.state_dict()}
     return {
         "as is": design,
@@ -442,11 +442,6 @@ def design_variants(design: dict, params: dict) -> dict:
         "over budget": over_budget,
         "unknown layer": {"layers": [*layers, ["Softmax", {"dim": 1}]], "state_dict": state},
     }
-
-
-def _describe(layer: nn.Module) -> list:
-    from course_utils.networks import describe_layer
-    return describe_layer(layer)
 
 
 def network_variants(model: nn.Sequential, kwargs: dict) -> dict:
@@ -762,6 +757,26 @@ def test_constraint_and_network_batteries_hold_passing_and_failing_answers(runs,
             assert 0 < passed < len(mine), (call.key, [(o.variant, o.visible) for o in mine])
             checked[call.kind] += 1
     assert checked["constraint"] >= 15 and checked["classifier"] >= 4 and checked["check_classifier"] >= 2, checked
+
+
+def test_a_visible_check_without_a_key_can_only_fail_the_grade_too():
+    """Checks without a key (``raise CheckFailure``, ``check_at_least``) record nothing, so the battery above
+    cannot judge them. They agree with the grade only because a failure stops the test cell before its hidden
+    records, and a task with a record missing fails: so every test cell ends with its hidden block, which
+    records something. (What an unkeyed check accepts, the grade must check with a key: see ex07's and ex08's
+    check_classifier, where a validation-accuracy check once stood for the grader's test accuracy.)"""
+    from course_utils.grading.course import Course
+
+    markers = Course.load(REPO).markers
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if not cell.metadata.get("nbgrader", {}).get("grade"):
+                continue
+            last = cell.source.rstrip().splitlines()[-1]
+            assert markers.end in last and cell.source.count(markers.begin) == 1, cell_grade_id(cell)
+            assert "record(" in markers.split(cell.source)[1], cell_grade_id(cell)
+            assert "check_at_least(" not in markers.split(cell.source)[0], (
+                f"{cell_grade_id(cell)}: check_at_least records nothing: use a keyed check of what the grader checks")
 
 
 def test_the_reference_key_covers_every_course_module_a_solution_notebook_imports():
