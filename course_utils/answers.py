@@ -12,7 +12,9 @@ It never fails, whatever the value:
   marker, a sentence naming its device, layout or dtype;
 * NumPy scalars become Python numbers; lists, tuples and str-keyed dicts are kept (tuples as lists);
 * anything else becomes a *what* marker: ``describe(value)``, shown in messages in place of the value;
-* modules become ``module_summary`` dicts, a tensor passed to ``check_grad`` becomes its ``.grad``.
+* modules become ``module_summary`` dicts (for ``kind="classifier"``: ``networks.describe_sequential``'s
+  layer list and weights, or a problem marker saying why it cannot be described), a tensor passed to
+  ``check_grad`` becomes its ``.grad``.
 
 The markers are one-key dicts (``{"__what__": text}``, ``{"__problem__": sentence}``); messages show their
 text, never the dict.
@@ -23,6 +25,8 @@ import warnings
 
 import torch
 from torch import nn
+
+from course_utils.networks import NetworkSpecError, describe_layers
 
 #: the dtypes the checks compare (others fail with a message naming the dtype)
 DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16,
@@ -246,6 +250,18 @@ def _grad_answer(value):
     return problem_marker(plain[_PROBLEM].replace("{name}", "{name}.grad")) if is_problem(plain) else plain
 
 
+def _network_answer(model: nn.Module):
+    """``networks.describe_sequential(model)`` as plain data (a weight that is not a plain CPU tensor becomes a
+    problem marker naming it), or a problem marker saying why the network has no description."""
+    try:
+        layers = describe_layers(model)
+        return {"layers": _tree(layers, False), "state_dict": {str(k): _tree(v, True) for k, v in model.state_dict().items()}}
+    except NetworkSpecError as error:
+        return problem_marker(f"{{name}} cannot be rebuilt by the grader: {str(error)[:300]}.")
+    except Exception as error:
+        return problem_marker(f"{{name}} cannot be described ({type(error).__name__}: {str(error)[:200]}).")
+
+
 def answer(kind: str, value, **options):
     """The plain form of a learner's ``value`` for a record of ``kind`` (see the module docstring).
 
@@ -266,6 +282,8 @@ def answer(kind: str, value, **options):
                 return [_tree(value, True)] if isinstance(value, torch.Tensor) else (
                     _tree(value, True) if isinstance(value, (list, tuple)) else what(describe(value)))
             if kind == "classifier":
+                if isinstance(value, nn.Module):  # a network designed to a spec: its description
+                    return _network_answer(value)
                 if not isinstance(value, dict):
                     return what(describe(value))
                 if set(value) == {"layers", "state_dict"}:  # a designed network (course_utils.networks)

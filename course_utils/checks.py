@@ -7,7 +7,7 @@
 Two jobs, kept apart on purpose:
 
 * **Teach** (visible tests): ``check_tensor``, ``check_scalar``, ``check_at_least``, ``check_grad``,
-  ``check_grad_fn`` and ``check_module`` compare the learner's answer with an expected one and either print
+  ``check_grad_fn``, ``check_module`` and ``check_classifier`` compare the learner's answer with an expected one and either print
   a one-line confirmation or raise :class:`CheckFailure` with a short message saying what is wrong and what
   to try (never a bare ``assert``). In Jupyter the failure shows the learner's cell and the message, not
   this library's frames.
@@ -38,6 +38,7 @@ import torch
 from course_utils import env
 from course_utils.atomic import replacing
 from course_utils.answers import answer, as_number, describe, problem_marker
+from course_utils.classifier import classifier_report
 from course_utils.compare import KINDS, expected_tensor, format_number, judge, with_hint
 
 #: the environment variable naming the record file (set by the grader only)
@@ -45,9 +46,9 @@ RECORD_ENV = env.RECORD_FILE
 
 __all__ = [
     "CheckFailure", "check_tensor", "check_scalar", "check_at_least", "check_grad", "check_grad_fn",
-    "check_module", "record",
+    "check_module", "check_classifier", "record",
 ]
-_HERE = {__file__, sys.modules["course_utils.compare"].__file__, sys.modules["course_utils.answers"].__file__}
+_HERE = {__file__, *(sys.modules[f"course_utils.{name}"].__file__ for name in ("compare", "answers", "classifier"))}
 
 
 class CheckFailure(AssertionError):
@@ -262,6 +263,35 @@ def check_module(module, *, layer_types=None, n_params: int | None = None, sampl
                 "n_params": n_params, "output_shape": list(output_shape) if output_shape is not None else None}
     _check("module", answer("module", module, sample_input=sample_input), key,
            dict(expected=expected, name=name, hint=hint), name)
+
+
+def check_classifier(model, *, min_accuracy: float = 0.0, max_params: int | None = None, required_layers=(),
+                     input_shape=(28, 28), name: str = "your network", hint: str | None = None,
+                     key: str | None = None) -> None:
+    """Fail unless ``model`` is a network the grader can rebuild, within the spec, reaching ``min_accuracy``.
+
+        >>> check_classifier(build_classifier(), max_params=110_000)  # the design only  # doctest: +SKIP
+        ✔ your network: passed
+        >>> check_classifier(trained, max_params=110_000, min_accuracy=0.8)  # doctest: +SKIP
+        ✔ your network: passed (test accuracy 0.853)
+
+    ``model`` is an ``nn.Sequential`` of standard layers (``course_utils.networks``). The check is the grader's
+    own (``course_utils.classifier``): the network is rebuilt from its description, checked for the parameter
+    budget, the ``required_layers`` and the output shape ``(batch, 10)`` for inputs ``(batch, *input_shape)``,
+    given the trained weights and, when ``min_accuracy`` is above 0, measured on the 10,000 Fashion-MNIST
+    test images.
+    """
+    __tracebackhide__ = True
+    rule = dict(architecture="sequential", max_params=max_params, required_layers=list(required_layers),
+                input_shape=[int(n) for n in input_shape], min_accuracy=float(min_accuracy), name=name, hint=hint)
+    value = answer("classifier", model)
+    if key is not None:
+        _valid(key, "classifier")
+        _store(key, "classifier", value, {**rule, "visible": True})
+    problem, accuracy = classifier_report(value, rule, name=name)
+    if problem:
+        raise CheckFailure(with_hint(problem, hint)) from None
+    print(f"✔ {name}: passed" + (f" (test accuracy {accuracy:.3f})" if accuracy is not None else ""))
 
 
 # ---------------------------------------------------------------- what the learner sees in Jupyter

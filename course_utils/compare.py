@@ -25,6 +25,8 @@ The learner's checks (``course_utils.checks``, in the learner's kernel) and the 
 * Only plain tensors are compared: on the CPU, strided (not sparse, nested or quantized), of a usual
   dtype (bool, integers, float16/bfloat16/32/64, complex64/128). Anything else fails with a sentence
   naming its device, layout or dtype, never a crash.
+* Trained networks (``check_classifier``, ``kind="classifier"``): ``course_utils.classifier`` rebuilds the
+  network from its layer list (or the prescribed architecture), checks the spec and measures test accuracy.
 * Hidden tests (``reveal=False``) say what is wrong with the learner's value without revealing the
   expected shape, dtype or values.
 
@@ -41,11 +43,12 @@ import torch
 
 from course_utils.answers import (DTYPES, answer, as_number, describe, is_problem, is_what, module_summary,
                                   plain_tensor, stated)
+from course_utils.classifier import classifier_problem
 
 __all__ = ["DEFAULT_TOLERANCES", "DTYPES", "KINDS", "JUDGES", "answer", "as_number", "by_expected", "describe",
            "expected_tensor", "format_number", "grad_fn_problem", "grad_problem", "judge", "module_problem",
            "module_summary", "module_summary_problem", "plain_tensor", "scalar_problem", "sequence_problem",
-           "tensor_problem", "tolerances", "value_problem", "with_hint"]
+           "tensor_problem", "tolerances", "trained_classifier_problem", "value_problem", "with_hint"]
 
 #: assert_close's default (rtol, atol) per dtype; other dtypes (integers, bool) compare exactly
 DEFAULT_TOLERANCES = {
@@ -464,18 +467,30 @@ def constraint_problem(value, expected, *, name: str = "result", reveal: bool = 
         >>> constraint_problem(["it calls torch.matmul, which this task forbids"], [])
         'it calls torch.matmul, which this task forbids'
     """
-    if value == []:
+    value = answer("value", value)  # raw or recorded alike (a tuple is recorded as a list)
+    if isinstance(value, list) and not value:
         return None
-    if isinstance(value, list) and value and isinstance(value[0], str):
+    if isinstance(value, list) and isinstance(value[0], str):
         return value[0]
     return stated(value, name) if is_problem(value) else f"the constraint check recorded {describe(value)}"
 
 
-#: record kind -> its rule (``classifier`` is judged by the grader only: course_utils.grading.classifier)
+def trained_classifier_problem(value, expected=None, *, name: str = "the network", reveal: bool = True,
+                               **params) -> str | None:
+    """What is wrong with a trained network (``course_utils.classifier``: rebuilt from plain data, checked
+    against the spec in ``params``, measured on the test images); ``expected`` is not used.
+
+        >>> trained_classifier_problem(torch.nn.Linear(2, 3), architecture="sequential")[:46]
+        'the network cannot be rebuilt by the grader: t'
+    """
+    return classifier_problem(value, params, name=name)
+
+
+#: record kind -> its rule
 JUDGES = {"tensor": by_expected, "scalar": scalar_problem, "value": value_problem,
           "module": module_problem, "grad": grad_problem, "grad_fn": grad_fn_problem,
-          "constraint": constraint_problem}
-KINDS = (*JUDGES, "classifier")
+          "constraint": constraint_problem, "classifier": trained_classifier_problem}
+KINDS = tuple(JUDGES)
 
 
 def judge(kind: str, value, expected, *, reveal: bool = True, hint: str | None = None, **rule) -> str | None:

@@ -20,7 +20,8 @@ A task that says "without X" names a **rule** of :data:`RULES` (``matmul``, ``si
 The static rules, for the cell that defines a constrained function (the *defining cell*):
 
 1. no forbidden operator or name: ``@``, or an attribute such as ``.matmul``, ``.sigmoid``, ``.backward``
-   (the rule's :attr:`Rule.names`);
+   (the rule's :attr:`Rule.names`); for ``autograd``, no ``requires_grad=...`` argument either (other than
+   ``False``);
 2. no escape hatch: no ``import``, no ``getattr``/``eval``/``exec``/``compile``/``__import__``/``globals``/
    ``vars``/``setattr``/``open``, no private or dunder attribute (``torch._C``, ``__dict__``), no
    ``torch.ops``/``torch.utils``/``torch.jit``/``torch.load``..., no IPython magic;
@@ -284,6 +285,11 @@ def cell_problems(source: str, function: str, rules, allowed=()) -> list[str]:
             for rule in rules:
                 if attr in rule.names:
                     add(_message(who, f"uses `{_dotted(node)}`", rule))
+        elif isinstance(node, ast.keyword) and node.arg == "requires_grad" and not (
+                isinstance(node.value, ast.Constant) and node.value.value in (False, None)):
+            for rule in rules:  # the guard stops such a tensor at run time; the cell says it plainly
+                if rule.grad:
+                    add(_message(who, f"creates a tensor with `requires_grad={_dotted(node.value)}`", rule))
         elif isinstance(node, ast.Name) and node.id in ESCAPE_NAMES and not (node.id == "get_ipython" and _magics(tree)):
             add(_message(who, f"uses `{node.id}`, which is not allowed in a constrained cell "
                               "(it could run code the check cannot see)"))

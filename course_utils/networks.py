@@ -80,18 +80,27 @@ def describe_layer(layer: nn.Module) -> list:
     return [kind, args]
 
 
-def describe_sequential(model) -> dict:
-    """``{"layers": [...], "state_dict": {...}}`` for an ``nn.Sequential`` of :data:`LAYERS` (not nested).
+def describe_layers(model) -> list:
+    """The layer list of :func:`describe_sequential` (without the weights).
 
-        >>> len(describe_sequential(nn.Sequential(nn.Linear(2, 1)))["layers"])
-        1
+        >>> describe_layers(nn.Sequential(nn.ReLU()))
+        [['ReLU', {}]]
     """
     if type(model) is not nn.Sequential:
         raise NetworkSpecError(f"the network should be an nn.Sequential (a plain one, not a subclass), "
                                f"not {type(model).__name__}")
     if len(model) > MAX_LAYERS:
         raise NetworkSpecError(f"the network has {len(model)} layers; at most {MAX_LAYERS} are allowed")
-    layers = [describe_layer(layer) for layer in model]
+    return [describe_layer(layer) for layer in model]
+
+
+def describe_sequential(model) -> dict:
+    """``{"layers": [...], "state_dict": {...}}`` for an ``nn.Sequential`` of :data:`LAYERS` (not nested).
+
+        >>> len(describe_sequential(nn.Sequential(nn.Linear(2, 1)))["layers"])
+        1
+    """
+    layers = describe_layers(model)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return {"layers": layers, "state_dict": state}
 

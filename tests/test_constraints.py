@@ -64,6 +64,7 @@ def test_each_matrix_product_is_named(body, named):
     ("sigmoid", "return -F.softplus(-z)", "`F.softplus`"),
     ("autograd", "z = z.clone().requires_grad_()\n    z.sum().backward()\n    return z.grad", "`z.clone().requires_grad_`"),
     ("autograd", "return torch.autograd.grad(z.sum(), z)[0]", "`torch.autograd"),
+    ("autograd", "w = torch.ones(1, requires_grad=True)\n    return w * z", "`requires_grad=True`"),
     ("loss_functions", "return F.cross_entropy(z, z)", "`F.cross_entropy`"),
     ("convolution", "return torch.nn.Conv2d(1, 1, 3)(z)", "`torch.nn.Conv2d`"),
 ])

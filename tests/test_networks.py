@@ -5,6 +5,8 @@ torch.nn constructors, checks the spec, then measures accuracy itself.
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -95,3 +97,61 @@ def test_the_grader_measures_a_designed_network_on_the_test_set():
     spec = describe_sequential(small_cnn())  # untrained: about 10%
     assert classifier_problem(spec, {**SPEC, "min_accuracy": 0.0}) is None
     assert "is below the required 0.80" in classifier_problem(spec, {**SPEC, "min_accuracy": 0.8})
+
+
+def test_a_design_is_judged_the_same_raw_or_recorded():
+    """The classifier rule starts from answers.answer("classifier", ...), like every rule of compare.judge: the
+    model itself, its description (tuples and all) and the recorded plain form get the same verdict."""
+    from course_utils.answers import answer
+
+    spec = {**SPEC, "min_accuracy": 0.0}
+    model = small_cnn()
+    design = describe_sequential(model)
+    as_tuples = {"layers": [tuple(layer) for layer in design["layers"]], "state_dict": design["state_dict"]}
+    for value in (model, design, as_tuples, answer("classifier", model), answer("classifier", as_tuples)):
+        assert classifier_problem(value, spec) is None
+    grown = nn.Sequential(*small_cnn(), nn.Linear(10, 2000), nn.Linear(2000, 10))
+    assert "more than the 20,000 allowed" in classifier_problem(grown, spec)
+    assert classifier_problem(grown, spec) == classifier_problem(answer("classifier", grown), spec)
+
+
+@pytest.mark.parametrize("model, message", [
+    (nn.Linear(784, 10), "cannot be rebuilt by the grader: the network should be an nn.Sequential"),
+    (nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Softmax(dim=1)), "Softmax is not one of the layers"),
+    ([nn.Flatten()], "should be an nn.Sequential of standard torch.nn layers (or its layer list and weights), but it "
+                     "is a list of length 1"),
+    (nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).to("meta"), "the weight '1.weight' is a tensor on the meta device"),
+])
+def test_a_network_the_grader_cannot_rebuild_fails_with_the_reason(model, message):
+    from course_utils.checks import CheckFailure, check_classifier
+
+    with pytest.raises(CheckFailure, match=re.escape(message)):
+        check_classifier(model, input_shape=(28, 28))
+
+
+def test_check_classifier_records_what_the_grader_judges_with_the_same_message(tmp_path, monkeypatch):
+    from course_utils import checks
+    from course_utils.grading.verdicts import compare_records, load_records
+
+    reference, student = tmp_path / "reference.pt", tmp_path / "student.pt"
+    spec = dict(max_params=20_000, required_layers=["Conv2d"], input_shape=(1, 28, 28), hint="add a Conv2d",
+                key="ex_net/spec")
+    monkeypatch.setenv(checks.RECORD_ENV, str(reference))
+    checks.check_classifier(small_cnn(), **spec)
+    monkeypatch.setenv(checks.RECORD_ENV, str(student))
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with pytest.raises(checks.CheckFailure) as failure:
+        checks.check_classifier(flat, **spec)
+    verdict = compare_records(load_records(student), load_records(reference))["ex_net"]
+    assert not verdict.passed and str(failure.value) in verdict.message and "has no Conv2d layer" in verdict.message
+
+
+def test_a_floor_of_zero_checks_the_design_without_the_test_images(monkeypatch):
+    import course_utils.classifier as rule
+
+    monkeypatch.setattr(rule, "apparel_accuracy", lambda *args, **kwargs: pytest.fail("measured accuracy"))
+    assert classifier_problem(small_cnn(), {**SPEC, "min_accuracy": 0.0}) is None
+    broken = small_cnn()
+    with torch.no_grad():
+        broken[0].weight[0, 0, 0, 0] = float("nan")
+    assert "contain NaN or inf" in classifier_problem(broken, {**SPEC, "min_accuracy": 0.0})

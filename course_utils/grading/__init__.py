@@ -32,7 +32,7 @@ One job per module, in pipeline order:
 | ``records`` | read a kernel's record file safely (size unpacked, depth, items) |
 | ``references`` | the solution notebooks' records, cached by everything they depend on |
 | ``verdicts`` | compare records with the references (trusted) |
-| ``classifier`` | the trusted evaluation of a trained network: a prescribed one from its weights, a designed one rebuilt from its layer list (``course_utils.networks``) |
+| ``classifier`` | the trusted evaluation of a trained network: a prescribed one from its weights, a designed one rebuilt from its layer list (the rule is ``course_utils.classifier``, shared with ``check_classifier``) |
 | ``constraints`` | the trusted check of stated constraints ("without @"): the submitted cells, parsed with ``course_utils.constraints``' rules |
 | ``scoring`` | verdicts (and constraint checks) -> points per graded cell |
 | ``results`` | one JSON result per student and assignment (read by feedback and export) |

@@ -6,7 +6,8 @@
 This runs only in the grader's own process, never in a learner's kernel. The record file is written by
 ``course_utils.checks.record`` inside the (jailed) kernel, so it is untrusted input: it is loaded with
 ``weights_only=True`` (no pickled code runs), its layout is checked, and each entry is compared with the
-*reference's* kind and parameters using the same rule as the visible checks (``course_utils.compare.judge``).
+*reference's* kind and parameters using the same rule as the visible checks (``course_utils.compare.judge``;
+for a trained network, ``course_utils.classifier``).
 A visible check's reference entry carries the rule the check applied in the solution notebook (expected
 value, tolerances, name, hint), so the verdict and its message are the ones the learner saw; a hidden
 test's reference value is the expected value, and its message never reveals it.
@@ -20,7 +21,6 @@ import torch
 
 from course_utils.checks import RECORD_ENV
 from course_utils.compare import KINDS, describe, judge
-from course_utils.grading.classifier import classifier_problem
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,9 @@ def _compare_entry(label: str, got: dict | None, ref: dict) -> str | None:
     what = f"{'visible check' if visible else 'hidden test'} {label!r}"
     if got is None:
         return f"{what} was not recorded: did the cell run to the end?"
-    if ref["kind"] == "classifier":
-        problem = classifier_problem(got["value"], params)
-    else:
-        expected = params.pop("expected") if "expected" in params else ref["value"]
-        params.setdefault("name", "the result")
-        problem = judge(ref["kind"], got["value"], expected, reveal=visible, **params)
+    expected = params.pop("expected") if "expected" in params else ref["value"]
+    params.setdefault("name", "the network" if ref["kind"] == "classifier" else "the result")
+    problem = judge(ref["kind"], got["value"], expected, reveal=visible, **params)
     return None if problem is None else f"{what} failed: {problem}"
 
 
