@@ -28,6 +28,9 @@ from tornado import web
 
 from course_utils.grading.workspace import ensure_workspace
 
+#: nbgrader's authoring sidebar, for instructors only
+AUTHORING = "@jupyter/nbgrader:create-assignment"
+
 
 class SummaryValidateHandler(ValidateAssignmentHandler):
     """nbgrader's Validate route, answered by ``validate.validate_notebook``."""
@@ -74,3 +77,40 @@ def _load_jupyter_server_extension(serverapp) -> None:
         except Exception as error:  # the lab must still start; the log says why grading is unavailable
             serverapp.log.warning("course workspace not created in %s: %s", root, error)
     serverapp.log.info("course_utils.grading.server: Validate summary on %s/assignments/validate", base)
+
+
+def enable(prefix: str | None = None) -> Path:
+    """Turn this extension on (and nbgrader's ``validate_assignment``, whose routes it serves, off) for the
+    Python environment at ``prefix`` (default: this one): ``python -m course_utils.grading.server``.
+
+    ``jupyter server extension enable`` only toggles extensions that already have a config file, so this
+    writes the files itself, in ``<prefix>/etc/jupyter/jupyter_server_config.d/``.
+    """
+    import sys
+    folder = Path(prefix or sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "course_utils.grading.server.json": {"course_utils.grading.server": True},
+        # loaded after nbgrader.json (alphabetical order), so this one wins
+        "nbgrader.server_extensions.validate_assignment.json": {"nbgrader.server_extensions.validate_assignment": False},
+    }
+    for name, extensions in settings.items():
+        (folder / name).write_text(json.dumps({"ServerApp": {"jpserver_extensions": extensions}}, indent=2))
+    hide_authoring(Path(prefix or sys.prefix))
+    return folder
+
+
+def hide_authoring(prefix: Path) -> Path:
+    """Hide nbgrader's Create Assignment from learners (not locked: an instructor's user-level setting,
+    ``jupyter labextension enable --level=user @jupyter/nbgrader:create-assignment``, shows it again)."""
+    path = prefix / "etc" / "jupyter" / "labconfig" / "page_config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    config.setdefault("disabledExtensions", {})[AUTHORING] = True
+    config.get("lockedExtensions", {}).pop(AUTHORING, None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+if __name__ == "__main__":
+    print(f"enabled course_utils.grading.server in {enable()}")
