@@ -2,6 +2,7 @@
 that does not match is dropped silently."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -104,3 +105,66 @@ def test_a_single_file_needs_an_assignment(course, tmp_path):
     nbformat.write(nbformat.v4.new_notebook(), inbox / "fay.ipynb")
     report = collect(course, inbox)
     assert report.collected == [] and "needs --assignment" in report.problems[0]
+
+
+def _damaged_zips(tmp_path: Path) -> dict[str, Path]:
+    """One archive per kind of damage, each also holding a good notebook that must still be collected."""
+    good = json.dumps(nbformat.v4.new_notebook())
+    zips = {}
+    crc = _zip(tmp_path / "crc.zip", {f"{NB}.ipynb": good, "data.txt": "A" * 200})
+    raw = bytearray(crc.read_bytes())
+    at = raw.rindex(b"A" * 200)
+    raw[at] = ord("B")  # the data no longer matches its CRC
+    crc.write_bytes(bytes(raw))
+    zips["bad_crc"] = crc
+    deflated = tmp_path / "deflate.zip"
+    with zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{NB}.ipynb", good, compress_type=zipfile.ZIP_STORED)
+        zf.writestr("data.bin", os.urandom(2000))
+    raw = bytearray(deflated.read_bytes())
+    start = raw.index(b"data.bin") + len("data.bin")
+    raw[start + 10:start + 60] = b"\xff" * 50  # corrupt deflate stream
+    deflated.write_bytes(bytes(raw))
+    zips["corrupt_deflate"] = deflated
+    encrypted = _zip(tmp_path / "enc.zip", {f"{NB}.ipynb": good, "secret.txt": "x"})
+    raw = bytearray(encrypted.read_bytes())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # set the "encrypted" flag on secret.txt's headers
+        at = raw.rindex(header)
+        flag = at + (6 if header == b"PK\x03\x04" else 8)
+        raw[flag] |= 1
+    encrypted.write_bytes(bytes(raw))
+    zips["encrypted"] = encrypted
+    zips["file_and_folder"] = _zip(tmp_path / "clash.zip", {f"{NB}.ipynb": good, "a": "file", "a/b.txt": "nested"})
+    zips["dot_member"] = _zip(tmp_path / "dot.zip", {f"{NB}.ipynb": good, ".": "x", "./": "y"})
+    return zips
+
+
+def test_a_damaged_zip_member_is_reported_and_the_rest_is_collected(course, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for student, archive in _damaged_zips(tmp_path).items():
+        shutil.copy(archive, inbox / f"{student}.zip")
+    shutil.copy(_zip(tmp_path / "honest.zip", {f"{NB}.ipynb": json.dumps(nbformat.v4.new_notebook())}),
+                inbox / "zz_honest.zip")
+    report = collect(course, inbox, assignment="hw")
+    collected = {student for student, _ in report.collected}
+    assert collected == {"bad_crc", "corrupt_deflate", "encrypted", "file_and_folder", "dot_member", "zz_honest"}
+    for student in collected:
+        assert (course.submitted_dir / student / "hw" / f"{NB}.ipynb").is_file(), student
+    text = "\n".join(report.problems)
+    assert "bad_crc.zip: member 'data.txt' could not be extracted (BadZipFile" in text
+    assert "corrupt_deflate.zip: member 'data.bin' could not be extracted" in text
+    assert "encrypted.zip: refused member 'secret.txt' (encrypted)" in text
+    assert "file_and_folder.zip: member 'a/b.txt' could not be extracted" in text
+    assert "dot_member.zip: refused member '.'" in text
+
+
+def test_hidden_entries_are_reported_and_ids_must_match_whole(course, tmp_path):
+    inbox = tmp_path / "inbox"
+    (inbox / ".alice" / "hw").mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(), inbox / "bob\n.ipynb")
+    report = collect(course, inbox, assignment="hw")
+    assert report.collected == []
+    assert any("'.alice': a hidden file or folder; skipped" in p for p in report.problems)
+    assert any("'bob\\n' is not a usable student id" in p for p in report.problems)
+    assert not is_safe_id("alice\n") and not is_safe_id("alice\nbob")

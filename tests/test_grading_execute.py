@@ -1,68 +1,97 @@
-"""course_utils.grading.execute and .kernel: a notebook runs as far as it gets, and the limit that stopped it
-is named. These run real kernels without the jail (rlimits only), so they need no bubblewrap."""
+"""course_utils.grading.execute, .kernel, .template and .jobs without the jail: a notebook runs in a kernel forked
+from the template, as far as it gets, and the limit that stopped it is named (tests/test_grading_jail.py runs
+the same jailed)."""
 from __future__ import annotations
 
 import nbformat
 import pytest
 
-from course_utils import env
-from course_utils.grading.execute import run_notebook
-from course_utils.grading.kernel import JailedKernelManager, plain_env
+from course_utils.grading.jobs import Job, run_job
+from course_utils.grading.kernel import TemplateKernelManager
+from course_utils.grading.records import load_record_bytes
 from course_utils.grading.sandbox import Limits
 
 LIMITS = Limits(cell_timeout=5, notebook_timeout=60, cpu_seconds=60, output_bytes=4096)
 
 
-def run(tmp_path, *sources, limits=LIMITS):
-    work, records = tmp_path / "w", tmp_path / "r"
-    work.mkdir()
-    records.mkdir()
+def run(*sources, limits=LIMITS, files=()):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
-    return run_notebook(nb, work, records, limits, None, tmp_path / "kernel.log")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    out = run_job(Job("alice", "hw", "hw", nbformat.writes(nb).encode(), list(files), None, limits, sandboxed=False))
+    return out, nbformat.reads(out.notebook_json, as_version=4) if out.notebook_json else None
 
 
-def test_every_cell_runs_and_errors_stay_in_their_cell(tmp_path):
-    result = run(tmp_path, "print('hello')", "1 / 0", "print('after')")
-    outputs = [cell.outputs for cell in result.notebook.cells]
-    assert outputs[0][0]["text"] == "hello\n"
-    assert outputs[1][0]["ename"] == "ZeroDivisionError"
-    assert outputs[2][0]["text"] == "after\n"
-    assert result.limits_hit == [] and not result.kernel_died and result.stopped_by is None
+def texts(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs)
 
 
-def test_a_cell_past_its_time_limit_is_interrupted_and_the_rest_still_runs(tmp_path):
-    result = run(tmp_path, "while True: pass", "print('next')")
-    assert result.notebook.cells[0].outputs[-1]["ename"] == "CellTimeoutError"
-    assert result.notebook.cells[1].outputs[0]["text"] == "next\n"
-    assert result.limits_hit == ["cell time limit (5 s) in cell 0"]
+def test_every_cell_runs_and_errors_stay_in_their_cell():
+    out, nb = run("print('hello')", "1 / 0", "print('after')")
+    assert texts(nb.cells[0]) == "hello\n"
+    assert nb.cells[1].outputs[0]["ename"] == "ZeroDivisionError"
+    assert texts(nb.cells[2]) == "after\n"
+    assert out.limits_hit == [] and out.problem is None
 
 
-def test_a_kernel_that_dies_is_reported_not_raised(tmp_path):
-    result = run(tmp_path, "import os; os._exit(3)", "print('never')")
-    assert result.kernel_died and "the kernel died (exit status 3)" in result.stopped_by
+def test_a_cell_past_its_time_limit_is_interrupted_and_the_rest_still_runs():
+    out, nb = run("while True: pass", "print('next')")
+    assert nb.cells[0].outputs[-1]["ename"] == "CellTimeoutError"
+    assert texts(nb.cells[1]) == "next\n"
+    assert out.limits_hit == ["cell time limit (5 s) in cell 0"]
 
 
-def test_output_past_the_budget_is_dropped_with_a_note(tmp_path):
-    result = run(tmp_path, "for i in range(2000): print('x' * 50)")
-    texts = "".join(o.get("text", "") for o in result.notebook.cells[0].outputs)
-    assert "output limit reached" in texts and len(texts) < 3 * LIMITS.output_bytes
-    assert result.limits_hit == ["output limit (4 KiB): later output dropped"]
+def test_a_kernel_that_dies_is_reported_not_raised():
+    out, _ = run("import os; os._exit(3)", "print('never')")
+    assert any("the kernel died (exit status 3)" in hit for hit in out.limits_hit), out.limits_hit
 
 
-def test_the_unjailed_kernel_gets_the_graders_environment_only(tmp_path):
-    result = run(tmp_path, "import os; print(os.environ['COURSE_DEVICE'], os.environ['COURSE_RECORD_FILE'], "
-                           "os.environ.get('HOME'), 'SECRET' in os.environ)")
-    device, record_file, home, secret = result.notebook.cells[0].outputs[0]["text"].split()
-    assert device == "cpu" and record_file == str(tmp_path / "r" / "records.pt")
-    assert home == str(tmp_path / "w") and secret == "False"
+def test_output_past_the_budget_is_dropped_with_a_note_display_updates_included():
+    out, nb = run("for i in range(2000): print('x' * 50)")
+    assert "output limit reached" in texts(nb.cells[0]) and len(texts(nb.cells[0])) < 3 * LIMITS.output_bytes
+    assert out.limits_hit == ["output limit (4 KiB): later output dropped"]
+    out, nb = run("from IPython.display import display, update_display\nh = display('a', display_id=True)\n"
+                  "for i in range(200): h.update('y' * 1000)")
+    assert out.limits_hit == ["output limit (4 KiB): later output dropped"]
+    assert len(nbformat.writes(nb)) < 20_000
 
 
-def test_the_kernel_command_carries_the_rlimits():
-    km = JailedKernelManager(jail=None, limits=Limits(cpu_seconds=7), kernel_name="python3")
-    assert km.format_kernel_cmd()[:3] == ["prlimit", "--cpu=7", f"--as={Limits().memory_bytes}"]
-    assert plain_env(Limits(), "/w", "/r")[env.CACHE_DIR] == "/w"
+def test_the_kernel_gets_the_graders_environment_only_and_its_files(monkeypatch):
+    monkeypatch.setenv("SECRET", "the grader's own environment must not reach a kernel")
+    out, nb = run("import os; print(os.environ['COURSE_DEVICE'], 'SECRET' in os.environ, open('data.txt').read())",
+                  files=[("data.txt", b"given")])
+    assert texts(nb.cells[0]) == "cpu False given\n"
+
+
+def test_records_come_back_as_bytes_the_grader_reads_safely():
+    out, _ = run("import torch\nfrom course_utils.checks import record\nrecord('ex_a/x', torch.arange(3))")
+    records = load_record_bytes(out.records_bytes, LIMITS.record_bytes)
+    assert records["ex_a/x"]["value"].tolist() == [0, 1, 2]
+
+
+def test_the_submission_folder_joins_sys_path_only_when_the_notebook_runs():
+    planted = b"open('/tmp/planted-ran', 'w').write('x')\nraise SystemExit('planted module ran')\n"
+    out, nb = run("import os; print(os.path.exists('/tmp/planted-ran'))", "import helper; print(helper.VALUE)",
+                  files=[("ipykernel_launcher.py", planted), ("jedi.py", planted), ("helper.py", b"VALUE = 7\n")])
+    assert texts(nb.cells[0]) == "False\n" and texts(nb.cells[1]) == "7\n"
+
+
+def test_a_notebook_that_is_not_one_is_a_problem_not_a_crash():
+    out = run_job(Job("alice", "hw", "hw", b'{"cells": "rm -rf /", "nbformat": 4}', [], None, LIMITS, False))
+    assert out.problem.startswith("hw.ipynb is not a valid notebook")
+    big = Limits(notebook_bytes=1000)
+    out = run_job(Job("alice", "hw", "hw", b" " * 2000, [], None, big, False))
+    assert "over the 0 MiB limit" in out.problem or "over the" in out.problem
+
+
+def test_a_missing_notebook_is_a_problem():
+    assert run_job(Job("alice", "hw", "hw", None, [], None, LIMITS, False)).problem == "hw.ipynb was not submitted"
+
+
+def test_interrupts_go_through_the_control_channel():
+    km = TemplateKernelManager(template=None, spec={"job_dir": "/var/tmp/x"}, kernel_name="python3")
+    assert km.transport == "ipc" and km.connection_file == "/var/tmp/x/ipc/kernel.json"
 
 
 @pytest.fixture(autouse=True)
-def no_secret(monkeypatch):
-    monkeypatch.setenv("SECRET", "the grader's own environment must not reach a kernel")
+def no_leftover(tmp_path):
+    yield

@@ -29,8 +29,8 @@ def test_the_key_changes_with_the_source_and_with_any_course_module(tiny_course,
 
 
 def test_stored_references_are_found_under_their_key_only(tiny_course):
-    out = JobOutput(references.REFERENCE, "hw", "hw", records=RECORDS)
-    stored = references.store_reference(tiny_course, out, "key-1")
+    out = JobOutput(references.REFERENCE, "hw", "hw")
+    stored = references.store_reference(tiny_course, out, RECORDS, "key-1")
     assert torch.equal(stored["ex_double/hidden"]["value"], RECORDS["ex_double/hidden"]["value"])
     assert references.cached_reference(tiny_course, "hw", "hw", "key-1").keys() == RECORDS.keys()
     assert references.cached_reference(tiny_course, "hw", "hw", "key-2") is None
@@ -38,14 +38,14 @@ def test_stored_references_are_found_under_their_key_only(tiny_course):
 
 
 def test_a_solution_that_did_not_run_cleanly_is_refused(tiny_course):
-    for out in (JobOutput(references.REFERENCE, "hw", "hw", records=RECORDS, limits_hit=["memory limit"]),
-                JobOutput(references.REFERENCE, "hw", "hw", problem="hw.ipynb was not submitted"),
-                JobOutput(references.REFERENCE, "hw", "hw")):
+    for out, records in ((JobOutput(references.REFERENCE, "hw", "hw", limits_hit=["memory limit"]), RECORDS),
+                         (JobOutput(references.REFERENCE, "hw", "hw", problem="hw.ipynb was not submitted"), {}),
+                         (JobOutput(references.REFERENCE, "hw", "hw"), {})):
         with pytest.raises(CourseError, match="nothing trusted to grade against"):
-            references.store_reference(tiny_course, out, "k")
+            references.store_reference(tiny_course, out, records, "k")
 
 
 def test_the_reference_job_runs_the_source_unsanitized(tiny_course):
-    job = references.reference_job(tiny_course, "hw", "hw", sandboxed=False, uid_slot=references.REFERENCE_UID_SLOT)
-    assert job.notebook_path == tiny_course.source_notebook("hw", "hw") and job.sanitize is False
+    job = references.reference_job(tiny_course, "hw", "hw", sandboxed=False)
+    assert job.notebook_bytes == tiny_course.source_notebook("hw", "hw").read_bytes() and job.snapshot is None
     assert job.student == references.REFERENCE

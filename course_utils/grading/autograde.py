@@ -1,12 +1,16 @@
 """``autograde``: grade every submission in parallel, jailed, with verdicts decided outside the jail.
 
-1. the solution notebooks' records are loaded from the cache (``references``) or made in the pool first;
-2. each submitted notebook is sanitized by nbgrader and run jailed in a worker process (``jobs``), one
-   pool of forked workers for every assignment of the run;
-3. the parent compares each notebook's records with the references (``scoring``, ``verdicts``), writes
-   ``autograded/<student>/<assignment>/`` and the student's result file (``results``), and at the end
+1. the solution notebooks' records are loaded from the cache (``references``) or made first, on the engine;
+2. each submitted notebook becomes a job (its bytes, its files, the gradebook's snapshot of its source) that
+   a Dask worker sanitizes with nbgrader and runs in a jailed kernel forked from the worker's template
+   (``engine``, ``jobs``);
+3. this process, the only writer, reads each notebook's records back safely (``records``), compares them
+   with the references (``scoring``, ``verdicts``), writes ``autograded/<student>/<assignment>/`` and the
+   student's result file (``results``) as soon as the student's notebooks are all back, and at the end
    applies every result to the gradebook in one swap (``gradebook``). A re-run skips students whose
-   submission, references and limits are unchanged, so an interrupted run resumes where it stopped.
+   submission, references and limits are unchanged, so an interrupted run resumes where it stopped. A job
+   the grader itself could not finish (a broken machine, a worker that kept dying) leaves the student's
+   earlier result as it was and is reported, never scored.
 
     >>> reports = autograde(Course.load("."), ["01_tensors_vs_numpy"], workers=2)  # doctest: +SKIP
     >>> print(reports[0].summary())
@@ -14,9 +18,7 @@
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,13 +29,15 @@ from course_utils.atomic import write_atomically
 from course_utils.grading.cells import graded_cells
 from course_utils.grading.cells import grade_id as grade_id_of
 from course_utils.grading.course import Course
+from course_utils.grading.engine import Engine
 from course_utils.grading.gradebook import write_scores
-from course_utils.grading.jobs import Job, JobOutput, regular_files, run_job
-from course_utils.grading.references import (REFERENCE, REFERENCE_UID_SLOT, cached_reference, reference_job,
-                                             reference_key, store_reference)
+from course_utils.grading.jobs import Job, JobOutput, read_files
+from course_utils.grading.records import RecordError, load_record_bytes
+from course_utils.grading.references import REFERENCE, cached_reference, reference_job, reference_key, store_reference
 from course_utils.grading.release import ensure_released
 from course_utils.grading.results import load_result, result_notes, result_totals, write_result
 from course_utils.grading.sandbox import probe
+from course_utils.grading.sanitize import SourceSnapshot
 from course_utils.grading.scoring import score_notebook
 
 
@@ -46,9 +50,14 @@ class AutogradeReport:
     notes: dict[str, list[str]] = field(default_factory=dict)             # student -> limits / problems
     seconds_per_notebook: list[float] = field(default_factory=list)
     reference_seconds: float = 0.0    # execution time of the solution notebooks this run had to run
+    not_graded: dict[str, str] = field(default_factory=dict)             # student -> why the grader could not
+    stages: list[dict] = field(default_factory=list)                      # per notebook: seconds per stage
 
     def summary(self) -> str:
-        lines = [f"{self.assignment}: graded {len(self.graded)}, unchanged {len(self.reused)}"]
+        lines = [f"{self.assignment}: graded {len(self.graded)}, unchanged {len(self.reused)}"
+                 + (f", NOT GRADED {len(self.not_graded)} (run autograde again)" if self.not_graded else "")]
+        for student, why in sorted(self.not_graded.items()):
+            lines.append(f"  {student:<24} not graded: {why[:160]}")
         for student, (score, top) in sorted(self.totals.items()):
             note = "; ".join(self.notes.get(student, []))
             lines.append(f"  {student:<24} {score:6.1f} / {top:<6.1f} {note[:110]}")
@@ -72,18 +81,6 @@ def _submission_fingerprint(folder: Path, reference: str, limits, sandboxed: boo
     return digest.hexdigest()
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes, all started at once before the parent starts any thread or kernel.
-
-    ``fork`` (where the platform has it) makes a worker free to start: it inherits the parent's imported
-    nbgrader, nbclient and torch instead of importing them again (seconds per worker). The executor forks
-    every worker before its manager thread starts, and the parent has not touched ZMQ or torch's thread
-    pools yet, so nothing half-locked is copied. Elsewhere: ``spawn``.
-    """
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
-
-
 # ---------------------------------------------------------------- one student
 
 
@@ -99,6 +96,17 @@ def _annotate(nb_json: str, scores) -> str:
     return nbformat.writes(nb)
 
 
+def _records_of(out: JobOutput, cap: int) -> dict:
+    """The job's records, read back safely; a refused record file becomes the notebook's problem."""
+    if out.records_bytes is None:
+        return {}
+    try:
+        return load_record_bytes(out.records_bytes, cap)
+    except RecordError as error:
+        out.problem = out.problem or f"the recorded results were rejected: {error}"
+        return {}
+
+
 def _finish_student(course: Course, assignment: str, student: str, outputs: list[JobOutput],
                     references: dict, fingerprint: str, cells_of: dict[str, list]) -> dict:
     """Score one student's notebooks, write the autograded copies and the result file; return the result."""
@@ -106,7 +114,8 @@ def _finish_student(course: Course, assignment: str, student: str, outputs: list
     target = course.autograded_dir / student / assignment
     for out in sorted(outputs, key=lambda o: o.notebook):
         cells = cells_of[out.notebook]
-        scores = score_notebook(cells, out.records, references[out.notebook],
+        records = _records_of(out, course.limits.record_bytes)
+        scores = score_notebook(cells, records, references[out.notebook],
                                 problem=out.problem, limits_hit=out.limits_hit)
         answer_of = {c.grade_id: c.answer_id for c in cells}
         result["notebooks"][out.notebook] = {
@@ -123,7 +132,7 @@ def _finish_student(course: Course, assignment: str, student: str, outputs: list
 
 @dataclass
 class _Plan:
-    """What one assignment needs from the pool: its missing references and its students' notebooks."""
+    """What one assignment needs from the engine: its missing references and its students' notebooks."""
     report: AutogradeReport
     key: str
     references: dict = field(default_factory=dict)    # notebook -> records (None: being computed)
@@ -133,29 +142,39 @@ class _Plan:
     fingerprints: dict = field(default_factory=dict)   # student -> fingerprint
 
 
-def _plan(course: Course, assignment: str, students, sandboxed: bool, force: bool, first_slot: int) -> _Plan:
+def _notebook_bytes(path: Path, cap: int) -> bytes | None:
+    """The submitted notebook's bytes (None: missing or a link); a file over ``cap`` is cut, so it fails to parse."""
+    if not path.is_file() or path.is_symlink():
+        return None
+    with open(path, "rb") as handle:
+        return handle.read(cap + 1)
+
+
+def _plan(course: Course, assignment: str, students, sandboxed: bool, force: bool) -> _Plan:
     """The jobs of every student whose submission changed (or all, with ``force``); unchanged ones are reused."""
     key = reference_key(course, assignment)
     notebooks = course.notebooks(assignment)
     plan = _Plan(AutogradeReport(assignment), key,
                  {nb: cached_reference(course, assignment, nb, key) for nb in notebooks},
                  {nb: graded_cells(course.source_notebook(assignment, nb)) for nb in notebooks})
-    slot = first_slot
+    snapshots = {nb: SourceSnapshot.from_gradebook(course.db_url, course.coursedir.course_id, assignment, nb)
+                 for nb in notebooks}
+    limits = course.limits
+    course_files = read_files(course.source_dir / assignment, limits.disk_bytes)
     for student in students or course.submitted_students(assignment):
         folder = course.submitted_dir / student / assignment
-        fingerprint = _submission_fingerprint(folder, key, course.limits, sandboxed)
+        fingerprint = _submission_fingerprint(folder, key, limits, sandboxed)
         previous = load_result(course, assignment, student)
         if previous and previous.get("fingerprint") == fingerprint and not force:
             plan.report.reused.append(student)
             continue
         plan.fingerprints[student], plan.pending[student] = fingerprint, []
-        extra = regular_files(folder) + regular_files(course.source_dir / assignment)  # the course's files win
+        names = {rel for rel, _ in course_files}
+        files = [(rel, data) for rel, data in read_files(folder, limits.disk_bytes) if rel not in names]
         for notebook in notebooks:
-            path = folder / f"{notebook}.ipynb"
-            present = path.is_file() and not path.is_symlink()
-            plan.jobs.append(Job(student, assignment, notebook, path if present else None, extra, course.db_url,
-                                 course.limits, sandboxed, uid_slot=slot))
-            slot += 1
+            plan.jobs.append(Job(student, assignment, notebook,
+                                 _notebook_bytes(folder / f"{notebook}.ipynb", limits.notebook_bytes),
+                                 course_files + files, snapshots[notebook], limits, sandboxed))
     return plan
 
 
@@ -165,40 +184,45 @@ def _finish_ready(course: Course, plan: _Plan) -> None:
         return
     for student, outputs in list(plan.pending.items()):
         if len(outputs) == len(plan.references):
-            _finish_student(course, plan.report.assignment, student, outputs, plan.references,
-                            plan.fingerprints[student], plan.cells)
-            plan.report.graded.append(student)
+            failed = [o for o in outputs if o.stages.get("internal_error")]
+            if failed:  # the grader could not run it: keep the earlier result, say so, grade it next time
+                plan.report.not_graded[student] = failed[0].problem or "internal grader error"
+            else:
+                try:
+                    _finish_student(course, plan.report.assignment, student, outputs, plan.references,
+                                    plan.fingerprints[student], plan.cells)
+                    plan.report.graded.append(student)
+                except OSError as error:  # e.g. the grading folder's disk is full: keep the old result
+                    plan.report.not_graded[student] = f"its result could not be written ({error})"
             del plan.pending[student]
 
 
-def _run_pool(course: Course, plans: dict[str, _Plan], sandboxed: bool, workers: int | None, progress: bool) -> None:
-    """Run every missing reference and every job in one pool; score students as their results come in."""
+def _take(course: Course, plans: dict[str, _Plan], out: JobOutput) -> None:
+    plan = plans[out.assignment]
+    if out.student == REFERENCE:
+        plan.references[out.notebook] = store_reference(course, out, _records_of(out, course.limits.record_bytes),
+                                                        plan.key)
+        plan.report.reference_seconds += out.seconds
+    else:
+        plan.pending[out.student].append(out)
+        plan.report.seconds_per_notebook.append(out.seconds)
+        plan.report.stages.append(out.stages)
+    _finish_ready(course, plan)
+
+
+def _run(course: Course, plans: dict[str, _Plan], sandboxed: bool, engine: Engine, progress: bool) -> None:
+    """Run every missing reference (first) and every job on the engine; score students as results come in."""
     missing = [(a, nb) for a, plan in plans.items() for nb, ref in plan.references.items() if ref is None]
-    reference_jobs = [reference_job(course, a, nb, sandboxed, REFERENCE_UID_SLOT + i)
-                      for i, (a, nb) in enumerate(missing)]
-    jobs = reference_jobs + [job for plan in plans.values() for job in plan.jobs]  # references first: others wait
+    reference_jobs = [reference_job(course, a, nb, sandboxed) for a, nb in missing]
+    jobs = reference_jobs + [job for plan in plans.values() for job in plan.jobs]
     if not jobs:
         return
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    pool = _pool(workers)
-    try:
-        futures = [pool.submit(run_job, job) for job in jobs]  # forks the workers, before tqdm starts its thread
-        with tqdm(total=len(jobs), desc="autograde", unit="nb", disable=not progress) as bar:
-            for future in as_completed(futures):
-                out = future.result()
-                plan = plans[out.assignment]
-                if out.student == REFERENCE:
-                    plan.references[out.notebook] = store_reference(course, out, plan.key)
-                    plan.report.reference_seconds += out.seconds
-                else:
-                    plan.pending[out.student].append(out)
-                    plan.report.seconds_per_notebook.append(out.seconds)
-                _finish_ready(course, plan)
-                bar.update()
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    if sandboxed:
+        engine.check_sandbox()
+    with tqdm(total=len(jobs), desc="autograde", unit="nb", disable=not progress) as bar:
+        for _, out in engine.run(jobs, first=len(reference_jobs)):
+            _take(course, plans, out)
+            bar.update()
 
 
 def _summarize(course: Course, report: AutogradeReport) -> list[dict]:
@@ -211,25 +235,30 @@ def _summarize(course: Course, report: AutogradeReport) -> list[dict]:
 
 
 def autograde(course: Course, assignments: list[str] | None = None, *, students: list[str] | None = None,
-              workers: int | None = None, sandboxed: bool = True, force: bool = False,
-              progress: bool = True) -> list[AutogradeReport]:
-    """Grade ``students`` (default: every submission) of ``assignments`` (default: all) in one worker pool.
+              workers: int | None = None, sandboxed: bool = True, force: bool = False, progress: bool = True,
+              scheduler: str | None = None, engine: Engine | None = None) -> list[AutogradeReport]:
+    """Grade ``students`` (default: every submission) of ``assignments`` (default: all) on one engine.
 
         >>> [r.summary() for r in autograde(course, ["01_tensors_vs_numpy"], workers=2)]  # doctest: +SKIP
 
-    Returns one report per assignment (see the module docstring for what happens).
+    The engine is a Dask cluster: ``engine`` (one you keep between calls), else a cluster at ``scheduler``,
+    else a LocalCluster of ``workers`` processes made for this call. Returns one report per assignment
+    (see the module docstring for what happens).
     """
     assignments = assignments or course.assignments()
     for assignment in assignments:
         course.check_assignment(assignment)
     if sandboxed:
         probe()
-    plans, slot = {}, 0
+    plans = {}
     for assignment in assignments:
         ensure_released(course, assignment)
-        plans[assignment] = _plan(course, assignment, students, sandboxed, force, slot)
-        slot += len(plans[assignment].jobs)
-    _run_pool(course, plans, sandboxed, workers, progress)
+        plans[assignment] = _plan(course, assignment, students, sandboxed, force)
+    if engine is not None:
+        _run(course, plans, sandboxed, engine, progress)
+    elif any(plan.jobs for plan in plans.values()) or any(None in p.references.values() for p in plans.values()):
+        with Engine(scheduler=scheduler, workers=workers) as fresh:
+            _run(course, plans, sandboxed, fresh, progress)
     results = [r for plan in plans.values() for r in _summarize(course, plan.report)]
     write_scores(course, results)
     return [plan.report for plan in plans.values()]

@@ -52,7 +52,10 @@ def _collect(course, args) -> None:
 def _autograde_arguments(parser) -> None:
     _assignments(parser)
     parser.add_argument("--student", action="append", help="only this student (repeatable)")
-    parser.add_argument("--workers", type=int, default=None, help="parallel kernels (default: CPU count)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes of the local Dask cluster "
+                        "(default: CPU count)")
+    parser.add_argument("--scheduler", help="grade on this Dask cluster instead, e.g. tcp://host:8786 (its workers "
+                        "run from a copy of the course with its venv)")
     parser.add_argument("--no-sandbox", action="store_true", help="run kernels unjailed (trusted notebooks only!)")
     parser.add_argument("--force", action="store_true", help="re-grade even unchanged submissions")
     parser.add_argument("--cell-timeout", type=int, help="seconds per cell (default: Execute.timeout)")
@@ -74,7 +77,7 @@ def _autograde(course, args) -> None:
     if args.no_sandbox:
         print("WARNING: --no-sandbox: student code runs with your permissions.", file=sys.stderr)
     for report in autograde(course, args.assignments or None, students=args.student, workers=args.workers,
-                            sandboxed=not args.no_sandbox, force=args.force):
+                            sandboxed=not args.no_sandbox, force=args.force, scheduler=args.scheduler):
         print(report.summary())
 
 

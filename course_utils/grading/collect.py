@@ -20,6 +20,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -40,23 +41,47 @@ class CollectReport:
         return "\n".join(lines)
 
 
-def _safe_member(info: zipfile.ZipInfo) -> PurePosixPath | None:
-    """The member's relative path, or None when it is a link, a folder, absolute or climbs out."""
+def _safe_member(info: zipfile.ZipInfo) -> tuple[PurePosixPath | None, str | None]:
+    """(the member's relative path, None), or (None, why it is refused): links, folders, absolute or
+    climbing paths, empty or dot names, hidden files and macOS resource forks."""
     mode = info.external_attr >> 16
     path = PurePosixPath(info.filename.replace("\\", "/"))
-    if info.is_dir() or stat.S_ISLNK(mode) or path.is_absolute() or ".." in path.parts:
-        return None
+    if info.is_dir():
+        return None, None
+    if stat.S_ISLNK(mode):
+        return None, "a link"
+    if path.is_absolute() or ".." in path.parts or not path.parts or path.name in ("", "."):
+        return None, "an absolute, empty or outside path"
+    if info.flag_bits & 0x1:
+        return None, "encrypted"
     if any(part.startswith(".") or part == "__MACOSX" for part in path.parts):
+        return None, "a hidden file"
+    return path, None
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> str | None:
+    """Write one member to ``target``; return why it could not be (bad data, a name clash), never raise."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, length=2**20)
         return None
-    return path
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, OSError, ValueError) as error:
+        if target.is_file():
+            target.unlink()
+        return f"{type(error).__name__}: {str(error)[:120]}"
 
 
 def unpack_zip(archive: Path, dest: Path) -> list[str]:
-    """Extract the safe members of ``archive`` into ``dest`` (flattening one top folder); return problems."""
+    """Extract the safe members of ``archive`` into ``dest`` (flattening one top folder); return problems.
+
+    Every member is checked and extracted on its own: a damaged, encrypted or clashing member is reported
+    and skipped, and the archive's other members are still collected.
+    """
     problems = []
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as error:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
         return [f"{archive.name}: not a readable zip file ({error})"]
     with zf:
         infos = zf.infolist()
@@ -64,20 +89,18 @@ def unpack_zip(archive: Path, dest: Path) -> list[str]:
             return [f"{archive.name}: too large (over {MAX_MEMBERS} files or {MAX_UNPACKED // 2**20} MiB unpacked)"]
         members = []
         for info in infos:
-            path = _safe_member(info)
-            if path is None:
-                if not info.is_dir():
-                    problems.append(f"{archive.name}: refused member {info.filename!r} (link, absolute or outside path)")
-                continue
-            members.append((info, path))
+            path, why = _safe_member(info)
+            if why:
+                problems.append(f"{archive.name}: refused member {info.filename!r} ({why})")
+            elif path is not None:
+                members.append((info, path))
         tops = {p.parts[0] for _, p in members if len(p.parts) > 1}
         flatten = len(tops) == 1 and all(len(p.parts) > 1 for _, p in members)
         for info, path in members:
             rel = PurePosixPath(*path.parts[1:]) if flatten else path
-            target = dest.joinpath(*rel.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, length=2**20)
+            failure = _extract(zf, info, dest.joinpath(*rel.parts))
+            if failure:
+                problems.append(f"{archive.name}: member {info.filename!r} could not be extracted ({failure}); skipped")
     return problems
 
 
@@ -132,6 +155,7 @@ def collect(course: Course, inbox: Path, assignment: str | None = None) -> Colle
     for entry in sorted(inbox.iterdir()):
         student = entry.stem if entry.is_file() else entry.name
         if entry.name.startswith("."):
+            report.problems.append(f"{entry.name!r}: a hidden file or folder; skipped")
             continue
         if entry.is_symlink():
             report.problems.append(f"{entry.name}: is a link; refused")
@@ -143,6 +167,8 @@ def collect(course: Course, inbox: Path, assignment: str | None = None) -> Colle
         staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=course.submitted_dir))
         try:
             _collect_entry(course, entry, student, assignment, known, staging, report)
+        except OSError as error:  # one unreadable entry must not stop the others from being collected
+            report.problems.append(f"{entry.name}: could not be collected ({type(error).__name__}: {error}); skipped")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return report

@@ -25,7 +25,7 @@ from course_utils.grading.cells import HiddenMarkers
 from course_utils.grading.sandbox import Limits
 
 #: student and assignment ids become folder names: keep them to a safe alphabet
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}")  # the whole id must match (fullmatch)
 
 
 class CourseError(RuntimeError):
@@ -38,7 +38,7 @@ def is_safe_id(name: str) -> bool:
         >>> is_safe_id("alice"), is_safe_id("../bob")
         (True, False)
     """
-    return bool(SAFE_ID.match(name)) and ".." not in name
+    return isinstance(name, str) and bool(SAFE_ID.fullmatch(name)) and ".." not in name
 
 
 def put_venv_tools_on_path() -> None:

@@ -1,7 +1,11 @@
-"""Run one notebook in a (jailed) kernel, as far as it gets, and say which limit stopped it.
+"""Run one notebook in a kernel forked from the template, as far as it gets, and say which limit stopped it.
 
-    >>> result = run_notebook(nb, work_dir, records_dir, Limits(), jail=None)  # doctest: +SKIP
-    >>> result.stopped_by   # None, or e.g. "cell timeout (120 s) in cell 7"
+    >>> result = run_notebook(nb, template, spec, Limits())  # doctest: +SKIP
+    >>> result.stopped_by   # None, or e.g. "cell time limit (120 s) in cell 7"
+
+Every message the kernel sends counts against one output budget (outputs, display updates, comms and
+errors alike), the grader keeps no widget or comm state, and the graded notebook never grows past the
+notebook size limit; what goes over is dropped with a note.
 """
 from __future__ import annotations
 
@@ -10,19 +14,21 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from course_utils.grading.kernel import JailedKernelManager, plain_env
-from course_utils.grading.sandbox import Jail, Limits
+from course_utils.grading.kernel import Template, TemplateKernelManager
+from course_utils.grading.sandbox import Limits
 
 #: what nbclient writes into a cell that ran past the cell timeout (the kernel is interrupted, grading goes on)
 TIMEOUT_ERROR = {"ename": "CellTimeoutError", "evalue": "",
                  "traceback": ["CellTimeoutError: the cell ran past the time limit and was interrupted"]}
 MEMORY_SIGNS = ("MemoryError", "can't allocate memory", "std::bad_alloc", "Cannot allocate memory")
+#: iopub messages that carry what a notebook shows (and so count against the output budget)
+COUNTED = ("stream", "display_data", "update_display_data", "execute_result", "error", "comm_open", "comm_msg",
+           "clear_output")
 
 
 @dataclass
@@ -32,6 +38,7 @@ class Execution:
     seconds: float
     limits_hit: list[str] = field(default_factory=list)
     kernel_died: bool = False
+    status: dict = field(default_factory=dict)   # the supervisor's report (see grading.template)
 
     @property
     def stopped_by(self) -> str | None:
@@ -40,10 +47,11 @@ class Execution:
 
 
 class CappedClient(NotebookClient):
-    """A NotebookClient that stops storing output once a notebook has printed ``output_bytes``."""
+    """A NotebookClient that counts every kernel message against ``output_bytes`` and keeps no comm state."""
 
     def __init__(self, nb, output_bytes: int, **kw):
-        super().__init__(nb, **kw)
+        super().__init__(nb, store_widget_state=False, **kw)
+        self.comm_open_handlers = {}
         self.output_budget = output_bytes
         self.output_dropped = False
 
@@ -53,26 +61,37 @@ class CappedClient(NotebookClient):
             cell.outputs.append(nbformat.v4.new_output("error", **TIMEOUT_ERROR))
         return await super()._check_raise_for_error(cell, cell_index, exec_reply)
 
-    def output(self, outs, msg, display_id, cell_index):
-        size = len(json.dumps(msg.get("content", {}), default=str))
-        if self.output_budget - size < 0:
-            if not self.output_dropped:
-                outs.append(nbformat.v4.new_output(
-                    "stream", name="stderr", text="[grader] output limit reached: further output dropped\n"))
-            self.output_dropped = True
-            return None
-        self.output_budget -= size
-        return super().output(outs, msg, display_id, cell_index)
+    def process_message(self, msg, cell, cell_index):
+        if msg.get("msg_type") in COUNTED:
+            self.output_budget -= len(json.dumps(msg.get("content", {}), default=str)) + sum(
+                len(b) for b in msg.get("buffers") or [])
+            if self.output_budget < 0:
+                if not self.output_dropped:
+                    cell.outputs.append(nbformat.v4.new_output(
+                        "stream", name="stderr", text="[grader] output limit reached: further output dropped\n"))
+                self.output_dropped = True
+                return None
+        if msg.get("msg_type", "").startswith("comm"):
+            return None  # widgets are not graded: their messages are counted above, never kept
+        return super().process_message(msg, cell, cell_index)
 
 
-def _kernel_death_reason(status: int | None, limits: Limits, killed_for_wall: bool) -> str:
+def _kernel_death_reason(status: int | None, report: dict, limits: Limits, killed_for_wall: bool) -> str:
+    killed_for = report.get("killed_for")
+    if killed_for == "cpu":
+        return f"CPU-time limit ({limits.cpu_seconds} s for all the kernel's processes): the kernel was stopped"
+    if killed_for == "memory":
+        return f"memory limit ({limits.memory_bytes // 2**20} MiB for all the kernel's processes): the kernel was stopped"
+    if killed_for == "nproc":
+        return f"process limit ({limits.nproc} processes and threads): the kernel was stopped"
     if killed_for_wall:
         return f"notebook wall-time limit ({limits.notebook_timeout} s): the kernel was stopped"
-    if status in (-24, 152, 128 + 24):  # SIGXCPU, directly or as bwrap's 128+signal
+    code = report.get("exit")
+    if code in (-24,):  # SIGXCPU from a process's own RLIMIT_CPU
         return f"CPU-time limit ({limits.cpu_seconds} s): the kernel was stopped"
-    if status in (-9, 137):
+    if code in (-9,):
         return "the kernel was killed (CPU-time or memory limit)"
-    return f"the kernel died (exit status {status}), e.g. os._exit, a crash or running out of memory"
+    return f"the kernel died (exit status {code if code is not None else status}), e.g. os._exit, a crash or running out of memory"
 
 
 def _scan_outputs(nb, limits: Limits) -> list[str]:
@@ -89,9 +108,22 @@ def _scan_outputs(nb, limits: Limits) -> list[str]:
     return hits
 
 
-async def _execute_cells(client: CappedClient, cwd: str, log) -> bool:
+def _cap_notebook_size(nb, limits: Limits) -> bool:
+    """Drop outputs from the end until the notebook fits ``notebook_bytes``; True if anything was dropped."""
+    dropped = False
+    for cell in reversed(nb.cells):
+        if len(nbformat.writes(nb)) <= limits.notebook_bytes:
+            break
+        if cell.get("outputs"):
+            cell.outputs = [nbformat.v4.new_output(
+                "stream", name="stderr", text="[grader] outputs removed: the notebook grew past its size limit\n")]
+            dropped = True
+    return dropped
+
+
+async def _execute_cells(client: CappedClient, log) -> bool:
     """Run every code cell; return False if the kernel died on the way."""
-    async with client.async_setup_kernel(cwd=cwd, stdout=log, stderr=log):
+    async with client.async_setup_kernel(stdout=log, stderr=log):
         await client.async_wait_for_reply(client.kc.kernel_info(), None)
         for index, cell in enumerate(client.nb.cells):
             try:
@@ -101,12 +133,11 @@ async def _execute_cells(client: CappedClient, cwd: str, log) -> bool:
     return True
 
 
-def run_notebook(nb, work_dir: Path, records_dir: Path, limits: Limits, jail: Jail | None,
-                 log_path: Path) -> Execution:
-    """Execute ``nb`` with cwd ``work_dir``; records land in ``records_dir``; the kernel's own
-    stdout/stderr go to ``log_path`` (capped by RLIMIT_FSIZE). Never raises for student errors."""
-    env = None if jail else plain_env(limits, str(work_dir), str(records_dir))
-    km = JailedKernelManager(jail=jail, limits=limits, plain_env=env, kernel_name="python3")
+def run_notebook(nb, template: Template, spec: dict, limits: Limits) -> Execution:
+    """Execute ``nb`` in a kernel the template forks for the job ``spec`` (see ``grading.jobs``); the
+    supervisor's report (CPU, memory, the limit that stopped it) lands in the job's ``out/status.json``.
+    Never raises for anything the notebook does."""
+    km = TemplateKernelManager(template=template, spec=spec, kernel_name="python3")
     client = CappedClient(nb, limits.output_bytes, km=km, timeout=limits.cell_timeout, allow_errors=True,
                           interrupt_on_timeout=True, error_on_timeout=TIMEOUT_ERROR, record_timing=False,
                           startup_timeout=120, shutdown_kernel="immediate", iopub_timeout=10)
@@ -120,18 +151,31 @@ def run_notebook(nb, work_dir: Path, records_dir: Path, limits: Limits, jail: Ja
     start = time.perf_counter()
     watchdog.start()
     try:
-        with open(log_path, "ab") as log:
-            alive = asyncio.run(_execute_cells(client, str(work_dir), log))
+        with open(f"{spec['job_dir']}/out/client.log", "ab") as log:
+            alive = asyncio.run(_execute_cells(client, log))
     except (DeadKernelError, RuntimeError) as error:  # RuntimeError: died before replying to kernel_info
         alive = False
         client.nb.metadata["grader_error"] = str(error)[:500]
     finally:
         watchdog.cancel()
-        status = km.exit_status()
         km.kill_now()
-    result = Execution(client.nb, time.perf_counter() - start, _scan_outputs(client.nb, limits), not alive)
-    if not alive:
-        result.limits_hit.append(_kernel_death_reason(status, limits, wall["killed"]))
+        status = km.wait_stopped()
+    seconds = time.perf_counter() - start
+    report = _read_status(spec)
+    result = Execution(client.nb, seconds, _scan_outputs(client.nb, limits), not alive, report)
+    if not alive or report.get("killed_for"):
+        result.limits_hit.append(_kernel_death_reason(status, report, limits, wall["killed"]))
     if client.output_dropped:
         result.limits_hit.append(f"output limit ({limits.output_bytes // 1024} KiB): later output dropped")
+    if _cap_notebook_size(client.nb, limits):
+        result.limits_hit.append(f"notebook size limit ({limits.notebook_bytes // 2**20} MiB): outputs removed")
     return result
+
+
+def _read_status(spec: dict) -> dict:
+    try:
+        with open(f"{spec['job_dir']}/out/status.json") as handle:
+            report = json.load(handle)
+        return report if isinstance(report, dict) else {}
+    except (OSError, ValueError):
+        return {}

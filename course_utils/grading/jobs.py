@@ -1,45 +1,49 @@
-"""One grading job: sanitize a notebook with nbgrader, run it jailed, read back its records safely.
+"""One grading job: check and sanitize a notebook, run it in a jailed kernel, hand back its records as bytes.
 
-A job runs in a worker process (``run_job`` is what the pool calls). It never touches the gradebook
-for writing; the parent turns its output into scores.
+A job is plain data (the notebook's bytes, its files' bytes, the gradebook snapshot, the limits), so it can
+run in any worker of any machine that has the course's venv; it never touches the gradebook or the
+course's folders. ``run_job`` is what the engine calls; it turns every failure into ``problem`` and never
+raises for anything a submission does.
 
-    >>> out = run_job(Job(...))  # doctest: +SKIP
-    >>> out.records, out.limits_hit
+    >>> out = run_job(Job("alice", "01_x", "01_x", nb_bytes, [], snapshot, Limits(), sandboxed=True))  # doctest: +SKIP
+    >>> out.records_bytes, out.limits_hit
+
+Set ``COURSE_KEEP_JOBS=1`` to keep each job's spool folder (its files, the kernel's log, the supervisor's
+``status.json``) for debugging the grader.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
-import stat
-import tempfile
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from course_utils.grading.cells import grade_id
+from course_utils import env
 from course_utils.grading.execute import run_notebook
-from course_utils.grading.sandbox import BASE_UID, RECORD_FILE_NAME, Jail, Limits, hand_over
-from course_utils.grading.verdicts import load_records
-
-#: a record file bigger than this is not read (a student could write anything there)
-MAX_RECORD_BYTES = 64 * 2**20
+from course_utils.grading.kernel import Template
+from course_utils.grading.safe_html import safe_notebook
+from course_utils.grading.sandbox import RECORD_FILE_NAME, RECORDS_MOUNT, WORK_MOUNT, Limits, jail_env, mode
+from course_utils.grading.sanitize import SourceSnapshot, sanitize
+from course_utils.grading.uids import lease_uid
 
 
 @dataclass
 class Job:
-    """What one worker needs: the notebook, the files beside it, where the gradebook is, the limits."""
+    """What one worker needs: the notebook, the files beside it, the gradebook snapshot, the limits."""
     student: str
     assignment: str
     notebook: str
-    notebook_path: Path | None      # None: the notebook is missing from the submission
-    extra_files: list[tuple[Path, str]]  # (host file, relative path) copied into the jail's work folder
-    db_url: str
+    notebook_bytes: bytes | None           # None: the notebook is missing from the submission
+    files: list[tuple[str, bytes]]         # (relative path, content) copied into the jail's work folder
+    snapshot: SourceSnapshot | None        # None for the trusted solution run (no nbgrader sanitizing)
     limits: Limits
     sandboxed: bool
-    sanitize: bool = True           # False for the trusted solution run
-    uid_slot: int = 0
 
 
 @dataclass
@@ -48,10 +52,11 @@ class JobOutput:
     assignment: str
     notebook: str
     notebook_json: str | None = None
-    records: dict = field(default_factory=dict)
+    records_bytes: bytes | None = None
     seconds: float = 0.0
     limits_hit: list[str] = field(default_factory=list)
     problem: str | None = None       # why the notebook could not be graded at all
+    stages: dict = field(default_factory=dict)   # seconds per stage, and the kernel's CPU and memory
 
 
 def regular_files(folder: Path) -> list[tuple[Path, str]]:
@@ -66,93 +71,112 @@ def regular_files(folder: Path) -> list[tuple[Path, str]]:
     return files
 
 
-def sanitize(nb, job: Job):
-    """nbgrader's own autograde sanitizers: clear outputs, dedupe ids, restore locked and deleted cells."""
-    from nbconvert.exporters.exporter import ResourcesDict
-    from nbgrader.preprocessors import (CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells,
-                                        OverwriteKernelspec)
-    resources = ResourcesDict(nbgrader={"db_url": job.db_url, "assignment": job.assignment,
-                                        "notebook": job.notebook, "student": job.student})
-    for pp in (ClearOutput(), DeduplicateIds(), OverwriteKernelspec()):
-        nb, resources = pp.preprocess(nb, resources)
-    _drop_idless_metadata(nb)  # DeduplicateIds leaves `nbgrader: {}` behind, which OverwriteCells trips on
-    for pp in (OverwriteCells(add_missing_cells=True), CheckCellMetadata()):
-        nb, resources = pp.preprocess(nb, resources)
+def read_files(folder: Path, cap: int) -> list[tuple[str, bytes]]:
+    """The regular files of ``folder`` (no notebooks, no links) as (relative path, bytes), at most ``cap`` bytes."""
+    files, total = [], 0
+    for path, rel in regular_files(folder):
+        total += path.stat().st_size
+        if total > cap:
+            break
+        files.append((rel, path.read_bytes()))
+    return files
+
+
+def _parse(job: Job) -> nbformat.NotebookNode:
+    """The submitted notebook, refusing what is too big, not JSON, not a notebook, or has too many cells."""
+    if len(job.notebook_bytes) > job.limits.notebook_bytes:
+        raise ValueError(f"it is {len(job.notebook_bytes) // 2**20} MiB, over the "
+                         f"{job.limits.notebook_bytes // 2**20} MiB limit")
+    nb = nbformat.reads(job.notebook_bytes.decode("utf-8"), as_version=4)
+    if len(nb.cells) > job.limits.max_cells:
+        raise ValueError(f"it has {len(nb.cells)} cells, over the limit of {job.limits.max_cells}")
+    nbformat.validate(nb)
     return nb
 
 
-def _drop_idless_metadata(nb) -> None:
-    for cell in nb.cells:
-        if "nbgrader" in cell.metadata and grade_id(cell) is None:
-            del cell.metadata["nbgrader"]
-
-
-def read_records(records_dir: Path) -> dict:
-    """Load the jail's record file without following links and refusing huge or odd files."""
-    path = records_dir / RECORD_FILE_NAME
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return {}
-    except OSError as error:
-        raise ValueError(f"the record file could not be opened safely ({error.strerror}); was it replaced by a link?")
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError("the record file is not a regular file")
-        if info.st_size > MAX_RECORD_BYTES:
-            raise ValueError(f"the record file is {info.st_size // 2**20} MiB, over the {MAX_RECORD_BYTES // 2**20} MiB limit")
-        data = handle.read(MAX_RECORD_BYTES + 1)
-    with tempfile.NamedTemporaryFile(suffix=".pt") as trusted:
-        trusted.write(data)
-        trusted.flush()
-        return load_records(trusted.name)
-
-
-def _make_jail(tmp: Path, job: Job) -> tuple[Path, Path, Jail | None]:
-    work, records, ipc = tmp / "w", tmp / "r", tmp / "i"
-    for folder in (work, records, ipc):
-        folder.mkdir()
-    for src, rel in job.extra_files:
-        target = work / rel
+def _stage_files(job_dir: Path, files: list[tuple[str, bytes]]) -> None:
+    for rel, data in files:
+        target = (job_dir / "in" / rel).resolve()
+        if not target.is_relative_to(job_dir / "in"):
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target)
-    jail = Jail(work, records, ipc, BASE_UID + job.uid_slot % 4000) if job.sandboxed else None
-    if jail is not None:
-        hand_over(jail)
-    return work, records, jail
+        target.write_bytes(data)
+
+
+def _spec(job: Job, job_dir: Path, uid: int | None) -> dict:
+    isolate = job.sandboxed
+    if isolate:
+        cwd, records = WORK_MOUNT, f"{RECORDS_MOUNT}/{RECORD_FILE_NAME}"
+        variables = jail_env(job.limits, records)
+    else:
+        work, records_dir = job_dir / "work", job_dir / "records"
+        shutil.copytree(job_dir / "in", work)
+        records_dir.mkdir()
+        cwd, records = str(work), str(records_dir / RECORD_FILE_NAME)
+        variables = jail_env(job.limits, records, home=str(work))
+    variables[env.RECORD_FILE] = records
+    return {"job_dir": str(job_dir), "spool": str(job_dir.parent), "cwd": cwd, "env": variables,
+            "records_dir": str(Path(records).parent), "uid": uid, "isolate": isolate,
+            "limits": job.limits.to_dict()}
+
+
+def _execute(job: Job, nb, out: JobOutput) -> None:
+    started = time.perf_counter()
+    template = Template.shared(job.sandboxed, job.limits)
+    out.stages["template_s"] = time.perf_counter() - started
+    job_dir = template.new_job_dir()
+    try:
+        _stage_files(job_dir, job.files)
+        leased = lease_uid() if job.sandboxed and mode() == "root" else contextlib.nullcontext(None)
+        with leased as uid:
+            execution = run_notebook(nb, template, _spec(job, job_dir, uid), job.limits)
+        out.seconds, out.limits_hit = execution.seconds, execution.limits_hit
+        out.stages.update(run_s=execution.seconds, kernel_cpu_s=execution.status.get("cpu_seconds"),
+                          kernel_peak_bytes=execution.status.get("peak_memory"))
+        started = time.perf_counter()
+        out.notebook_json = nbformat.writes(safe_notebook(execution.notebook))
+        if execution.status.get("record_problem"):
+            out.problem = f"the recorded results were rejected: {execution.status['record_problem']}"
+        elif execution.status.get("setup_error"):
+            raise RuntimeError(f"the jail could not be set up: {execution.status['setup_error']}")
+        records = job_dir / "out" / RECORD_FILE_NAME
+        if records.is_file():
+            out.records_bytes = records.read_bytes()
+        out.stages["collect_s"] = time.perf_counter() - started
+    finally:
+        if not os.environ.get("COURSE_KEEP_JOBS"):
+            shutil.rmtree(job_dir, ignore_errors=True)
 
 
 def run_job(job: Job) -> JobOutput:
-    """Sanitize, execute and read back one notebook; every failure becomes ``problem``, never an exception."""
+    """Check, sanitize, execute and read back one notebook (see the module docstring)."""
     out = JobOutput(job.student, job.assignment, job.notebook)
-    if job.notebook_path is None:
+    if job.notebook_bytes is None:
         out.problem = f"{job.notebook}.ipynb was not submitted"
         return out
+    started = time.perf_counter()
     try:
-        nb = nbformat.read(job.notebook_path, as_version=4)
-        nbformat.validate(nb)
-    except Exception as error:  # not JSON, not a notebook, wrong schema
+        nb = _parse(job)
+    except Exception as error:  # not UTF-8, not JSON, not a notebook, wrong schema, too big
         out.problem = f"{job.notebook}.ipynb is not a valid notebook ({type(error).__name__}: {str(error)[:200]})"
         return out
     try:
-        if job.sanitize:
-            nb = sanitize(nb, job)
+        if job.snapshot is not None:
+            nb = sanitize(nb, job.snapshot)
     except Exception as error:
         out.problem = f"{job.notebook}.ipynb could not be prepared for grading ({type(error).__name__}: {str(error)[:200]})"
         return out
-    tmp = Path(tempfile.mkdtemp(prefix="cg-", dir="/tmp"))  # short: unix socket paths are limited to 107 bytes
+    out.stages["prepare_s"] = time.perf_counter() - started
     try:
-        work, records_dir, jail = _make_jail(tmp, job)
-        execution = run_notebook(nb, work, records_dir, job.limits, jail, tmp / "kernel.log")
-        out.notebook_json = nbformat.writes(execution.notebook)
-        out.seconds, out.limits_hit = execution.seconds, execution.limits_hit
-        try:
-            out.records = read_records(records_dir)
-        except ValueError as error:
-            out.problem = f"the recorded results were rejected: {error}"
-    except Exception:  # a grader bug: report it on this notebook, keep grading the others
+        _execute(job, nb, out)
+    except Exception:  # a grader bug or a broken machine: report it on this notebook, keep grading the others
         out.problem = "internal grader error: " + traceback.format_exc(limit=3)[-600:]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        out.stages["internal_error"] = True
     return out
+
+
+def describe_stages(outputs: list[JobOutput]) -> str:
+    """Mean seconds per stage over ``outputs`` (for the benchmark), as JSON."""
+    keys = sorted({k for o in outputs for k, v in o.stages.items() if isinstance(v, (int, float))})
+    means = {k: sum(o.stages.get(k) or 0 for o in outputs) / max(1, len(outputs)) for k in keys}
+    return json.dumps(means)

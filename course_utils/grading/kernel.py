@@ -1,72 +1,232 @@
-"""A jupyter_client kernel manager whose kernel starts inside the bubblewrap jail.
+"""Kernels forked from the kernel template (``grading.template``), driven through jupyter_client.
 
-The kernel talks ZMQ over unix sockets (``transport="ipc"``) in a folder bound into the jail, because
-the jail's own network namespace has no loopback shared with the grader.
+    >>> template = Template.shared(sandboxed=True, limits=Limits())   # one per worker process  # doctest: +SKIP
+    >>> km = TemplateKernelManager(template=template, spec=spec)      # then nbclient as usual  # doctest: +SKIP
 
-    >>> km = JailedKernelManager(jail=None)  # jail=None: a plain kernel with rlimits only
+``Template`` starts the template (jailed by bubblewrap, or plain with ``sandboxed=False``) and reads its
+events on a thread. ``TemplateKernelManager`` is a jupyter_client kernel manager whose "process" is a job of
+that template: the kernel speaks ZMQ over unix sockets (``transport="ipc"``) in the job's spool folder,
+which is the only thing the grader and the jail share.
 """
 from __future__ import annotations
 
+import atexit
+import json
 import os
-import signal
+import shutil
+import subprocess
+import tempfile
+import threading
+import uuid
+from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Any
 
-from course_utils import env
-from course_utils.grading.sandbox import Limits, RECORD_FILE_NAME, jail_env, rlimit_prefix, sandbox_command
+from course_utils.grading.sandbox import Limits, SandboxUnavailable, mode, template_argv, template_command
+
+READY_TIMEOUT = 180.0
+#: where spool folders go: never under /tmp, which every job covers with a tmpfs of its own
+SPOOL_PARENT = "/var/tmp" if os.access("/var/tmp", os.W_OK) else os.path.expanduser("~")
 
 
-class JailedKernelManager(AsyncKernelManager):
-    """Starts ``python -m ipykernel_launcher`` jailed (``jail`` set) or under rlimits only (``jail=None``)."""
+class JobHandle:
+    """What jupyter_client's provisioner needs of a kernel "process": poll, wait, kill (a template job)."""
 
-    jail = Any(None, allow_none=True)
-    limits = Any(Limits())
-    plain_env = Any(None, allow_none=True)   # environment for the unjailed mode
+    def __init__(self, template: "Template", job: str, pid: int):
+        self.template, self.job, self.pid = template, job, pid
+        self.returncode: int | None = None
+        self._started = threading.Event()
+        self._done = threading.Event()
+
+    def _exited(self, status: int) -> None:
+        self.returncode = status
+        self._done.set()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if not self._done.wait(timeout):
+            raise subprocess.TimeoutExpired(f"kernel job {self.job}", timeout)
+        return self.returncode
+
+    def kill(self) -> None:
+        self.template.stop(self.job)
+
+    terminate = kill
+
+    def send_signal(self, signum: int) -> None:
+        self.template.stop(self.job)  # interrupts go through the control channel; any signal here means stop
+
+
+class Template:
+    """A running kernel template and its jobs (see ``grading.template``)."""
+
+    _shared: dict = {}
+
+    def __init__(self, sandboxed: bool, limits: Limits):
+        self.sandboxed = sandboxed
+        remove_stale_spools()
+        self.spool = Path(tempfile.mkdtemp(prefix="cg-", dir=SPOOL_PARENT))  # short: unix socket paths <= 107 bytes
+        os.chmod(self.spool, 0o700)
+        (self.spool / "owner").write_text(str(os.getpid()))
+        argv = template_command(self.spool, limits) if sandboxed else template_argv()
+        env = None if sandboxed else _plain_template_env(limits)
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=open(self.spool / "template.log", "ab"), env=env, cwd="/")
+        self._jobs: dict[str, JobHandle] = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read_events, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(READY_TIMEOUT) or self.process.poll() is not None:
+            log = (self.spool / "template.log").read_text(errors="replace")[-1500:]
+            self.close()
+            raise SandboxUnavailable(f"the kernel template did not start: {log}")
+
+    @classmethod
+    def shared(cls, sandboxed: bool, limits: Limits) -> "Template":
+        """This process's template for ``sandboxed`` (started on first use, started again if it died)."""
+        key = (sandboxed, limits.threads)
+        template = cls._shared.get(key)
+        if template is None or template.process.poll() is not None:
+            template = cls._shared[key] = cls(sandboxed, limits)
+        return template
+
+    def _read_events(self) -> None:
+        for line in self.process.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "ready":
+                self._ready.set()
+            elif event.get("event") == "exited":
+                with self._lock:
+                    handle = self._jobs.pop(event["job"], None)
+                if handle is not None:
+                    handle._exited(event["status"])
+            elif event.get("event") == "started":
+                with self._lock:
+                    handle = self._jobs.get(event["job"])
+                if handle is not None:
+                    handle.pid = event["pid"]
+                    handle._started.set()
+        with self._lock:  # the template is gone: so is every kernel it held
+            handles, self._jobs = list(self._jobs.values()), {}
+        for handle in handles:
+            handle._exited(-9)
+
+    def _send(self, request: dict) -> None:
+        with self._lock:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+
+    def new_job_dir(self) -> Path:
+        """A fresh folder in the spool for one job: in/ (files to copy in), ipc/ (sockets), out/ (results)."""
+        job_dir = self.spool / uuid.uuid4().hex[:12]
+        for sub in ("in", "ipc", "out"):
+            (job_dir / sub).mkdir(parents=True, mode=0o700)
+        return job_dir
+
+    def start(self, spec: dict) -> JobHandle:
+        job = Path(spec["job_dir"]).name
+        handle = JobHandle(self, job, -1)
+        with self._lock:
+            self._jobs[job] = handle
+        self._send({"op": "start", "job": job, "spec": spec})
+        if not handle._started.wait(60):
+            raise RuntimeError("the kernel template did not start the job")
+        return handle
+
+    def stop(self, job: str) -> None:
+        try:
+            self._send({"op": "stop", "job": job})
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.spool, ignore_errors=True)
+
+
+def remove_stale_spools() -> None:
+    """Remove spool folders whose grading process is gone (a worker that was killed could not clean up)."""
+    for folder in Path(SPOOL_PARENT).glob("cg-*"):
+        try:
+            if folder.stat().st_uid != os.geteuid():
+                continue
+            os.kill(int((folder / "owner").read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
+@atexit.register
+def _close_shared() -> None:
+    for template in list(Template._shared.values()):
+        template.close()
+    Template._shared.clear()
+
+
+def _plain_template_env(limits: Limits) -> dict[str, str]:
+    """The unsandboxed template's environment: only what Python and the libraries need."""
+    threads = str(limits.threads)
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME")}
+    return {**keep, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+
+
+class TemplateKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel is a job of a ``Template`` (``spec``: the job, without connection file)."""
+
+    template = Any()
+    spec = Any()
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        if self.jail is not None:
-            self.transport = "ipc"
-            self.ip = str(self.jail.ipc_dir / "k")
-            self.connection_file = str(self.jail.ipc_dir / "kernel.json")
-
-    def format_kernel_cmd(self, extra_arguments=None):
-        cmd = super().format_kernel_cmd(extra_arguments)
-        if self.jail is None:
-            return rlimit_prefix(self.limits) + cmd
-        return sandbox_command(cmd, self.jail, self.limits)
-
-    def write_connection_file(self, **kwargs):
-        super().write_connection_file(**kwargs)
-        if self.jail is not None:  # the jailed uid must read it (jupyter_client writes it 0600)
-            os.chown(self.connection_file, self.jail.uid, self.jail.uid)
+        self.transport = "ipc"
+        ipc = Path(self.spec["job_dir"]) / "ipc"
+        self.ip = str(ipc / "k")
+        self.connection_file = str(ipc / "kernel.json")
 
     async def _async_pre_start_kernel(self, **kw):
-        # interrupt through the control channel: a SIGINT to the jail's process group would kill bwrap
-        self.kernel_spec.interrupt_mode = "message"
-        if self.jail is None and self.plain_env is not None:
-            kw["env"] = self.plain_env
+        self.kernel_spec.interrupt_mode = "message"  # interrupts go through the control channel
         return await super()._async_pre_start_kernel(**kw)
 
+    async def _async_launch_kernel(self, kernel_cmd, **kw) -> None:
+        handle = self.template.start(dict(self.spec, connection_file=self.connection_file))
+        provisioner = self.provisioner
+        provisioner.process, provisioner.pid, provisioner.pgid = handle, handle.pid, None
+        self._reconcile_connection_info(provisioner.connection_info)
+
     def exit_status(self) -> int | None:
-        """The kernel process's exit status (negative: killed by that signal), None while alive."""
         process = getattr(self.provisioner, "process", None)
         return None if process is None else process.poll()
 
     def kill_now(self) -> None:
-        """Kill the kernel (and, through --die-with-parent, everything jailed with it)."""
         process = getattr(self.provisioner, "process", None)
         if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                process.kill()
+            process.kill()
+
+    def wait_stopped(self, timeout: float = 30.0) -> int | None:
+        """Wait for the job to end (its supervisor writes status.json and the records first)."""
+        process = getattr(self.provisioner, "process", None)
+        if process is None:
+            return None
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
 
-def plain_env(limits: Limits, work_dir: str, records_dir: str) -> dict[str, str]:
-    """Environment for ``--no-sandbox`` kernels: the jail's, pointing at host folders."""
-    variables = jail_env(limits, os.path.join(records_dir, RECORD_FILE_NAME))
-    variables["HOME"] = variables["IPYTHONDIR"] = variables["MPLCONFIGDIR"] = variables[env.CACHE_DIR] = work_dir
-    variables.pop("JUPYTER_RUNTIME_DIR")
-    return variables
+__all__ = ["JobHandle", "Template", "TemplateKernelManager", "mode"]

@@ -17,12 +17,10 @@ import torch
 
 from course_utils.atomic import replacing, write_atomically
 from course_utils.grading.course import Course, CourseError
-from course_utils.grading.jobs import Job, JobOutput, regular_files
+from course_utils.grading.jobs import Job, JobOutput, read_files
 from course_utils.grading.sandbox import PACKAGE_ROOT
 from course_utils.grading.verdicts import load_records
 
-#: uid slots of reference runs (student jobs count up from 0)
-REFERENCE_UID_SLOT = 3900
 #: the student id a reference job carries
 REFERENCE = "__reference__"
 
@@ -46,20 +44,21 @@ def cached_reference(course: Course, assignment: str, notebook: str, key: str) -
     return None
 
 
-def reference_job(course: Course, assignment: str, notebook: str, sandboxed: bool, uid_slot: int) -> Job:
+def reference_job(course: Course, assignment: str, notebook: str, sandboxed: bool) -> Job:
     """The job that runs the solution notebook as it is (no nbgrader sanitizing) to make its records."""
     source = course.source_dir / assignment
-    return Job(REFERENCE, assignment, notebook, source / f"{notebook}.ipynb", regular_files(source),
-               course.db_url, course.limits, sandboxed, sanitize=False, uid_slot=uid_slot)
+    return Job(REFERENCE, assignment, notebook, (source / f"{notebook}.ipynb").read_bytes(),
+               read_files(source, course.limits.disk_bytes), None, course.limits, sandboxed)
 
 
-def store_reference(course: Course, out: JobOutput, key: str) -> dict:
-    """Cache a reference job's records under ``key`` and return them; refuse a solution that did not run cleanly."""
-    if out.problem or out.limits_hit or not out.records:
+def store_reference(course: Course, out: JobOutput, records: dict, key: str) -> dict:
+    """Cache a reference job's ``records`` under ``key`` and return them; refuse a solution that did not run
+    cleanly (that is the course's problem, not a student's: grading stops and says so)."""
+    if out.problem or out.limits_hit or not records:
         raise CourseError(f"The solution notebook {out.assignment}/{out.notebook} did not run cleanly, so there is "
                           f"nothing trusted to grade against: {out.problem or '; '.join(out.limits_hit) or 'no records'}")
-    records, stamp = _paths(course, out.assignment, out.notebook)
-    with replacing(records, suffix=".pt") as tmp:
-        torch.save(out.records, tmp)
+    path, stamp = _paths(course, out.assignment, out.notebook)
+    with replacing(path, suffix=".pt") as tmp:
+        torch.save(records, tmp)
     write_atomically(stamp, key)
-    return load_records(records)
+    return load_records(path)

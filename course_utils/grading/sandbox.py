@@ -1,10 +1,15 @@
-"""The jail a submission's kernel runs in: bubblewrap namespaces + a throw-away uid + rlimits.
+"""The jail student notebooks run in: bubblewrap around the kernel template, then one set of namespaces per job.
 
-Inside, the kernel sees a read-only system, Python and ``course_utils``, the shipped data, its own
-writable work folder and nothing else: no network (own net namespace), no other processes (own pid
-namespace), no solutions, gradebook, references or other students' work (they are simply not mounted).
+Inside, a kernel sees a read-only system, Python and ``course_utils``, the shipped data, and its own
+size-limited tmpfs folders; no network (own network namespace), no other process (own pid namespace),
+no solutions, gradebook, references or other students' work (they are simply not mounted). Each kernel
+runs as a uid of its own (``grading.uids``) when the grader is root; without root, the same namespaces
+come from an unprivileged user namespace and the kernel is a capability-less uid 0 inside it.
 
-    >>> cmd = sandbox_command(["python", "-c", "pass"], Jail(Path("/tmp/w"), Path("/tmp/r"), Path("/tmp/i"), 61001))
+    >>> template_command(Path("/tmp/cg-spool"), Limits())[0]
+    'bwrap'
+
+``grading.template`` runs inside; ``grading.kernel`` starts and talks to it.
 """
 from __future__ import annotations
 
@@ -12,21 +17,20 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from course_utils import env
 
 #: the course_utils package, which every jailed kernel imports
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-
-#: where a submission's files appear inside the jail (its working directory)
+#: where a submission's files appear inside the jail (its working directory), and its record file
 WORK_MOUNT = "/submission"
-#: where the record file lives inside the jail
 RECORDS_MOUNT = "/records"
 RECORD_FILE_NAME = "records.pt"
-#: the first of the throw-away uids the kernels run as (one per concurrent job, so rlimits are per job)
-BASE_UID = 61000
+#: what the template keeps of root's powers (it drops them all before a kernel runs)
+TEMPLATE_CAPS = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE",
+                 "CAP_KILL", "CAP_SETPCAP", "CAP_SYS_RESOURCE", "CAP_SYS_PTRACE")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -35,28 +39,31 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-submission resource limits.
+    """Per-submission limits; CPU, memory and tasks count every process of the kernel together.
 
         >>> Limits(cell_timeout=5).cell_timeout
         5
     """
     cell_timeout: int = 120          # wall seconds per cell (nbgrader's Execute.timeout)
     notebook_timeout: int = 900      # wall seconds for the whole notebook
-    cpu_seconds: int = 900           # RLIMIT_CPU of the kernel
-    memory_bytes: int = 6 * 2**30    # RLIMIT_AS of the kernel (torch alone maps ~1.5 GiB virtual)
+    cpu_seconds: int = 900           # CPU seconds of all the kernel's processes together
+    memory_bytes: int = 6 * 2**30    # memory of all the kernel's processes plus its tmpfs files
+    disk_bytes: int = 256 * 2**20    # size of each writable folder (/submission, /tmp)
     file_bytes: int = 256 * 2**20    # RLIMIT_FSIZE: largest file the kernel may write
-    nproc: int = 256                 # RLIMIT_NPROC for the job's own uid (threads count)
-    output_bytes: int = 1 * 2**20    # text/images a notebook may print before the rest is dropped
+    nproc: int = 256                 # processes and threads of the kernel together
+    output_bytes: int = 1 * 2**20    # everything a notebook may send as output, updates and comms included
+    notebook_bytes: int = 16 * 2**20  # largest notebook accepted, and the most a graded notebook may grow to
+    max_cells: int = 2000            # most cells a submitted notebook may have
+    record_bytes: int = 64 * 2**20   # largest record file read back (unpacked)
     threads: int = 1                 # OMP/MKL threads per kernel (workers already use every core)
 
+    def to_dict(self) -> dict:
+        return asdict(self)
 
-@dataclass(frozen=True)
-class Jail:
-    """The host folders one job binds into its jail and the uid it runs as."""
-    work_dir: Path
-    records_dir: Path
-    ipc_dir: Path
-    uid: int
+
+def mode() -> str:
+    """How jails are made here: ``"root"`` (own uid per kernel) or ``"rootless"`` (user namespaces)."""
+    return "root" if os.geteuid() == 0 else "rootless"
 
 
 def read_only_paths() -> list[Path]:
@@ -84,16 +91,16 @@ def _system_binds() -> list[str]:
 
 
 def _parents_world_readable(path: Path) -> list[str]:
-    """bwrap makes missing mount-point parents mode 0700; give them 0755 so the jail uid can pass."""
+    """bwrap makes missing mount-point parents mode 0700; give them 0755 so a kernel's uid can pass."""
     args: list[str] = []
     for parent in reversed(path.parents):
-        if str(parent) not in ("/", "/usr", "/etc"):
+        if str(parent) not in ("/", "/usr", "/etc", "/tmp"):
             args += ["--perms", "0755", "--dir", str(parent)]
     return args
 
 
-def jail_env(limits: Limits, record_file: str) -> dict[str, str]:
-    """The whole environment of a jailed kernel (nothing leaks in from the grader's).
+def jail_env(limits: Limits, record_file: str, home: str = "/tmp") -> dict[str, str]:
+    """The whole environment of a kernel (nothing leaks in from the grader's).
 
         >>> jail_env(Limits(), "/records/records.pt")["COURSE_RECORD_FILE"]
         '/records/records.pt'
@@ -101,73 +108,68 @@ def jail_env(limits: Limits, record_file: str) -> dict[str, str]:
     threads = str(limits.threads)
     return {
         "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin",
-        "HOME": "/tmp/home", "IPYTHONDIR": "/tmp/ipython", "MPLCONFIGDIR": "/tmp/mpl",
-        "JUPYTER_RUNTIME_DIR": "/tmp/runtime", env.CACHE_DIR: "/tmp/cache",
+        "HOME": f"{home}/home", "IPYTHONDIR": f"{home}/ipython", "MPLCONFIGDIR": f"{home}/mpl",
+        "JUPYTER_RUNTIME_DIR": f"{home}/runtime", env.CACHE_DIR: f"{home}/cache",
         "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
         env.DEVICE: "cpu", "NBGRADER_EXECUTION": "autograde",
         env.RECORD_FILE: record_file, "LANG": "C.UTF-8",
     }
 
 
-def rlimit_prefix(limits: Limits) -> list[str]:
-    """``prlimit`` arguments that cap the kernel's CPU, memory, file size, processes and core dumps."""
-    return ["prlimit", f"--cpu={limits.cpu_seconds}", f"--as={limits.memory_bytes}",
-            f"--fsize={limits.file_bytes}", f"--nproc={limits.nproc}", "--core=0", "--"]
+def template_argv() -> list[str]:
+    """The template's own command: the venv's Python with the working folder kept off ``sys.path``."""
+    return [sys.executable, "-P", "-m", "course_utils.grading.template"]
 
 
-def sandbox_command(argv: list[str], jail: Jail, limits: Limits = Limits()) -> list[str]:
-    """Wrap ``argv`` so it runs jailed: bwrap namespaces, then drop to ``jail.uid``, then rlimits.
+def template_command(spool: Path, limits: Limits, rootless: bool | None = None) -> list[str]:
+    """bwrap around the kernel template: a read-only view of the system and the course, the spool folder
+    (where the grader hands over each job's files and takes its results) and the mount points each job's
+    tmpfs folders go on. The template keeps the powers it needs to make each job's namespaces.
 
-        >>> sandbox_command(["true"], Jail(Path("/w"), Path("/r"), Path("/i"), 61000))[0]
-        'bwrap'
+        >>> template_command(Path("/tmp/cg-spool"), Limits())[-4:]  # doctest: +ELLIPSIS
+        [..., '-P', '-m', 'course_utils.grading.template']
     """
-    args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
-            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
-            "--clearenv", *_system_binds(), "--proc", "/proc", "--dev", "/dev",
-            "--perms", "1777", "--size", str(256 * 2**20), "--tmpfs", "/tmp"]
+    rootless = mode() == "rootless" if rootless is None else rootless
+    args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid", "--unshare-ipc",
+            "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox", "--clearenv"]
+    if rootless:
+        args += ["--unshare-user", "--uid", "0", "--gid", "0"]
+    args += [*_system_binds(), "--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(512 * 2**20), "--tmpfs", "/tmp"]
     for path in read_only_paths():
         args += [*_parents_world_readable(path), "--ro-bind", str(path), str(path)]
-    args += ["--bind", str(jail.work_dir), WORK_MOUNT, "--bind", str(jail.records_dir), RECORDS_MOUNT,
-             *_parents_world_readable(jail.ipc_dir), "--bind", str(jail.ipc_dir), str(jail.ipc_dir)]
+    args += ["--dir", WORK_MOUNT, "--dir", RECORDS_MOUNT, *_parents_world_readable(spool),
+             "--bind", str(spool), str(spool)]
     for key, value in jail_env(limits, f"{RECORDS_MOUNT}/{RECORD_FILE_NAME}").items():
         args += ["--setenv", key, value]
-    # keep only the power to change uid, use it once, and drop every capability for good
-    args += ["--chdir", WORK_MOUNT, "--cap-add", "CAP_SETUID,CAP_SETGID", "--",
-             "setpriv", f"--reuid={jail.uid}", f"--regid={jail.uid}", "--clear-groups",
-             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
-    return args + rlimit_prefix(limits) + argv
+    args += ["--chdir", "/", "--cap-add", ",".join(TEMPLATE_CAPS), "--"]
+    return args + template_argv()
 
 
-def hand_over(jail: Jail) -> None:
-    """Give the jail uid ownership of the folders it may write (everything else stays root's)."""
-    for folder in (jail.work_dir, jail.records_dir, jail.ipc_dir):
-        for root, dirs, files in os.walk(folder):
-            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-                os.lchown(name, jail.uid, jail.uid)
-
-
-def probe() -> None:
-    """Start a trivial jailed process; raise SandboxUnavailable (with what to do) if that fails.
+def probe() -> str:
+    """Start a trivial jail; return the mode (``root`` or ``rootless``) or raise SandboxUnavailable with what to do.
 
         >>> probe()  # doctest: +SKIP
+        'root'
     """
     if shutil.which("bwrap") is None:
         raise SandboxUnavailable(
             "bubblewrap (bwrap) is not installed, so submissions cannot be jailed. Install it with "
-            "`apt-get install -y bubblewrap` (make setup does), or pass --no-sandbox to grade "
+            "`apt-get install -y bubblewrap` (make setup does, as root), or pass --no-sandbox to grade "
             "trusted notebooks unprotected.")
-    import tempfile
-    with tempfile.TemporaryDirectory(prefix="cg-probe-") as tmp:
-        dirs = [Path(tmp) / name for name in ("w", "r", "i")]
-        for d in dirs:
-            d.mkdir()
-        jail = Jail(*dirs, uid=BASE_UID)
-        hand_over(jail)
-        cmd = sandbox_command([sys.executable, "-c", "import os; print(os.getuid())"], jail)
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if done.returncode != 0 or done.stdout.strip() != str(BASE_UID):
+    how = mode()
+    cmd = ["bwrap", "--unshare-net", "--unshare-pid", "--die-with-parent", *_system_binds(), "--proc", "/proc",
+           "--dev", "/dev", "--tmpfs", "/tmp"]
+    if how == "rootless":
+        cmd += ["--unshare-user", "--uid", "0", "--gid", "0"]
+    cmd += ["--cap-add", ",".join(TEMPLATE_CAPS), "--", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", "/tmp"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        hint = ("Unprivileged user namespaces seem to be disabled: ask the administrator to allow them "
+                "(sysctl kernel.unprivileged_userns_clone=1, or user.max_user_namespaces > 0), grade as root, "
+                if how == "rootless" else "")
         raise SandboxUnavailable(
-            f"the bubblewrap sandbox failed to start (exit {done.returncode}): {done.stderr.strip()[:400]}\n"
-            "Grading needs root or unprivileged user namespaces. Fix that, or pass --no-sandbox to "
-            "grade trusted notebooks unprotected.")
+            f"the bubblewrap sandbox failed to start as {how} (exit {done.returncode}): "
+            f"{done.stderr.strip()[:400]}\n{hint}or pass --no-sandbox to grade trusted notebooks unprotected.")
+    return how
