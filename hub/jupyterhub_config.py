@@ -22,6 +22,9 @@ venv_bin = prefix / "venv" / "bin"
 port = int(room["port"])
 instructor = room["instructor"]
 python = str(venv_bin / "python")
+# -P: never import course_utils from the working folder: the class's venv has it (the lessons' copy), which the
+# grading sandbox mounts for the kernels (the instructor's course copy is private)
+python_cmd = [python, "-P"]
 
 c = get_config()  # noqa: F821
 
@@ -80,13 +83,13 @@ c.Spawner.pre_spawn_hook = per_role
 course = str(prefix / "course")
 service_env = {"OMP_WAIT_POLICY": "PASSIVE", "PATH": f"{venv_bin}:/usr/sbin:/usr/bin:/sbin:/bin"}
 c.JupyterHub.services = [
-    {"name": "grader", "command": [python, "-m", "course_utils.grading.service", "watch", "--course", course,
+    {"name": "grader", "command": [*python_cmd, "-m", "course_utils.grading.service", "watch", "--course", course,
                                    "--exchange", str(prefix / "exchange"), "--owner", instructor,
                                    "--min-interval", str(room["min_interval"])],
-     "environment": service_env, "cwd": course},
+     "environment": service_env, "cwd": str(prefix / "hub")},
     {"name": "progress", "url": f"http://127.0.0.1:{port + 2}", "oauth_no_confirm": True,
-     "command": [python, "-m", "course_utils.grading.progress", "--course", course],
-     "environment": service_env, "cwd": course},
+     "command": [*python_cmd, "-m", "course_utils.grading.progress", "--course", course],
+     "environment": service_env, "cwd": str(prefix / "hub")},
 ]
 c.JupyterHub.load_roles = [
     {"name": "instructor", "users": [instructor], "scopes": ["access:services!service=progress", "admin-ui",
