@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import shutil
 import socket
 import tempfile
@@ -28,6 +29,9 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
 
 def require_browser() -> str:
     """Chromium's path, or skip the test saying what is missing and how to get it."""
+    if os.environ.get("COURSE_BROWSER_TESTS") != "1":
+        pytest.skip("browser tests are not yet verified end to end (issue 15 hand-over): "
+                    "COURSE_BROWSER_TESTS=1 runs them")
     if importlib.util.find_spec("playwright") is None:
         pytest.skip("playwright is not installed: run make setup")
     path = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -80,8 +84,10 @@ def wait_for_http(url: str, seconds: float, process=None) -> None:
         try:
             urllib.request.urlopen(url, timeout=2)
             return
-        except urllib.error.HTTPError:
-            return
+        except urllib.error.HTTPError as error:
+            if error.code < 500:   # a 5xx is the proxy answering for a hub that is not up yet
+                return
+            time.sleep(0.5)
         except OSError:
             time.sleep(0.5)
     raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")

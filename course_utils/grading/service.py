@@ -69,6 +69,7 @@ class Settings:
     sandboxed: bool = True
     check_owner: bool = True        # a submission folder must belong to the account of the student it names
     owner: str | None = None        # the instructor's account: gets the workspace files the watcher writes
+    scheduler: str | None = None    # a Dask scheduler's address: grade on other machines (autograde's engine)
 
 
 # ---------------------------------------------------------------- the exchange
@@ -210,8 +211,9 @@ def grade(course: Course, settings: Settings, assignment: str, students: list[st
     """autograde + feedback + release for ``students`` of one assignment (already collected)."""
     from course_utils.grading.autograde import autograde
     from course_utils.grading.feedback import feedback
+    options = {"scheduler": settings.scheduler} if settings.scheduler else {}
     autograde(course, [assignment], students=students, workers=settings.workers, sandboxed=settings.sandboxed,
-              force=force, progress=False)
+              force=force, progress=False, **options)
     feedback(course, assignment, students)
     for student in students:
         release_feedback(course, settings.exchange, assignment, student)
@@ -343,6 +345,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the exchange")
     run.add_argument("--workers", type=int, default=None, help="parallel kernels (default: CPU count)")
     run.add_argument("--owner", default=None, help="account that owns the grading workspace (the instructor)")
+    run.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a cluster on this machine)")
     run.add_argument("--stop-after", type=float, default=None, help=argparse.SUPPRESS)
     again = sub.add_parser("regrade", help="ask the watcher to grade an assignment again")
     again.add_argument("--course", type=Path, required=True)
@@ -358,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "watch":
-            watch(Settings(args.course, args.exchange, args.min_interval, args.poll, args.workers, owner=args.owner),
-                  args.stop_after)
+            watch(Settings(args.course, args.exchange, args.min_interval, args.poll, args.workers, owner=args.owner,
+                           scheduler=args.scheduler), args.stop_after)
         elif args.command == "regrade":
             print(f"requested: {request_regrade(Course.load(args.course), args.assignment, args.students)}")
         else:
