@@ -15,6 +15,10 @@ pipeline, as the instructor's ``make collect/autograde/feedback`` would:
 3. ``feedback``: the HTML report, released through the exchange (nbgrader's ``release_feedback``), so the
    student's Assignments tab offers *Fetch Feedback*.
 
+The watcher keeps one grading engine (``engine.Engine``: a Dask cluster, each worker holding a kernel
+template) for as long as it runs, warmed up when it starts, so a submission of exercise 01 is graded and
+its feedback released within seconds instead of paying for a new cluster each time.
+
 What happened is kept in ``<workspace>/service/state.json`` (written atomically) and shown on the progress
 page (``course_utils.grading.progress``). Nothing is ever deleted from the exchange, and each step is
 idempotent: a watcher killed mid-grading grades the same submission again when it restarts. Re-grade
@@ -207,19 +211,61 @@ def release_feedback(course: Course, exchange: Path, assignment: str, student: s
         raise RuntimeError(f"nbgrader could not release {student}'s feedback on {assignment}: {outcome.get('log')}")
 
 
-def grade(course: Course, settings: Settings, assignment: str, students: list[str], force: bool = False) -> None:
-    """autograde + feedback + release for ``students`` of one assignment (already collected)."""
+def grade(course: Course, settings: Settings, assignment: str, students: list[str], force: bool = False,
+          engine=None) -> None:
+    """autograde + feedback + release for ``students`` of one assignment (already collected), on ``engine``
+    (the watcher's long-lived one; None: a cluster made for this call, as ``make autograde`` does)."""
     from course_utils.grading.autograde import autograde
     from course_utils.grading.feedback import feedback
     options = {"scheduler": settings.scheduler} if settings.scheduler else {}
     autograde(course, [assignment], students=students, workers=settings.workers, sandboxed=settings.sandboxed,
-              force=force, progress=False, **options)
+              force=force, progress=False, engine=engine, **options)
     feedback(course, assignment, students)
     for student in students:
         release_feedback(course, settings.exchange, assignment, student)
 
 
-def grade_submissions(course: Course, settings: Settings, state: State, subs: list[Submission]) -> None:
+def _start_template(sandboxed: bool, limits) -> str:
+    """Run on each engine worker: start its kernel template now rather than on its first job."""
+    from course_utils.grading.kernel import Template
+    Template.shared(sandboxed, limits)
+    return "ready"
+
+
+def warm_up(course: Course, settings: Settings, engine, assignments: list[str] | None = None) -> dict[str, float]:
+    """Get ``engine`` ready to grade at once: every worker's kernel template started and the reference records
+    of ``assignments`` (default: none) made; what a first submission would otherwise wait for. Returns the
+    seconds each part took."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from course_utils.grading.records import load_record_bytes
+    from course_utils.grading.references import cached_reference, reference_job, reference_key, store_reference
+    from course_utils.grading.release import ensure_released
+    seconds = {}
+    started = time.perf_counter()
+    if settings.sandboxed:
+        engine.check_sandbox()
+    engine.client.run(_start_template, settings.sandboxed, course.limits)
+    seconds["kernel templates"] = time.perf_counter() - started
+    started = time.perf_counter()   # feedback pages render in processes forked from this one: load nbconvert here
+    HTMLExporter(template_name="classic").from_notebook_node(nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("warm-up"), nbformat.v4.new_code_cell("print(1)")]))
+    seconds["feedback renderer"] = time.perf_counter() - started
+    for assignment in assignments or []:
+        started = time.perf_counter()
+        ensure_released(course, assignment)
+        key = reference_key(course, assignment)
+        jobs = [reference_job(course, assignment, nb, settings.sandboxed) for nb in course.notebooks(assignment)
+                if cached_reference(course, assignment, nb, key) is None]
+        for _, out in engine.run(jobs):
+            records = load_record_bytes(out.records_bytes, course.limits.record_bytes) if out.records_bytes else {}
+            store_reference(course, out, records, key)   # refuses a solution that did not run cleanly
+        seconds[f"references of {assignment}"] = time.perf_counter() - started
+    return seconds
+
+
+def grade_submissions(course: Course, settings: Settings, state: State, subs: list[Submission], engine=None) -> None:
     """Collect ``subs``, grade them per assignment and record the outcome of each."""
     from course_utils.grading.collect import collect
     for sub in subs:
@@ -235,12 +281,12 @@ def grade_submissions(course: Course, settings: Settings, state: State, subs: li
     for sub in subs:
         by_assignment.setdefault(sub.assignment, []).append(sub)
     for assignment, group in sorted(by_assignment.items()):
-        _grade_group(course, settings, state, assignment, group, report.problems)
+        _grade_group(course, settings, state, assignment, group, report.problems, engine)
 
 
-def _grade_group(course, settings, state, assignment, group, problems) -> None:
+def _grade_group(course, settings, state, assignment, group, problems, engine=None) -> None:
     try:
-        grade(course, settings, assignment, [s.student for s in group])
+        grade(course, settings, assignment, [s.student for s in group], engine=engine)
     except Exception as error:  # recorded for the instructor; the next submission or a re-grade retries
         traceback.print_exc()
         for sub in group:
@@ -274,7 +320,7 @@ def hand_over(course: Course, owner: str | None) -> None:
                 os.lchown(path, account.pw_uid, account.pw_gid)
 
 
-def _apply_requests(course: Course, settings: Settings, state: State) -> bool:
+def _apply_requests(course: Course, settings: Settings, state: State, engine=None) -> bool:
     """Act on the re-grade requests; True when there were any."""
     requests = regrade_requests(course)
     for request in requests:
@@ -286,7 +332,7 @@ def _apply_requests(course: Course, settings: Settings, state: State) -> bool:
         for student in students:
             state.update(f"{assignment}/{student}", status=GRADING, message="re-grading (instructor's request)")
         try:
-            grade(course, settings, assignment, students, force=True)
+            grade(course, settings, assignment, students, force=True, engine=engine)
         except Exception as error:
             for student in students:
                 state.update(f"{assignment}/{student}", status=FAILED, message=f"re-grade failed: {error}")
@@ -298,7 +344,7 @@ def _apply_requests(course: Course, settings: Settings, state: State) -> bool:
     return bool(requests)
 
 
-def step(course: Course, settings: Settings, state: State, now: float | None = None) -> list[Submission]:
+def step(course: Course, settings: Settings, state: State, now: float | None = None, engine=None) -> list[Submission]:
     """One look at the exchange: grade what is due, note what waits; return the submissions graded."""
     now = time.time() if now is None else now
     inbound = Path(settings.exchange) / course.coursedir.course_id / "inbound"
@@ -313,23 +359,34 @@ def step(course: Course, settings: Settings, state: State, now: float | None = N
             state.update(key, status=WAITING, waiting_for=sub.path.name,
                          message=f"resubmitted too soon: graded at {until} (one grading per {settings.min_interval:g} s)")
     if ready:
-        grade_submissions(course, settings, state, ready)
-    if _apply_requests(course, settings, state) or ready:
+        grade_submissions(course, settings, state, ready, engine)
+    if _apply_requests(course, settings, state, engine) or ready:
         hand_over(course, settings.owner)
     return ready
 
 
-def watch(settings: Settings, stop_after: float | None = None) -> None:
-    """Grade submissions as they arrive, until interrupted (or ``stop_after`` seconds, for tests)."""
+def watch(settings: Settings, stop_after: float | None = None, warm: list[str] | None = None) -> None:
+    """Grade submissions as they arrive, until interrupted (or ``stop_after`` seconds, for tests), on one
+    engine kept for the whole run and warmed up first (``warm``: assignments whose references to make now)."""
+    from course_utils.grading.engine import Engine
     course = Course.load(settings.course)
     state = State(service_dir(course))
-    started = time.monotonic()
-    print(f"watching {settings.exchange} for {course.coursedir.course_id} submissions", flush=True)
-    while stop_after is None or time.monotonic() - started < stop_after:
-        for sub in step(course, settings, state):
-            entry = state.entries[sub.key]
-            print(f"{sub.key}: {entry['status']} {entry.get('score', '')} {entry.get('message', '')}", flush=True)
-        time.sleep(settings.poll)
+    for assignment in warm or []:
+        course.check_assignment(assignment)
+    with Engine(scheduler=settings.scheduler, workers=settings.workers) as engine:
+        seconds = warm_up(course, settings, engine, warm)
+        print(f"grading engine ready: {engine.n_workers} workers ("
+              + ", ".join(f"{part} {s:.1f} s" for part, s in seconds.items()) + ")", flush=True)
+        hand_over(course, settings.owner)
+        started = time.monotonic()
+        print(f"watching {settings.exchange} for {course.coursedir.course_id} submissions", flush=True)
+        while stop_after is None or time.monotonic() - started < stop_after:
+            began = time.perf_counter()
+            for sub in step(course, settings, state, engine=engine):
+                entry = state.entries[sub.key]
+                print(f"{sub.key}: {entry['status']} {entry.get('score', '')} {entry.get('message', '')} "
+                      f"({time.perf_counter() - began:.1f} s)", flush=True)
+            time.sleep(settings.poll)
 
 
 # ---------------------------------------------------------------- command line
@@ -346,6 +403,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None, help="parallel kernels (default: CPU count)")
     run.add_argument("--owner", default=None, help="account that owns the grading workspace (the instructor)")
     run.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a cluster on this machine)")
+    run.add_argument("--warm", nargs="*", default=[], metavar="ASSIGNMENT",
+                     help="assignments whose reference records to make at start (default: on first submission)")
+    run.add_argument("--any-owner", action="store_true", help=argparse.SUPPRESS)   # benchmarks: ids without accounts
     run.add_argument("--stop-after", type=float, default=None, help=argparse.SUPPRESS)
     again = sub.add_parser("regrade", help="ask the watcher to grade an assignment again")
     again.add_argument("--course", type=Path, required=True)
@@ -362,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "watch":
             watch(Settings(args.course, args.exchange, args.min_interval, args.poll, args.workers, owner=args.owner,
-                           scheduler=args.scheduler), args.stop_after)
+                           scheduler=args.scheduler, check_owner=not args.any_owner), args.stop_after, args.warm)
         elif args.command == "regrade":
             print(f"requested: {request_regrade(Course.load(args.course), args.assignment, args.students)}")
         else:
