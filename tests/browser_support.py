@@ -29,9 +29,6 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
 
 def require_browser() -> str:
     """Chromium's path, or skip the test saying what is missing and how to get it."""
-    if os.environ.get("COURSE_BROWSER_TESTS") != "1":
-        pytest.skip("browser tests are not yet verified end to end (issue 15 hand-over): "
-                    "COURSE_BROWSER_TESTS=1 runs them")
     if importlib.util.find_spec("playwright") is None:
         pytest.skip("playwright is not installed: run make setup")
     path = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -93,6 +90,25 @@ def wait_for_http(url: str, seconds: float, process=None) -> None:
     raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
 
 
+def wait_for_hub(url: str, seconds: float, process=None) -> None:
+    """Wait until JupyterHub answers its API through the proxy (``/hub/api`` says its version); before the hub
+    has told the proxy its routes, the proxy answers every path itself (404)."""
+    import json
+    import urllib.request
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"JupyterHub exited with status {process.returncode} before it answered {url}")
+        try:
+            with urllib.request.urlopen(f"{url}/hub/api/", timeout=5) as answer:
+                if "version" in json.loads(answer.read() or b"{}"):
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"JupyterHub at {url} did not answer within {seconds:.0f} s")
+
+
 class Steps:
     """Named steps of one test; screenshots of each, kept as artefacts when a step fails."""
 
@@ -124,6 +140,37 @@ class Steps:
     def _shoot(self, path: Path) -> None:
         with contextlib.suppress(Exception):
             self.page.screenshot(path=str(path))
+
+
+def wait_for_idle_kernel(page, timeout_ms: int = 180_000) -> None:
+    """Wait until the current notebook's kernel is connected and idle: the status bar says
+    "Python 3 (ipykernel) | Idle" (before that it says "No Kernel | Initializing", and Run All runs nothing)."""
+    import re
+    page.locator(".jp-StatusBar-TextItem:visible", has_text=re.compile(r"\(ipykernel\) \| Idle$")).first.wait_for(
+        timeout=timeout_ms)
+
+
+#: the code cells' prompts, read with textContent (off-screen cells are not rendered: their innerText is '')
+_PROMPTS = "[...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt')]" \
+           ".map(p => p.textContent)"
+
+
+def run_all(page, timeout_ms: int = 300_000) -> list[str]:
+    """Run > Run All Cells (once the kernel is idle) and wait until nothing is queued or running any more;
+    return the code cells' prompts ('[3]:' ran, '[ ]:' did not: Run All stops at a cell that fails)."""
+    wait_for_idle_kernel(page)
+    page.get_by_text("Run", exact=True).first.click()
+    page.get_by_text("Run All Cells", exact=True).click()
+    page.wait_for_function(f"() => {_PROMPTS}.some(t => t.includes('*'))", timeout=60_000)   # queued
+    page.wait_for_function(f"() => !{_PROMPTS}.some(t => t.includes('*'))", timeout=timeout_ms)
+    wait_for_idle_kernel(page)
+    return page.evaluate(f"() => {_PROMPTS}")
+
+
+def save(page) -> None:
+    """File > Save (Ctrl+S), then wait until the tab no longer shows unsaved changes."""
+    page.keyboard.press("Control+s")
+    page.wait_for_selector(".jp-mod-current.jp-mod-dirty", state="detached", timeout=60_000)
 
 
 def open_assignment_list(page) -> None:
