@@ -23,6 +23,7 @@ with nbgitpuller, keeping their edits), the instructor's copy and the exchange's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import filecmp
 import json
 import os
@@ -326,8 +327,47 @@ def hub_command(room: Classroom) -> tuple[list[str], dict]:
     return [str(room.venv / "bin" / "jupyterhub"), "-f", str(REPO / "hub" / "jupyterhub_config.py")], env
 
 
+def classroom_processes(prefix: Path) -> list[int]:
+    """Processes still running the classroom's programs: any whose command line names a path inside
+    ``prefix`` (the class venv's Python, its kernels, grading workers and jails) or whose working folder is
+    inside it. JupyterHub stops its services and servers when it stops, but not always (a service slow to
+    stop outlives a hub that is killed)."""
+    prefix = Path(prefix).resolve()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = Path(os.readlink(entry / "cwd").removesuffix(" (deleted)"))
+        except OSError:
+            continue
+        named = any(arg.decode(errors="replace").startswith(f"{prefix}/") for arg in args)
+        if named or cwd == prefix or cwd.is_relative_to(prefix):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_processes(prefix: Path, grace: float = 10.0) -> list[int]:
+    """SIGTERM every process of ``classroom_processes``, SIGKILL what is left after ``grace`` seconds."""
+    import signal
+    import time
+    pids = classroom_processes(prefix)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.2)
+    for pid in classroom_processes(prefix):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
 def down(prefix: Path, purge: bool = False) -> None:
-    """Remove the accounts (and homes) this classroom created; with ``purge`` the prefix too."""
+    """Stop the classroom's processes, remove the accounts (and homes) it created; with ``purge`` the prefix too."""
+    stop_processes(prefix)
     try:
         room = Classroom.load(prefix)
         remove_all(room.accounts)

@@ -107,7 +107,7 @@ def feedback_notebook(course: Course, result: dict, notebook: str):
         if submitted_path.stat().st_size > course.limits.notebook_bytes or submitted_path.is_symlink():
             raise ValueError("too big")
         submitted = nbformat.read(submitted_path, as_version=4)
-    except (OSError, ValueError, KeyError, AttributeError):
+    except (OSError, ValueError, KeyError, AttributeError, nbformat.ValidationError):   # not a notebook at all
         submitted = nbformat.v4.new_notebook()
     scores = {c["grade_id"]: c for c in result["notebooks"][notebook]["cells"]}
     nb = learners_view(submitted, source, scores, course.markers)
