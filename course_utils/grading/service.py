@@ -203,6 +203,8 @@ def release_feedback(course: Course, exchange: Path, assignment: str, student: s
     for name in ("timestamp.txt", "submission_secret.txt"):
         if (submitted / name).is_file():
             shutil.copyfile(submitted / name, target / name)
+    for page in target.glob("*.html"):   # written 0600; nbgrader's copy keeps the mode, and the student must read
+        page.chmod(0o644)                # it (the exchange's feedback folder is 0711: names are secret hashes)
     config = copy.deepcopy(course.config)
     config.Exchange.root = str(exchange)
     with chdir(course.root):
