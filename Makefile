@@ -19,12 +19,15 @@ lab test hub: export OMP_WAIT_POLICY ?= PASSIVE
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test setup sandbox-tools browser-tools hub-tools hub hub-down lessons release collect autograde feedback export exercise-stats bench clean-venv
+.PHONY: lab update test setup sandbox-tools browser-tools hub-tools hub hub-down lessons release collect autograde feedback export exercise-stats bench clean-venv
 
 lab: setup ## Start JupyterLab at the repo root (with the nbgrader extensions)
 	@$(BIN)/jupyter labextension list 2>&1 | grep -i nbgrader
 	@$(BIN)/jupyter server extension list 2>&1 | grep -E '^ +(nbgrader|course_utils)[.a-z_]+ .*enabled'
 	$(BIN)/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" $(ALLOW_ROOT) $(LAB_ARGS)
+
+update: setup ## Pull the course's updates, keeping your edits and outputs (the hub's merge: nbgitpuller)
+	$(BIN)/python -m course_utils.update --repo "$(CURDIR)"
 
 test: setup browser-tools hub-tools ## Run every test: unit tests, exercises, grading end to end, and the lessons under nbval
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \

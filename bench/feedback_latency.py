@@ -86,7 +86,9 @@ def _start_watcher(course_root: Path, exchange: Path, log: Path, workers: int | 
            "--exchange", str(exchange), "--min-interval", "0", "--poll", "0.2", "--any-owner", "--warm", ASSIGNMENT]
     if workers:
         cmd += ["--workers", str(workers)]
-    return subprocess.Popen(cmd, cwd=REPO, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}   # as the hub runs its grader service
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def _wait_for_line(log: Path, text: str, process: subprocess.Popen, seconds: float) -> float:

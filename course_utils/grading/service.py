@@ -360,8 +360,13 @@ def step(course: Course, settings: Settings, state: State, now: float | None = N
             until = time.strftime("%H:%M:%S", time.localtime(entry["started"] + settings.min_interval))
             state.update(key, status=WAITING, waiting_for=sub.path.name,
                          message=f"resubmitted too soon: graded at {until} (one grading per {settings.min_interval:g} s)")
-    if ready:
-        grade_submissions(course, settings, state, ready, engine)
+    if ready:   # first come, first graded; in batches of one round of the engine's workers, so that the first
+        ready.sort(key=lambda sub: (sub.timestamp, sub.key))   # students' feedback need not wait for the last's
+        for sub in ready:
+            state.update(sub.key, status=QUEUED, message="")
+        size = max(1, engine.n_workers if engine is not None else settings.workers or os.cpu_count() or 1)
+        for first in range(0, len(ready), size):
+            grade_submissions(course, settings, state, ready[first:first + size], engine)
     if _apply_requests(course, settings, state, engine) or ready:
         hand_over(course, settings.owner)
     return ready
