@@ -1,6 +1,6 @@
 """Run every benchmark, print a table and write the figures to bench/results/bench.json.
 
-    $ python -m bench.run            # the full run (about 17 minutes on 2 quiet CPU cores)
+    $ python -m bench.run            # the full run (about 25 minutes on 2 quiet CPU cores)
     $ python -m bench.run --quick    # short runs that only check the benchmark code works
 
 Timings depend on the machine and on what else runs on it: take final figures on a quiet machine.

@@ -34,6 +34,7 @@ c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port + 1}"
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 3}"
 c.ConfigurableHTTPProxy.command = [room["proxy"]]
 c.ConfigurableHTTPProxy.should_start = True
+c.ConfigurableHTTPProxy.pid_file = str(prefix / "hub" / "jupyterhub-proxy.pid")   # make hub-down stops a stray proxy
 c.JupyterHub.db_url = f"sqlite:///{prefix / 'hub' / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(prefix / "hub" / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(prefix / "hub" / "jupyterhub.pid")

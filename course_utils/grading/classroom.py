@@ -328,10 +328,11 @@ def hub_command(room: Classroom) -> tuple[list[str], dict]:
 
 
 def classroom_processes(prefix: Path) -> list[int]:
-    """Processes still running the classroom's programs: any whose command line names a path inside
-    ``prefix`` (the class venv's Python, its kernels, grading workers and jails) or whose working folder is
-    inside it. JupyterHub stops its services and servers when it stops, but not always (a service slow to
-    stop outlives a hub that is killed)."""
+    """Processes still running the classroom's programs: any whose command line names a path inside ``prefix``
+    (the hub, its services, the class venv's Python, grading workers and their jails) and the proxy whose pid
+    the hub wrote in ``prefix/hub``. JupyterHub stops its services and servers when it stops, but not always
+    (a service slow to stop outlives a hub that is killed). Shells that merely sit in the prefix are not
+    counted."""
     prefix = Path(prefix).resolve()
     found = []
     for entry in Path("/proc").iterdir():
@@ -339,13 +340,18 @@ def classroom_processes(prefix: Path) -> list[int]:
             continue
         try:
             args = (entry / "cmdline").read_bytes().split(b"\0")
-            cwd = Path(os.readlink(entry / "cwd").removesuffix(" (deleted)"))
         except OSError:
             continue
-        named = any(arg.decode(errors="replace").startswith(f"{prefix}/") for arg in args)
-        if named or cwd == prefix or cwd.is_relative_to(prefix):
+        if any(arg.decode(errors="replace").startswith(f"{prefix}/") for arg in args):
             found.append(int(entry.name))
-    return found
+    proxy_pid = prefix / "hub" / "jupyterhub-proxy.pid"
+    try:
+        pid = int(proxy_pid.read_text().strip())
+        if b"configurable-http-proxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            found.append(pid)
+    except (OSError, ValueError):
+        pass
+    return sorted(set(found))
 
 
 def stop_processes(prefix: Path, grace: float = 10.0) -> list[int]:
