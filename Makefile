@@ -7,25 +7,29 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 # Versions come from requirements.txt (the one place they are pinned), never from here.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
-NBGRADER_SERVER_EXTENSIONS := formgrader assignment_list course_list validate_assignment
+# nbgrader's validate_assignment is replaced by course_utils.grading.server (same route, a per-task summary first).
+NBGRADER_SERVER_EXTENSIONS := formgrader assignment_list course_list
 export PATH := $(BIN):$(PATH)
 # OpenMP threads spin while they wait for work. Alone on the machine that is fastest (passive waits
-# made the MLP step 17% slower); with two busy torch processes sharing the cores, spinning cuts their
-# combined speed to a fifth (figures: make bench, bench/efficiency.py). So lessons and benchmarks keep
-# OpenMP's default, and the test run, which shares CI machines, waits passively; neither changes any result.
-# Running two training notebooks at once? Start the lab with OMP_WAIT_POLICY=PASSIVE make lab.
-test: export OMP_WAIT_POLICY ?= PASSIVE
+# made the MLP step 17% slower); but a learner's laptop or a shared hub always has other work, and with
+# one other busy process spinning makes lesson 07 ten times slower (figures: make bench, sections
+# efficiency and contention). So the lab, the hub's kernels and the test run wait passively; benchmarks
+# keep OpenMP's default unless they measure the choice. Neither changes any result.
+lab test hub: export OMP_WAIT_POLICY ?= PASSIVE
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test setup sandbox-tools lessons release collect autograde feedback export exercise-stats bench clean-venv
+.PHONY: lab update test setup sandbox-tools browser-tools hub-tools hub hub-down lessons release collect autograde feedback export exercise-stats bench clean-venv
 
 lab: setup ## Start JupyterLab at the repo root (with the nbgrader extensions)
 	@$(BIN)/jupyter labextension list 2>&1 | grep -i nbgrader
-	@$(BIN)/jupyter server extension list 2>&1 | grep -E '^ +nbgrader[.a-z_]+ .*enabled'
+	@$(BIN)/jupyter server extension list 2>&1 | grep -E '^ +(nbgrader|course_utils)[.a-z_]+ .*enabled'
 	$(BIN)/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" $(ALLOW_ROOT) $(LAB_ARGS)
 
-test: setup ## Run every test: unit tests, exercises, grading end to end, and the lessons under nbval
+update: setup ## Pull the course's updates, keeping your edits and outputs (the hub's merge: nbgitpuller)
+	$(BIN)/python -m course_utils.update --repo "$(CURDIR)"
+
+test: setup browser-tools hub-tools ## Run every test: unit tests, exercises, grading end to end, and the lessons under nbval
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
 
@@ -38,12 +42,43 @@ $(STAMP): requirements.txt pyproject.toml
 	@for ext in $(NBGRADER_SERVER_EXTENSIONS); do \
 		$(BIN)/jupyter server extension enable --sys-prefix nbgrader.server_extensions.$$ext >/dev/null 2>&1; done
 	$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1 || true
+	@# Validate's summary instead of nbgrader's validate_assignment; Create Assignment hidden from learners
+	$(BIN)/python -m course_utils.grading.server >/dev/null
 	@touch $@
 
 sandbox-tools: ## bubblewrap, which sandboxes student notebooks when grading
 	@command -v bwrap >/dev/null || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 		else echo "note: install bubblewrap (sudo apt-get install bubblewrap) to grade submissions in a sandbox"; fi; }
+
+browser-tools: ## Chromium for the browser tests (Debian's package; Playwright drives it)
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "note: install chromium (sudo apt-get install chromium) to run the browser tests"; fi; }
+
+hub-tools: hub/node_modules/.installed ## JupyterHub's proxy (npm, pinned in hub/package-lock.json) and a system Python 3.11 with venv
+	@/usr/bin/python3.11 -c 'import ensurepip' 2>/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv >/dev/null; \
+		else echo "note: install python3.11-venv (sudo apt-get install python3.11-venv) for make hub"; fi; }
+
+hub/node_modules/.installed: hub/package.json hub/package-lock.json
+	@command -v npm >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
+		else echo "note: install npm (sudo apt-get install npm) for make hub"; exit 0; fi; }
+	cd hub && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+HUB_PREFIX ?= /srv/pytorch-foundations
+HUB_PORT ?= 8000
+HUB_MIN_INTERVAL ?= 60
+hub: setup sandbox-tools hub-tools ## Run JupyterHub for a class: make hub ROSTER=students.csv INSTRUCTOR=teacher (as root)
+	@test -n "$(ROSTER)" -a -n "$(INSTRUCTOR)" || { echo "usage: make hub ROSTER=students.csv INSTRUCTOR=teacher [HUB_PREFIX=$(HUB_PREFIX)] [HUB_PORT=$(HUB_PORT)] [HUB_MIN_INTERVAL=$(HUB_MIN_INTERVAL)]"; exit 2; }
+	$(BIN)/python -m course_utils.grading.classroom up --roster "$(ROSTER)" --instructor "$(INSTRUCTOR)" \
+		--prefix "$(HUB_PREFIX)" --port $(HUB_PORT) --min-interval $(HUB_MIN_INTERVAL) \
+		--proxy "$(CURDIR)/hub/node_modules/.bin/configurable-http-proxy"
+
+hub-down: setup ## Remove the accounts make hub created (their homes too); grades stay in HUB_PREFIX
+	$(BIN)/python -m course_utils.grading.classroom down --prefix "$(HUB_PREFIX)"
 
 lessons: setup ## Re-execute every lesson top to bottom, storing outputs
 	$(BIN)/python scripts/execute_notebooks.py notebooks/[0-9]*.ipynb

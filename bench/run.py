@@ -1,6 +1,6 @@
 """Run every benchmark, print a table and write the figures to bench/results/bench.json.
 
-    $ python -m bench.run            # the full run (about 17 minutes on 2 quiet CPU cores)
+    $ python -m bench.run            # the full run (about 25 minutes on 2 quiet CPU cores)
     $ python -m bench.run --quick    # short runs that only check the benchmark code works
 
 Timings depend on the machine and on what else runs on it: take final figures on a quiet machine.
@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from bench import data_figures as data_mod
-from bench import efficiency, grading_throughput, lessons, recipes
+from bench import contention, efficiency, feedback_latency, grading_throughput, lessons, recipes
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench.json"
-SECTIONS = ("data", "apparel", "efficiency", "lessons", "grading")
+SECTIONS = ("data", "apparel", "efficiency", "contention", "lessons", "grading", "latency")
 
 
 def machine() -> dict:
@@ -119,8 +119,34 @@ def run_grading(quick: bool) -> tuple[dict, list]:
     return result, rows
 
 
-RUNNERS = {"data": run_data, "apparel": run_apparel, "efficiency": run_efficiency, "lessons": run_lessons,
-           "grading": run_grading}
+def run_contention(quick: bool) -> tuple[dict, list]:
+    figures = contention.run(repeats=1 if quick else 3, quick=quick)
+    rows = []
+    for workload, out in figures["workloads"].items():
+        for setting in contention.SETTINGS:
+            f, chosen = out[setting], setting == contention.CHOSEN
+            rows.append(("contention", f"{workload}, OpenMP {setting}: quiet / one core busy s (slow-down; "
+                                       f"busy vs default quiet; quiet cost)",
+                         f"{f['quiet_s']:.1f} / {f['busy_s']:.1f} ({f['slowdown']:.2f}x; {f['busy_vs_default_quiet']:.2f}x; "
+                         f"{f['quiet_cost']:.2f}x)", "slow-down <= 2x" if chosen else "",
+                         f["slowdown"] <= 2.0 if chosen else None))
+    return figures, rows
+
+
+def run_latency(quick: bool) -> tuple[dict, list]:
+    n = 4 if quick else 20
+    if os.geteuid() != 0:
+        why = "skipped: the grading sandbox needs root (run make bench as root)"
+        return {"skipped": why}, [("latency", f"submission to feedback, {n} students at once", why, "", None)]
+    figures = feedback_latency.run(n_students=n)
+    figures.pop("watcher_log_tail", None)
+    return figures, [("latency", f"submission to feedback, {n} students submit exercise 01 at once: median / worst",
+                      f"{figures['median_s']:.1f} / {figures['worst_s']:.1f} s (all graded {figures['all_graded_after_s']:.1f} s "
+                      f"after the first submit)", "", None)]
+
+
+RUNNERS = {"data": run_data, "apparel": run_apparel, "efficiency": run_efficiency, "contention": run_contention,
+           "lessons": run_lessons, "grading": run_grading, "latency": run_latency}
 
 
 def print_table(rows) -> None:

@@ -85,3 +85,9 @@ def test_bracketing_needs_an_mm_timing_before_and_after_every_epoch():
 
     with pytest.raises(ValueError, match="one mm timing more than epochs"):
         bracketed_ratios([80.0, 50.0], [100.0, 60.0])
+
+
+def test_the_contention_benchmark_runs_lesson_07s_own_training_helper():
+    from bench.contention import lesson_helper_source
+    source = lesson_helper_source()
+    assert "def train_recipe(" in source and "fit(" in source

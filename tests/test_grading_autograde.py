@@ -71,3 +71,15 @@ def test_export_writes_one_row_per_student_and_task_and_a_histogram(graded):
         rows = list(csv.DictReader(handle))
     assert sorted((r["student"], r["task"]) for r in rows) == sorted((s, "ex_double") for s in ANSWERS)
     assert [p.name for p in pngs] == ["hw__ex_double.png"] and pngs[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_submission_from_the_exchange_shows_as_autograded_in_the_formgrader(tmp_path):
+    """nbgrader's formgrader lists a submission as graded only when the gradebook holds the timestamp of its
+    ``timestamp.txt`` (which the exchange writes); without it, it says "needs autograding"."""
+    from nbgrader.apps import NbGraderAPI
+    course = make_tiny_course(tmp_path / "course")
+    folder = submit(course, "alice", ANSWERS["right"])
+    (folder / "timestamp.txt").write_text("2026-01-02 03:04:05.678901 UTC")
+    autograde(course, ["hw"], workers=1, sandboxed=False, progress=False)
+    api = NbGraderAPI(coursedir=course.coursedir, config=course.config)
+    assert api.get_autograded_students("hw") == {"alice"}

@@ -7,15 +7,16 @@ from __future__ import annotations
 import warnings
 
 from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.utils import parse_utc
 from sqlalchemy.exc import SAWarning
 
 from course_utils.grading.course import Course
 
 
-def _apply(gb: Gradebook, result: dict) -> None:
+def _apply(gb: Gradebook, result: dict, timestamp=None) -> None:
     student, assignment = result["student"], result["assignment"]
     gb.update_or_create_student(student)
-    gb.update_or_create_submission(assignment, student)
+    gb.update_or_create_submission(assignment, student, **({"timestamp": timestamp} if timestamp else {}))
     for notebook, entry in result["notebooks"].items():
         comments: dict[str, list[str]] = {}
         for cell in entry["cells"]:
@@ -38,6 +39,16 @@ def _apply(gb: Gradebook, result: dict) -> None:
                 pass
 
 
+def _submitted_timestamp(course: Course, assignment: str, student: str):
+    """The submission's ``timestamp.txt`` (the exchange writes one), parsed as nbgrader does: the formgrader
+    shows a submission as graded only when the gradebook holds the same timestamp."""
+    path = course.submitted_dir / student / assignment / "timestamp.txt"
+    try:
+        return parse_utc(path.read_text().strip()) if path.is_file() and not path.is_symlink() else None
+    except (OSError, ValueError, OverflowError):
+        return None
+
+
 def write_scores(course: Course, results: list[dict]) -> None:
     """Apply every result to the gradebook in place.
 
@@ -49,5 +60,5 @@ def write_scores(course: Course, results: list[dict]) -> None:
     with warnings.catch_warnings(), Gradebook(course.db_url, course_id=course.coursedir.course_id) as gb:
         warnings.simplefilter("ignore", SAWarning)  # nbgrader's add_submission autoflush noise
         for result in results:
-            _apply(gb, result)
+            _apply(gb, result, _submitted_timestamp(course, result["assignment"], result["student"]))
         gb.db.commit()

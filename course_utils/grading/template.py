@@ -138,15 +138,29 @@ def _kernel(spec: dict) -> None:
 # ---------------------------------------------------------------- the supervisor (pid 1 of the job)
 
 
+def _read_only_under_tmp() -> list[str]:
+    """The jail's read-only folders (venv, course_utils, data) that lie under /tmp, e.g. in a clone made with
+    ``mktemp -d``: each job's own /tmp tmpfs would hide them from its kernel."""
+    from course_utils.grading.sandbox import read_only_paths
+    return [str(path) for path in read_only_paths() if str(path).startswith("/tmp/")]
+
+
 def _setup_job_filesystem(spec: dict) -> None:
     """Private tmpfs folders for everything the job may write, with the submission's files copied in."""
     limits, uid = spec["limits"], spec.get("uid")
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV)
+    under_tmp = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY), os.statvfs(path).f_flag & 0xF)
+                 for path in _read_only_under_tmp()]
     owner = f",uid={uid},gid={uid}" if uid is not None else ""
     for folder, size in (("/submission", limits["disk_bytes"]), ("/tmp", limits["disk_bytes"]),
                          ("/records", limits["record_bytes"] + 2**20), ("/dev/shm", limits["disk_bytes"] // 4)):
         _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0700{owner}")
+    for path, fd, flags in under_tmp:   # back on top of the job's /tmp, read-only as before
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | flags)
+        os.close(fd)
     for folder in ("/tmp/home", "/tmp/ipython", "/tmp/mpl", "/tmp/cache", "/tmp/runtime"):
         os.makedirs(folder, mode=0o700, exist_ok=True)
         if uid is not None:
