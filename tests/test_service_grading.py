@@ -13,7 +13,9 @@ import nbformat
 import pytest
 
 from course_utils.grading import service
-from course_utils.grading.samples import honest_class
+from course_utils.grading.samples import POINTS, honest_class
+
+TOTAL = sum(POINTS.values())   # exercise 01's points
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "01_tensors_vs_numpy"
@@ -82,7 +84,7 @@ def test_a_submission_is_graded_and_its_feedback_fetched_a_resubmission_waits_th
     submit("alice", sample[low])
     assert [s.key for s in service.step(course, settings, state, engine=engine)] == [key]
     assert state.entries[key]["status"] == service.GRADED and state.entries[key]["score"] == low
-    assert f"{low:g} / 10" in fetch("alice")
+    assert f"{low:g} / {TOTAL:g}" in fetch("alice")
 
     time.sleep(1.1)   # nbgrader's submission timestamps have microseconds, but keep them clearly apart
     submit("alice", sample[high])
@@ -91,7 +93,7 @@ def test_a_submission_is_graded_and_its_feedback_fetched_a_resubmission_waits_th
     later = state.entries[key]["started"] + settings.min_interval + 1
     assert [s.key for s in service.step(course, settings, state, now=later, engine=engine)] == [key]
     assert state.entries[key]["status"] == service.GRADED and state.entries[key]["score"] == high
-    assert f"{high:g} / 10" in fetch("alice")
+    assert f"{high:g} / {TOTAL:g}" in fetch("alice")
 
 
 def test_the_instructor_can_ask_for_a_regrade(classroom):
