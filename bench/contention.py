@@ -47,32 +47,41 @@ OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL
 
 
 def lesson_helper_source(lesson: Path = LESSON) -> str:
-    """The source of the lesson's code cell that defines ``train_recipe`` (and ``build_mlp``, ``standardise``)."""
+    """The source of the lesson's code cells that define ``standardise`` and ``train_recipe`` (with ``build_mlp``),
+    in the lesson's order."""
     import nbformat
     nb = nbformat.read(lesson, as_version=4)
-    cells = [c.source for c in nb.cells if c.cell_type == "code" and "def train_recipe(" in c.source]
-    if len(cells) != 1:
-        raise RuntimeError(f"{lesson} should have one code cell defining train_recipe; found {len(cells)}")
-    return cells[0]
+    sources = []
+    for marker in ("standardise = ", "def train_recipe("):
+        cells = [c.source for c in nb.cells if c.cell_type == "code" and marker in c.source]
+        if len(cells) != 1:
+            raise RuntimeError(f"{lesson} should have one code cell with {marker!r}; found {len(cells)}")
+        sources.append(cells[0])
+    return "\n\n".join(sources)
 
 
-def time_lesson07(epochs: int = EPOCHS) -> float:
-    """Seconds of one ``train_recipe`` call (lesson 07's final recipe, ``epochs`` epochs), in this process."""
+def lesson07_scope(x_train, y_train, x_val, y_val) -> dict:
+    """A namespace in which lesson 07's own cells have run on these tensors: ``scope["train_recipe"](...)``."""
     import io
 
     import torch
     from torch import nn
 
-    from course_utils.data import load_fashion_mnist, split_indices
     from course_utils.train import TensorBatches, fit
+    scope = {"torch": torch, "nn": nn, "TensorBatches": TensorBatches, "fit": fit, "device": torch.device("cpu"),
+             "x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(lesson_helper_source(), str(LESSON), "exec"), scope)
+    return scope
+
+
+def time_lesson07(epochs: int = EPOCHS) -> float:
+    """Seconds of one ``train_recipe`` call (lesson 07's final recipe, ``epochs`` epochs), in this process."""
+    from course_utils.data import load_fashion_mnist, split_indices
     images, labels = load_fashion_mnist("train")
     features = images.reshape(len(images), -1).float() / 255
     train_idx, val_idx = split_indices(len(features), val_fraction=0.1, seed=0)
-    scope = {"torch": torch, "nn": nn, "TensorBatches": TensorBatches, "fit": fit, "device": torch.device("cpu"),
-             "x_train": features[train_idx], "y_train": labels[train_idx],
-             "x_val": features[val_idx], "y_val": labels[val_idx]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        exec(compile(lesson_helper_source(), str(LESSON), "exec"), scope)
+    scope = lesson07_scope(features[train_idx], labels[train_idx], features[val_idx], labels[val_idx])
     recipe = dict(standardised=True, hidden=(512, 256), one_cycle=True, lr=0.004, smoothing=0.1, weight_decay=0.1,
                   batch_size=1024, epochs=epochs)
     started = time.perf_counter()

@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -163,11 +164,16 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file to write (default {RESULTS})")
     args = parser.parse_args(argv)
     report = {"machine": machine(), "quick": args.quick, "sections": {}}
-    rows = []
+    rows, failed = [], []
     started = time.perf_counter()
     for section in args.only:
         print(f"running {section} ...", file=sys.stderr, flush=True)
-        figures, section_rows = RUNNERS[section](args.quick)
+        try:
+            figures, section_rows = RUNNERS[section](args.quick)
+        except Exception as error:  # noqa: BLE001 - one broken section must not lose the others' figures
+            traceback.print_exc()
+            figures, section_rows = {"failed": repr(error)}, [(section, "section failed", repr(error)[:80], "runs", False)]
+            failed.append(section)
         report["sections"][section] = figures
         rows += section_rows
     report["rows"] = [dict(zip(("section", "metric", "value", "target", "met"), row)) for row in rows]
@@ -176,7 +182,9 @@ def main(argv=None) -> int:
     args.output.write_text(json.dumps(report, indent=1))
     print_table(rows)
     print(f"\nwritten to {args.output} ({report['total_seconds']:.0f} s{', quick run: figures are not meaningful' if args.quick else ''})")
-    return 0
+    if failed:
+        print(f"sections that failed (their tracebacks are above): {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -88,6 +88,13 @@ def test_bracketing_needs_an_mm_timing_before_and_after_every_epoch():
 
 
 def test_the_contention_benchmark_runs_lesson_07s_own_training_helper():
-    from bench.contention import lesson_helper_source
-    source = lesson_helper_source()
-    assert "def train_recipe(" in source and "fit(" in source
+    """The benchmark runs the lesson's own cells (not a copy): they must still run on their own."""
+    import torch
+
+    from bench.contention import lesson07_scope, lesson_helper_source
+    assert "def train_recipe(" in lesson_helper_source()
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.rand(96, 784, generator=generator), torch.randint(0, 10, (96,), generator=generator)
+    scope = lesson07_scope(x[:64], y[:64], x[64:], y[64:])
+    model, history = scope["train_recipe"](standardised=True, hidden=(8,), one_cycle=True, batch_size=32, epochs=1)
+    assert model(x[:2]).shape == (2, 10)
