@@ -8,7 +8,10 @@ this process (after one warm-up job), and nbclient's own steps are timed from ou
 (launch the kernel until it answers kernel_info), ``cells_s`` (every cell, imports included),
 ``shutdown_s`` (stop the kernel and clean up), ``job_s`` (the whole job: checks, nbgrader's sanitizers,
 staging files, the above, reading back the records), ``worker_cpu_s`` (this process's CPU per job) and
-``other_s`` (job_s minus the three nbclient steps). Means over the ``n`` jobs.
+``other_s`` (job_s minus the three nbclient steps), ``kernel_cpu_s`` (the CPU of every process of the
+job's kernel, as its supervisor counted it; the grader after the kernel template only) and
+``machine_cpu_s`` (the CPU every process of the machine used during the job: what bounds throughput when
+every core is busy grading). Means over the ``n`` jobs.
 
 It works with the grader before the kernel template too (the ``Job`` of that version took paths and a
 gradebook URL), so running it against an older checkout (``PYTHONPATH=<old checkout>``) gives the
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import resource
 import shutil
 import sys
@@ -79,6 +83,13 @@ def _job(course, nb_bytes: bytes, path: Path):
     return Job("bench", ASSIGNMENT, NOTEBOOK, path, [], course.db_url, course.limits, True)
 
 
+def _machine_cpu_seconds() -> float:
+    """CPU seconds every process of the machine has used so far (user + nice + system, from /proc/stat)."""
+    with open("/proc/stat") as handle:
+        user, nice, system = (int(x) for x in handle.readline().split()[1:4])
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(n: int = 10) -> dict:
     from course_utils.grading.jobs import run_job
     from course_utils.grading.samples import solved
@@ -95,11 +106,15 @@ def measure(n: int = 10) -> dict:
         for _ in range(n):
             times = current["times"] = {}
             cpu = resource.getrusage(resource.RUSAGE_SELF)
+            machine = _machine_cpu_seconds()
             started = time.perf_counter()
             out = run_job(job)
             times["job_s"] = time.perf_counter() - started
             after = resource.getrusage(resource.RUSAGE_SELF)
             times["worker_cpu_s"] = after.ru_utime - cpu.ru_utime + after.ru_stime - cpu.ru_stime
+            times["machine_cpu_s"] = _machine_cpu_seconds() - machine
+            if isinstance(out.stages.get("kernel_cpu_s"), (int, float)):
+                times["kernel_cpu_s"] = out.stages["kernel_cpu_s"]
             if out.problem:
                 raise RuntimeError(f"the solved notebook did not run cleanly: {out.problem}")
             times["other_s"] = times["job_s"] - sum(times.get(k, 0) for k in ("kernel_ready_s", "cells_s", "shutdown_s"))

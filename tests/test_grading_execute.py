@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from course_utils.grading.jobs import Job, run_job
-from course_utils.grading.kernel import TemplateKernelManager
+from course_utils.grading.kernel import QuickReadyClient, TemplateKernelManager
 from course_utils.grading.records import load_record_bytes
 from course_utils.grading.sandbox import Limits
 
@@ -90,6 +90,18 @@ def test_a_missing_notebook_is_a_problem():
 def test_interrupts_go_through_the_control_channel():
     km = TemplateKernelManager(template=None, spec={"job_dir": "/var/tmp/x"}, kernel_name="python3")
     assert km.transport == "ipc" and km.connection_file == "/var/tmp/x/ipc/kernel.json"
+
+
+def test_the_kernel_client_is_ready_without_a_fifth_of_a_second_of_silence():
+    km = TemplateKernelManager(template=None, spec={"job_dir": "/var/tmp/x"}, kernel_name="python3")
+    client = km.client()
+    assert isinstance(client, QuickReadyClient)
+    assert type(client).wait_for_ready is QuickReadyClient._async_wait_for_ready  # what nbclient calls
+
+
+def test_every_cell_sees_the_output_of_the_first_although_readiness_is_quick():
+    out, nb = run("print('first')", "print('second')")
+    assert (texts(nb.cells[0]), texts(nb.cells[1])) == ("first\n", "second\n") and out.problem is None
 
 
 @pytest.fixture(autouse=True)
