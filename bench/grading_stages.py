@@ -113,7 +113,7 @@ def measure(n: int = 10) -> dict:
             after = resource.getrusage(resource.RUSAGE_SELF)
             times["worker_cpu_s"] = after.ru_utime - cpu.ru_utime + after.ru_stime - cpu.ru_stime
             times["machine_cpu_s"] = _machine_cpu_seconds() - machine
-            if isinstance(out.stages.get("kernel_cpu_s"), (int, float)):
+            if isinstance(getattr(out, "stages", {}).get("kernel_cpu_s"), (int, float)):
                 times["kernel_cpu_s"] = out.stages["kernel_cpu_s"]
             if out.problem:
                 raise RuntimeError(f"the solved notebook did not run cleanly: {out.problem}")
