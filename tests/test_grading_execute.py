@@ -3,9 +3,13 @@ from the template, as far as it gets, and the limit that stopped it is named (te
 the same jailed)."""
 from __future__ import annotations
 
+import gc
+import os
+
 import nbformat
 import pytest
 
+from course_utils.grading.execute import CappedClient
 from course_utils.grading.jobs import Job, run_job
 from course_utils.grading.kernel import QuickReadyClient, TemplateKernelManager
 from course_utils.grading.records import load_record_bytes
@@ -97,6 +101,15 @@ def test_the_kernel_client_is_ready_without_a_fifth_of_a_second_of_silence():
     client = km.client()
     assert isinstance(client, QuickReadyClient)
     assert type(client).wait_for_ready is QuickReadyClient._async_wait_for_ready  # what nbclient calls
+
+
+def test_a_worker_keeps_no_thread_or_zmq_context_of_the_notebooks_it_ran():
+    run("1")
+    threads = len(os.listdir("/proc/self/task"))  # every thread, ZMQ's I/O threads included
+    for _ in range(3):
+        run("1")
+    assert len(os.listdir("/proc/self/task")) == threads
+    assert not [o for o in gc.get_objects() if isinstance(o, CappedClient)]
 
 
 def test_every_cell_sees_the_output_of_the_first_although_readiness_is_quick():

@@ -10,6 +10,7 @@ notebook size limit; what goes over is dropped with a note.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import threading
 import time
@@ -160,6 +161,7 @@ def run_notebook(nb, template: Template, spec: dict, limits: Limits) -> Executio
         watchdog.cancel()
         km.kill_now()
         status = km.wait_stopped()
+        _release(client, km)
     seconds = time.perf_counter() - start
     report = _read_status(spec)
     result = Execution(client.nb, seconds, _scan_outputs(client.nb, limits), not alive, report)
@@ -170,6 +172,19 @@ def run_notebook(nb, template: Template, spec: dict, limits: Limits) -> Executio
     if _cap_notebook_size(client.nb, limits):
         result.limits_hit.append(f"notebook size limit ({limits.notebook_bytes // 2**20} MiB): outputs removed")
     return result
+
+
+def _release(client: CappedClient, km: TemplateKernelManager) -> None:
+    """Free what nbclient keeps of a notebook run when it does not own the kernel manager: the client's
+    channels (a heartbeat thread and its ZMQ context), the manager's ZMQ context (two more threads) and an
+    atexit hook that holds the notebook. Kept, they pile up in a worker: 1,800 threads after 200 notebooks."""
+    atexit.unregister(client._cleanup_kernel)
+    if client.kc is not None:
+        client.kc.stop_channels()
+        client.kc = None
+    km._close_control_socket()
+    if km._created_context and not km.context.closed:
+        km.context.destroy(linger=0)
 
 
 def _read_status(spec: dict) -> dict:
