@@ -20,12 +20,11 @@ import threading
 import time
 import uuid
 from pathlib import Path
-
 from queue import Empty
 
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Any, DottedObjectName, Type
+from traitlets import Any, Type
 
 from course_utils.grading.sandbox import Limits, SandboxUnavailable, mode, template_argv, template_command
 
@@ -235,8 +234,7 @@ class TemplateKernelManager(AsyncKernelManager):
 
     template = Any()
     spec = Any()
-    client_class = DottedObjectName("course_utils.grading.kernel.QuickReadyClient")
-    client_factory = Type(klass=AsyncKernelClient, default_value=QuickReadyClient)
+    client_factory = Type(klass=AsyncKernelClient, default_value=QuickReadyClient)  # what km.client() builds
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

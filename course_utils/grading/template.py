@@ -413,12 +413,12 @@ def serve() -> None:
     stdin = sys.stdin.fileno()
     buffer = b""
     _emit({"event": "ready", "pid": os.getpid()})
-    exits: dict[int, int] = {}   # pidfd -> pid: readable the moment the job ends (no polling delay)
+    exits: set[int] = set()   # a pidfd per job: readable the moment the job ends (no polling delay)
     while True:
         ready, _, _ = select.select([stdin, *exits], [], [], POLL_SECONDS)
-        for fd in [fd for fd in ready if fd in exits]:
+        for fd in exits.intersection(ready):
             os.close(fd)
-            del exits[fd]
+            exits.discard(fd)
         if stdin in ready:
             chunk = os.read(stdin, 65536)
             if not chunk:
@@ -442,7 +442,7 @@ def serve() -> None:
                             os._exit(1)
                     os.close(read_end)
                     with contextlib.suppress(AttributeError, OSError):  # Linux >= 5.3; else the poll finds it
-                        exits[os.pidfd_open(pid)] = pid
+                        exits.add(os.pidfd_open(pid))
                     jobs[pid] = (request["job"], write_end)
                     by_job[request["job"]] = pid
                     _emit({"job": request["job"], "event": "started", "pid": pid})
