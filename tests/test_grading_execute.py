@@ -4,14 +4,18 @@ the same jailed)."""
 from __future__ import annotations
 
 import gc
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 
 from course_utils.grading.execute import CappedClient
 from course_utils.grading.jobs import Job, run_job
-from course_utils.grading.kernel import QuickReadyClient, TemplateKernelManager
+from course_utils.grading.kernel import MESSAGE_BYTES, QuickReadyClient, TemplateKernelManager
 from course_utils.grading.records import load_record_bytes
 from course_utils.grading.sandbox import Limits
 
@@ -101,6 +105,29 @@ def test_the_kernel_client_is_ready_without_a_fifth_of_a_second_of_silence():
     client = km.client()
     assert isinstance(client, QuickReadyClient)
     assert type(client).wait_for_ready is QuickReadyClient._async_wait_for_ready  # what nbclient calls
+
+
+HUGE_MESSAGE = """
+import json, resource, sys
+sys.path.insert(0, "tests")
+from test_grading_execute import run, texts
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out, nb = run("print('before')", "from IPython.display import display\\ndisplay({'text/plain': 'x' * (200 * 2**20)}, raw=True)",
+              "print('after')")
+grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
+print(json.dumps([grew, out.problem, out.limits_hit, len(out.notebook_json), [texts(c) for c in nb.cells]]))
+"""
+
+
+def test_a_kernel_that_sends_one_huge_message_is_stopped_before_the_grader_reads_it():
+    # in a process of its own, so that the peak resident size is this run's: parsing a 200 MiB display
+    # message would cost the grader several times that; ZMQ refuses it unread and the kernel is stopped
+    done = subprocess.run([sys.executable, "-c", HUGE_MESSAGE], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    grew_mib, problem, limits_hit, size, outputs = json.loads(done.stdout.splitlines()[-1])
+    assert grew_mib < MESSAGE_BYTES // 2**20, f"the grader's peak grew by {grew_mib} MiB"
+    assert problem is None and size < 2**20 and outputs[0] == "before\n" and outputs[2] == ""
+    assert any("message size limit (128 MiB" in hit and "stopped the kernel" in hit for hit in limits_hit), limits_hit
 
 
 def test_a_worker_keeps_no_thread_or_zmq_context_of_the_notebooks_it_ran():

@@ -5,10 +5,14 @@
     ...         handle(out)                                                # doctest: +SKIP
     >>> Engine(scheduler="tcp://10.0.0.5:8786")                            # a cluster's scheduler  # doctest: +SKIP
 
-Each Dask worker keeps one kernel template (``grading.kernel.Template``) and runs one job at a time
-(``threads_per_worker=1``). A job is plain data and its result comes back as plain data (the record file
-as bytes), so the grader's process stays the single writer of results and the gradebook. When a worker
-dies mid-job, the scheduler runs the job again on another worker; the grader keeps the first result of
+Each Dask worker runs one job at a time (``threads_per_worker=1``), in kernels forked from its process's
+kernel template (``grading.kernel.Template``). The default LocalCluster is in-process: its workers are
+threads of the grader's process, so a machine starts one template and no worker process (on 2 cores that
+saves a template's 2.6 CPU-seconds of imports and 2 s of cluster start; see the README's Performance).
+Isolation is the same either way: every notebook runs in a kernel forked fresh for it, in its own jail, as
+its own uid; a worker only drives kernels, and no kernel message over ``kernel.MESSAGE_BYTES`` reaches it.
+A job is plain data and its result comes back as plain data (the record file as bytes), so the grader's
+process stays the single writer of results and the gradebook. When a worker dies mid-job, the scheduler runs the job again on another worker; the grader keeps the first result of
 each job, so nothing is lost or counted twice. A job whose result cannot be had at all (it killed every
 worker it ran on, or its result could not be sent back) becomes a graded problem for that notebook only.
 Workers of a remote cluster must run from a copy of the course with its venv (``dask worker`` started
@@ -21,6 +25,7 @@ import os
 from collections.abc import Iterator
 
 from course_utils.grading.jobs import Job, JobOutput, run_job
+from course_utils.grading.kernel import Template
 from course_utils.grading.sandbox import SandboxUnavailable, probe
 
 
@@ -39,8 +44,10 @@ class Engine:
             if not self.client.scheduler_info().get("workers"):
                 self.client.wait_for_workers(1, timeout=60)
         else:
+            # memory_limit=0: in-process workers would all watch the grader's one process and pause together
             self.cluster = LocalCluster(n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1,
-                                        processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
+                                        processes=False, memory_limit=0, dashboard_address=None,
+                                        silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
         return self
 
@@ -49,6 +56,7 @@ class Engine:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+            Template.close_shared()  # the in-process workers' templates go with the cluster
 
     @property
     def n_workers(self) -> int:

@@ -20,13 +20,14 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from course_utils.grading.kernel import Template, TemplateKernelManager
+from course_utils.grading.kernel import MESSAGE_BYTES, Template, TemplateKernelManager
 from course_utils.grading.sandbox import Limits
 
 #: what nbclient writes into a cell that ran past the cell timeout (the kernel is interrupted, grading goes on)
 TIMEOUT_ERROR = {"ename": "CellTimeoutError", "evalue": "",
                  "traceback": ["CellTimeoutError: the cell ran past the time limit and was interrupted"]}
 MEMORY_SIGNS = ("MemoryError", "can't allocate memory", "std::bad_alloc", "Cannot allocate memory")
+CUT_POLL_SECONDS, CUT_GRACE_SECONDS = 0.05, 2.0
 #: iopub messages that carry what a notebook shows (and so count against the output budget)
 COUNTED = ("stream", "display_data", "update_display_data", "execute_result", "error", "comm_open", "comm_msg",
            "clear_output")
@@ -77,7 +78,7 @@ class CappedClient(NotebookClient):
         return super().process_message(msg, cell, cell_index)
 
 
-def _kernel_death_reason(status: int | None, report: dict, limits: Limits, killed_for_wall: bool) -> str:
+def _kernel_death_reason(status: int | None, report: dict, limits: Limits, stopped: dict) -> str:
     killed_for = report.get("killed_for")
     if killed_for == "cpu":
         return f"CPU-time limit ({limits.cpu_seconds} s for all the kernel's processes): the kernel was stopped"
@@ -85,8 +86,11 @@ def _kernel_death_reason(status: int | None, report: dict, limits: Limits, kille
         return f"memory limit ({limits.memory_bytes // 2**20} MiB for all the kernel's processes): the kernel was stopped"
     if killed_for == "nproc":
         return f"process limit ({limits.nproc} processes and threads): the kernel was stopped"
-    if killed_for_wall:
+    if stopped["wall"]:
         return f"notebook wall-time limit ({limits.notebook_timeout} s): the kernel was stopped"
+    if stopped["message"]:
+        return (f"message size limit ({MESSAGE_BYTES // 2**20} MiB for one output or reply): the grader refused "
+                "the message and stopped the kernel")
     code = report.get("exit")
     if code in (-24,):  # SIGXCPU from a process's own RLIMIT_CPU
         return f"CPU-time limit ({limits.cpu_seconds} s): the kernel was stopped"
@@ -122,15 +126,33 @@ def _cap_notebook_size(nb, limits: Limits) -> bool:
     return dropped
 
 
-async def _execute_cells(client: CappedClient, log) -> bool:
+async def _stop_on_cut_channel(client: CappedClient, stopped: dict) -> None:
+    """Stop the kernel if a channel is cut while it still runs: ZMQ refused a message over MESSAGE_BYTES (a
+    kernel that ends cuts its channels too, but its job ends within the grace period)."""
+    while not client.kc.channel_cut():
+        await asyncio.sleep(CUT_POLL_SECONDS)
+    deadline = time.monotonic() + CUT_GRACE_SECONDS
+    while client.km.exit_status() is None:
+        if time.monotonic() > deadline:
+            stopped["message"] = True
+            client.km.kill_now()
+            return
+        await asyncio.sleep(CUT_POLL_SECONDS)
+
+
+async def _execute_cells(client: CappedClient, log, stopped: dict) -> bool:
     """Run every code cell; return False if the kernel died on the way."""
     async with client.async_setup_kernel(stdout=log, stderr=log):
-        await client.async_wait_for_reply(client.kc.kernel_info(), None)
-        for index, cell in enumerate(client.nb.cells):
-            try:
-                await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-            except DeadKernelError:
-                return False
+        watcher = asyncio.create_task(_stop_on_cut_channel(client, stopped))
+        try:
+            await client.async_wait_for_reply(client.kc.kernel_info(), None)
+            for index, cell in enumerate(client.nb.cells):
+                try:
+                    await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                except DeadKernelError:
+                    return False
+        finally:
+            watcher.cancel()   # before the kernel's shutdown cuts its channels
     return True
 
 
@@ -142,10 +164,10 @@ def run_notebook(nb, template: Template, spec: dict, limits: Limits) -> Executio
     client = CappedClient(nb, limits.output_bytes, km=km, timeout=limits.cell_timeout, allow_errors=True,
                           interrupt_on_timeout=True, error_on_timeout=TIMEOUT_ERROR, record_timing=False,
                           startup_timeout=120, shutdown_kernel="immediate", iopub_timeout=10)
-    wall = {"killed": False}
+    stopped = {"wall": False, "message": False}   # why the grader stopped the kernel, if it did
 
     def stop():
-        wall["killed"] = True
+        stopped["wall"] = True
         km.kill_now()
 
     watchdog = threading.Timer(limits.notebook_timeout, stop)
@@ -153,7 +175,7 @@ def run_notebook(nb, template: Template, spec: dict, limits: Limits) -> Executio
     watchdog.start()
     try:
         with open(f"{spec['job_dir']}/out/client.log", "ab") as log:
-            alive = asyncio.run(_execute_cells(client, log))
+            alive = asyncio.run(_execute_cells(client, log, stopped))
     except (DeadKernelError, RuntimeError) as error:  # RuntimeError: died before replying to kernel_info
         alive = False
         client.nb.metadata["grader_error"] = str(error)[:500]
@@ -166,7 +188,7 @@ def run_notebook(nb, template: Template, spec: dict, limits: Limits) -> Executio
     report = _read_status(spec)
     result = Execution(client.nb, seconds, _scan_outputs(client.nb, limits), not alive, report)
     if not alive or report.get("killed_for"):
-        result.limits_hit.append(_kernel_death_reason(status, report, limits, wall["killed"]))
+        result.limits_hit.append(_kernel_death_reason(status, report, limits, stopped))
     if client.output_dropped:
         result.limits_hit.append(f"output limit ({limits.output_bytes // 1024} KiB): later output dropped")
     if _cap_notebook_size(client.nb, limits):

@@ -19,9 +19,11 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Empty
 
+import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Any, Type
@@ -29,6 +31,11 @@ from traitlets import Any, Type
 from course_utils.grading.sandbox import Limits, SandboxUnavailable, mode, template_argv, template_command
 
 READY_TIMEOUT = 180.0
+#: the largest message part the grader takes from a kernel. ZMQ refuses a bigger one unread and cuts that
+#: channel for good, so no kernel can make the grader's process (where the local workers drive their kernels)
+#: parse gigabytes; ``grading.execute`` then stops the kernel, with a note. Honest output never comes near:
+#: the output budget (1 MiB) drops far smaller messages, with a note of its own.
+MESSAGE_BYTES = 128 * 2**20
 #: where spool folders go: never under /tmp, which every job covers with a tmpfs of its own
 SPOOL_PARENT = "/var/tmp" if os.access("/var/tmp", os.W_OK) else os.path.expanduser("~")
 
@@ -63,10 +70,16 @@ class JobHandle:
         self.template.stop(self.job)  # interrupts go through the control channel; any signal here means stop
 
 
+#: bwrap's --die-with-parent (PR_SET_PDEATHSIG) kills the jail when the *thread* that started it ends, so
+#: every template is started from this one thread, which lives as long as the process
+_LAUNCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="template-launcher")
+
+
 class Template:
     """A running kernel template and its jobs (see ``grading.template``)."""
 
     _shared: dict = {}
+    _shared_lock = threading.Lock()   # the workers of an in-process cluster share one template
 
     def __init__(self, sandboxed: bool, limits: Limits):
         self.sandboxed = sandboxed
@@ -90,12 +103,22 @@ class Template:
 
     @classmethod
     def shared(cls, sandboxed: bool, limits: Limits) -> "Template":
-        """This process's template for ``sandboxed`` (started on first use, started again if it died)."""
+        """This process's template for ``sandboxed`` (started on first use, started again if it died); every
+        worker thread of the process uses the same one."""
         key = (sandboxed, limits.threads)
-        template = cls._shared.get(key)
-        if template is None or template.process.poll() is not None:
-            template = cls._shared[key] = cls(sandboxed, limits)
-        return template
+        with cls._shared_lock:
+            template = cls._shared.get(key)
+            if template is None or template.process.poll() is not None:
+                template = cls._shared[key] = _LAUNCHER.submit(cls, sandboxed, limits).result()
+            return template
+
+    @classmethod
+    def close_shared(cls) -> None:
+        """Close this process's templates (they start again on next use)."""
+        with cls._shared_lock:
+            templates, cls._shared = list(cls._shared.values()), {}
+        for template in templates:
+            template.close()
 
     def _read_events(self) -> None:
         for line in self.process.stdout:
@@ -174,11 +197,7 @@ def remove_stale_spools() -> None:
             continue
 
 
-@atexit.register
-def _close_shared() -> None:
-    for template in list(Template._shared.values()):
-        template.close()
-    Template._shared.clear()
+atexit.register(Template.close_shared)
 
 
 def _plain_template_env(limits: Limits) -> dict[str, str]:
@@ -198,7 +217,16 @@ class QuickReadyClient(AsyncKernelClient):
     messages until none has come for 0.2 s: about 0.4 s of idle time per notebook, more than the kernel's
     own CPU. Here the same two proofs of life, asked for every 20 ms, then only what has already arrived
     is discarded; a late startup message is harmless, since nbclient reads only replies to its own requests.
+
+    It also refuses any message part over ``MESSAGE_BYTES`` and watches its output and reply channels, so
+    that a kernel that sent one can be stopped (``channel_cut``).
     """
+
+    _monitors: tuple = ()   # a ZMQ monitor per watched socket
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_BYTES)  # for every socket it opens: ZMQ reads it at connect
 
     async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
@@ -227,6 +255,27 @@ class QuickReadyClient(AsyncKernelClient):
                 break
 
     wait_for_ready = _async_wait_for_ready  # AsyncKernelClient binds the name to its base's function
+
+    def connect_iopub(self, identity=None):
+        return self._watched(super().connect_iopub(identity))
+
+    def connect_shell(self, identity=None):
+        return self._watched(super().connect_shell(identity))
+
+    def _watched(self, socket):
+        self._monitors = [*self._monitors, socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)]
+        return socket
+
+    def channel_cut(self) -> bool:
+        """True once the output or reply channel lost its connection (a message over MESSAGE_BYTES, or the
+        kernel's end: ``grading.execute`` tells them apart)."""
+        return any(monitor.get(zmq.EVENTS) & zmq.POLLIN for monitor in self._monitors)
+
+    def stop_channels(self) -> None:
+        for monitor in self._monitors:
+            monitor.close(linger=0)
+        self._monitors = ()
+        super().stop_channels()
 
 
 class TemplateKernelManager(AsyncKernelManager):
