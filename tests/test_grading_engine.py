@@ -49,6 +49,17 @@ def test_its_workers_share_one_template_and_each_notebook_gets_a_fresh_kernel():
     assert len({kernel for kernel, _ in pairs}) == 6, "no two notebooks share a kernel"
 
 
+def test_past_four_workers_they_are_worker_processes_of_a_few_threads_each_sharing_a_template():
+    with Engine(workers=6) as engine:
+        workers = engine.client.scheduler_info()["workers"]
+        assert sorted(info["nthreads"] for info in workers.values()) == [3, 3] and engine.n_workers == 6
+        assert not any(address.startswith("inproc://") for address in workers)
+        outputs = [out for _, out in engine.run([job(f"s{i}", WHO) for i in range(8)])]
+    assert all(out.problem is None for out in outputs), [out.problem for out in outputs]
+    pairs = [printed(out).split() for out in outputs]
+    assert len({kernel for kernel, _ in pairs}) == 8 and len({template for _, template in pairs}) <= 2
+
+
 def test_the_template_closes_with_the_engine():
     with Engine(workers=1) as engine:
         list(engine.run([job("alice", "1")]))

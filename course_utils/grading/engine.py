@@ -5,11 +5,12 @@
     ...         handle(out)                                                # doctest: +SKIP
     >>> Engine(scheduler="tcp://10.0.0.5:8786")                            # a cluster's scheduler  # doctest: +SKIP
 
-Each Dask worker runs one job at a time (``threads_per_worker=1``), in kernels forked from its process's
-kernel template (``grading.kernel.Template``). The default LocalCluster is in-process: its workers are
-threads of the grader's process, so a machine starts one template and no worker process (on 2 cores that
-saves a template's 2.6 CPU-seconds of imports and 2 s of cluster start; see the README's Performance).
-Isolation is the same either way: every notebook runs in a kernel forked fresh for it, in its own jail, as
+Each worker thread runs one job at a time, in kernels forked from its process's kernel template
+(``grading.kernel.Template``, one per process, shared by its threads). The default LocalCluster of up to
+``IN_PROCESS_WORKERS`` workers is in-process: its workers are threads of the grader's process, so a machine
+starts one template and no worker process (on 2 cores that saves a template's 2.6 CPU-seconds of imports
+and 2 s of cluster start; see the README's Performance); a larger one has worker processes of up to that
+many threads each. Isolation is the same either way: every notebook runs in a kernel forked fresh for it, in its own jail, as
 its own uid; a worker only drives kernels, and no kernel message over ``kernel.MESSAGE_BYTES`` reaches it.
 A job is plain data and its result comes back as plain data (the record file as bytes), so the grader's
 process stays the single writer of results and the gradebook. When a worker dies mid-job, the scheduler runs the job again on another worker; the grader keeps the first result of
@@ -28,6 +29,24 @@ from course_utils.grading.jobs import Job, JobOutput, run_job
 from course_utils.grading.kernel import Template
 from course_utils.grading.sandbox import SandboxUnavailable, probe
 
+#: driving a kernel costs the worker's process about 0.1 CPU-second per submission of exercise 01, under one
+#: GIL; past about this many threads a process of workers would be the bottleneck (README: Performance)
+IN_PROCESS_WORKERS = 4
+
+
+def local_cluster_options(workers: int) -> dict:
+    """LocalCluster's options for ``workers`` jobs at once: in-process up to ``IN_PROCESS_WORKERS``, else as
+    few worker processes as keep each to that many threads (each process with its own template).
+
+        >>> local_cluster_options(2)["processes"], local_cluster_options(10)["n_workers"]
+        (False, 3)
+    """
+    if workers <= IN_PROCESS_WORKERS:
+        # memory_limit=0: in-process workers would all watch the grader's one process and pause together
+        return {"n_workers": workers, "threads_per_worker": 1, "processes": False, "memory_limit": 0}
+    processes = -(-workers // IN_PROCESS_WORKERS)
+    return {"n_workers": processes, "threads_per_worker": -(-workers // processes), "processes": True}
+
 
 class Engine:
     """A Dask client: a fresh LocalCluster (``scheduler=None``) or a connection to ``scheduler``."""
@@ -44,10 +63,8 @@ class Engine:
             if not self.client.scheduler_info().get("workers"):
                 self.client.wait_for_workers(1, timeout=60)
         else:
-            # memory_limit=0: in-process workers would all watch the grader's one process and pause together
-            self.cluster = LocalCluster(n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1,
-                                        processes=False, memory_limit=0, dashboard_address=None,
-                                        silence_logs=logging.ERROR)
+            self.cluster = LocalCluster(**local_cluster_options(self.workers or os.cpu_count() or 1),
+                                        dashboard_address=None, silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
         return self
 
@@ -60,7 +77,8 @@ class Engine:
 
     @property
     def n_workers(self) -> int:
-        return len(self.client.scheduler_info().get("workers", {}))
+        """How many jobs the engine runs at once (a worker thread each)."""
+        return sum(info.get("nthreads", 1) for info in self.client.scheduler_info().get("workers", {}).values())
 
     def check_sandbox(self) -> None:
         """Make sure every worker can build jails; raise SandboxUnavailable naming what failed where."""
