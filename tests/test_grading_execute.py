@@ -112,7 +112,8 @@ import json, resource, sys
 sys.path.insert(0, "tests")
 from test_grading_execute import run, texts
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-out, nb = run("print('before')", "from IPython.display import display\\ndisplay({'text/plain': 'x' * (200 * 2**20)}, raw=True)",
+out, nb = run("print('before')",
+              "from IPython.display import display\\ndisplay({'text/plain': 'x' * (200 * 2**20)}, raw=True)",
               "print('after')")
 grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
 print(json.dumps([grew, out.problem, out.limits_hit, len(out.notebook_json), [texts(c) for c in nb.cells]]))

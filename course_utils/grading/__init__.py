@@ -4,8 +4,8 @@ Built on nbgrader's API, with three additions nbgrader lacks:
 
 * **Parallel, past one machine**: jobs run on Dask distributed (an in-process LocalCluster by default, any
   cluster with ``--scheduler``); kernels are forked from a template that has imported torch and the course
-  once (one per machine: the local cluster's workers are threads of the grader, sharing it); only the
-  grader's own process writes results and the gradebook.
+  once (one per worker process, shared by its threads; up to 4 local workers are threads of the grader's
+  process); only the grader's own process writes results and the gradebook.
 * **Jailed**: each kernel runs in namespaces of its own (pid, mount, network, IPC) as a uid of its own (or
   rootless, in a user namespace), with limits on CPU, memory and tasks for all its processes together and
   size-limited tmpfs folders for everything it writes; nothing of the course but ``course_utils`` and the data.

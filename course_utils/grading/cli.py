@@ -52,8 +52,8 @@ def _collect(course, args) -> None:
 def _autograde_arguments(parser) -> None:
     _assignments(parser)
     parser.add_argument("--student", action="append", help="only this student (repeatable)")
-    parser.add_argument("--workers", type=int, default=None, help="workers of the local, in-process Dask cluster, "
-                        "each grading one notebook at a time (default: CPU count)")
+    parser.add_argument("--workers", type=int, default=None, help="workers of the local Dask cluster, each grading one "
+                        "notebook at a time (default: CPU count; threads of this process up to 4)")
     parser.add_argument("--scheduler", help="grade on this Dask cluster instead, e.g. tcp://host:8786 (its workers "
                         "run from a copy of the course with its venv)")
     parser.add_argument("--no-sandbox", action="store_true", help="run kernels unjailed (trusted notebooks only!)")

@@ -10,12 +10,14 @@ Each worker thread runs one job at a time, in kernels forked from its process's 
 ``IN_PROCESS_WORKERS`` workers is in-process: its workers are threads of the grader's process, so a machine
 starts one template and no worker process (on 2 cores that saves a template's 2.6 CPU-seconds of imports
 and 2 s of cluster start; see the README's Performance); a larger one has worker processes of up to that
-many threads each. Isolation is the same either way: every notebook runs in a kernel forked fresh for it, in its own jail, as
-its own uid; a worker only drives kernels, and no kernel message over ``kernel.MESSAGE_BYTES`` reaches it.
-A job is plain data and its result comes back as plain data (the record file as bytes), so the grader's
-process stays the single writer of results and the gradebook. When a worker dies mid-job, the scheduler runs the job again on another worker; the grader keeps the first result of
-each job, so nothing is lost or counted twice. A job whose result cannot be had at all (it killed every
-worker it ran on, or its result could not be sent back) becomes a graded problem for that notebook only.
+many threads each. Isolation is the same either way: every notebook runs in a kernel forked fresh for it,
+in its own jail, as its own uid; a worker only drives kernels, and no kernel message over
+``kernel.MESSAGE_BYTES`` reaches it. A job is plain data and its result comes back as plain data (the
+record file as bytes), so the grader's process stays the single writer of results and the gradebook.
+When a worker dies mid-job, the scheduler runs the job again on another worker; the grader keeps the
+first result of each job, so nothing is lost or counted twice. A job whose result cannot be had at all
+(it killed every worker it ran on, or its result could not be sent back) becomes a graded problem for that
+notebook only.
 Workers of a remote cluster must run from a copy of the course with its venv (``dask worker`` started
 from the course folder with the venv's Python).
 """
