@@ -200,7 +200,9 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
     write("unstoppable_loop", answered(release_nb, {**answers, TASKS[2]: ignore_sigint}), earned(*TASKS[:2]), "wall-time limit")
     crash = {**{t: answers[t] for t in TASKS[:2]}, TASKS[2]: "import os\nos._exit(1)\n"}
     write("kernel_crash", answered(release_nb, crash), earned(*TASKS[:2]), "kernel died")
-    hog = "chunks = []\nwhile True:\n    chunks.append(bytearray(2**28))\n"
+    # it hits the memory limit, then lets go: a kernel left a few MiB under its limit fails later cells or
+    # not by chance (an allocation here or there), and the sample must earn the same points every run
+    hog = "chunks = []\ntry:\n    while True:\n        chunks.append(bytearray(2**28))\nfinally:\n    chunks.clear()\n"
     write("memory_hog", answered(release_nb, {**answers, TASKS[1]: hog}), FULL - POINTS[TASKS[1]], "memory limit")
     edited = answered(release_nb, {t: answers[t] for t in TASKS[:2]})
     for task in TASKS[2:]:
