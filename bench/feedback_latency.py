@@ -1,5 +1,5 @@
 """Submission-to-feedback latency: a class submits exercise 01 at once through the nbgrader exchange and the
-grader service (``course_utils.grading.service``) grades each submission and releases its feedback.
+grader service (``course_utils.grading.hub.watcher``) grades each submission and releases its feedback.
 
     $ python -m bench.feedback_latency --students 20      # as root (the grading sandbox needs it)
     >>> figures = run(n_students=20)                       # doctest: +SKIP
@@ -73,7 +73,7 @@ def _submit(args) -> tuple[str, float]:
 def _course(root: Path, exchange: Path):
     """The instructor's course (nbgrader_config.py, solutions/ and exercises/ of exercise 01), workspace made."""
     from course_utils.grading.course import Course
-    from course_utils.grading.workspace import ensure_workspace
+    from course_utils.grading.pipeline.workspace import ensure_workspace
     shutil.copy(REPO / "nbgrader_config.py", root)
     for folder in ("solutions", "exercises"):
         shutil.copytree(REPO / folder / ASSIGNMENT, root / folder / ASSIGNMENT)
@@ -82,7 +82,7 @@ def _course(root: Path, exchange: Path):
 
 
 def _start_watcher(course_root: Path, exchange: Path, log: Path, workers: int | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-P", "-m", "course_utils.grading.service", "watch", "--course", str(course_root),
+    cmd = [sys.executable, "-P", "-m", "course_utils.grading.hub.watcher", "watch", "--course", str(course_root),
            "--exchange", str(exchange), "--min-interval", "0", "--poll", "0.2", "--any-owner", "--warm", ASSIGNMENT]
     if workers:
         cmd += ["--workers", str(workers)]
@@ -127,7 +127,7 @@ def run(n_students: int = 20, workers: int | None = None, timeout: float = 900.0
         raise ValueError(f"n_students must be at least 1, not {n_students}.")
     if os.geteuid() != 0:
         raise PermissionError("The grader sandboxes each notebook (bubblewrap, own uid): run the benchmark as root.")
-    from course_utils.grading.samples import honest_class
+    from course_utils.grading.authoring.samples import honest_class
     release_nb = nbformat.read(REPO / "exercises" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
     solution_nb = nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
     students = honest_class(release_nb, solution_nb, n_students)

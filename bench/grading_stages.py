@@ -3,7 +3,7 @@
     $ python -m bench.grading_stages -n 10
     >>> stages = measure(10)        # {'job_s': ..., 'kernel_ready_s': ..., 'cells_s': ..., ...}  # doctest: +SKIP
 
-Each of ``n`` solved notebooks runs through ``course_utils.grading.jobs.run_job`` one after the other in
+Each of ``n`` solved notebooks runs through ``course_utils.grading.runner.jobs.run_job`` one after the other in
 this process (after one warm-up job), and nbclient's own steps are timed from outside: ``kernel_ready_s``
 (launch the kernel until it answers kernel_info), ``cells_s`` (every cell, imports included),
 ``shutdown_s`` (stop the kernel and clean up), ``job_s`` (the whole job: checks, nbgrader's sanitizers,
@@ -62,7 +62,7 @@ def _timed_nbclient(current: dict):
 
 def _course(root: Path):
     from course_utils.grading.course import Course
-    from course_utils.grading import release
+    from course_utils.grading.pipeline import release
 
     shutil.copy(REPO / "nbgrader_config.py", root)
     shutil.copytree(REPO / "solutions" / ASSIGNMENT, root / "solutions" / ASSIGNMENT)
@@ -72,11 +72,11 @@ def _course(root: Path):
 
 
 def _job(course, nb_bytes: bytes, path: Path):
-    from course_utils.grading.jobs import Job
+    from course_utils.grading.runner.jobs import Job
 
     fields = inspect.signature(Job).parameters
     if "notebook_bytes" in fields:  # the kernel template's grader: plain data
-        from course_utils.grading.sanitize import SourceSnapshot
+        from course_utils.grading.pipeline.sanitize import SourceSnapshot
         snapshot = SourceSnapshot.from_gradebook(course.db_url, course.coursedir.course_id, ASSIGNMENT, NOTEBOOK)
         return Job("bench", ASSIGNMENT, NOTEBOOK, nb_bytes, [], snapshot, course.limits, True)
     path.write_bytes(nb_bytes)  # the grader before it: a path and the gradebook's URL
@@ -91,8 +91,8 @@ def _machine_cpu_seconds() -> float:
 
 
 def measure(n: int = 10) -> dict:
-    from course_utils.grading.jobs import run_job
-    from course_utils.grading.samples import solved
+    from course_utils.grading.runner.jobs import run_job
+    from course_utils.grading.authoring.samples import solved
 
     release_nb = nbformat.read(REPO / "exercises" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
     solution_nb = nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)

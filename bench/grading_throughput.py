@@ -5,10 +5,10 @@
     >>> figures["speedup_sandboxed"]                      # doctest: +SKIP
 
 Graders, each on its own copy of the course, on the same honest notebooks (correct, partial and wrong
-answers from ``course_utils.grading.samples.honest_class``; no attacks, which fool plain nbgrader by design):
+answers from ``course_utils.grading.authoring.samples.honest_class``; no attacks, which fool plain nbgrader by design):
 
 * ``nbgrader``: nbgrader's own ``autograde`` app (through ``NbGraderAPI``) on every student, serially;
-* ``sandboxed``: ``course_utils.grading.autograde`` on a fresh 2-worker Dask LocalCluster, every kernel
+* ``sandboxed``: ``course_utils.grading.pipeline.autograde`` on a fresh 2-worker Dask LocalCluster, every kernel
   jailed, *everything* counted: starting the cluster and each worker's kernel template, the solution
   notebook's reference run, grading, the gradebook;
 * ``no_sandbox``: the same with ``sandboxed=False`` (the difference is the jail's cost);
@@ -22,7 +22,6 @@ Timings on a shared machine are inflated: the load average before and after is p
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ ASSIGNMENT = "01_tensors_vs_numpy"
 def _course_copy(root: Path, students: list[tuple[str, object, float]]):
     """A released course under ``root`` with every student's notebook submitted; returns the Course."""
     from course_utils.grading.course import Course
-    from course_utils.grading.release import ensure_released
+    from course_utils.grading.pipeline.release import ensure_released
 
     shutil.copy(REPO / "nbgrader_config.py", root)
     shutil.copytree(REPO / "solutions" / ASSIGNMENT, root / "solutions" / ASSIGNMENT)
@@ -62,7 +61,9 @@ def time_nbgrader(course, students) -> tuple[float, dict[str, float]]:
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
     from sqlalchemy.exc import SAWarning
-    with contextlib.chdir(course.root), warnings.catch_warnings():
+
+    from course_utils.grading.course import working_folder
+    with working_folder(course.root), warnings.catch_warnings():
         warnings.simplefilter("ignore", SAWarning)  # nbgrader's own autoflush noise
         api = NbGraderAPI(coursedir=course.coursedir, config=course.config)
         start = time.perf_counter()
@@ -76,7 +77,7 @@ def time_nbgrader(course, students) -> tuple[float, dict[str, float]]:
 
 def time_ours(course, sandboxed: bool, engine=None, workers: int = WORKERS):
     """(seconds, scores, report) of our autograde: on ``engine`` if given, else on a fresh LocalCluster."""
-    from course_utils.grading.autograde import autograde
+    from course_utils.grading.pipeline.autograde import autograde
     start = time.perf_counter()
     (report,) = autograde(course, [ASSIGNMENT], workers=workers, sandboxed=sandboxed, force=True, progress=False,
                           engine=engine)
@@ -100,7 +101,7 @@ def stage_means(report) -> dict[str, float]:
 
 
 def _class(n: int):
-    from course_utils.grading.samples import honest_class
+    from course_utils.grading.authoring.samples import honest_class
     release_nb = nbformat.read(REPO / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}_exercises.ipynb", as_version=4)
     solution_nb = nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}_exercises.ipynb", as_version=4)
     return honest_class(release_nb, solution_nb, n)
@@ -108,7 +109,7 @@ def _class(n: int):
 
 def scaling(n: int, tmp: Path) -> dict:
     """``n`` submissions on a warm sandboxed engine of 1 worker, then of 2: seconds and worker-seconds each."""
-    from course_utils.grading.engine import Engine
+    from course_utils.grading.runner.engine import Engine
     students = _class(n)
     expected = {s: points for s, _, points in students}
     figures = {"n": n}
@@ -128,7 +129,7 @@ def scaling(n: int, tmp: Path) -> dict:
 
 def run(n_submissions: int = 20, scaling_n: int = 0) -> dict:
     """Grade ``n_submissions`` honest submissions with every grader; return the figures (see module doc)."""
-    from course_utils.grading.engine import Engine
+    from course_utils.grading.runner.engine import Engine
     if n_submissions < 1:
         raise ValueError(f"n_submissions must be at least 1, not {n_submissions}.")
     students = _class(n_submissions)

@@ -11,7 +11,7 @@ Modules, each with one job (a module only imports those above it in this list):
 * ``checks``: what the exercises' test cells call in the learner's kernel (``check_*``, ``record``);
 * ``grading/``: the instructor's side (nbgrader, the sandbox, trusted verdicts).
 
-The names below are imported on first use, so ``import course_utils.grading.feedback`` (say) does not
+The names below are imported on first use, so ``import course_utils.grading.pipeline.feedback`` (say) does not
 pay for torch.
 """
 from __future__ import annotations

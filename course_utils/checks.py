@@ -13,7 +13,7 @@ Two jobs, kept apart on purpose:
   this library's frames.
 * **Guard** (hidden tests): ``record(key, value)`` only stores the learner's value in the file named by
   ``COURSE_RECORD_FILE``. It never judges and never sees an expected value. The grader, in its own trusted
-  process, compares the file with the solution notebook's records (``course_utils.grading.verdicts``).
+  process, compares the file with the solution notebook's records (``course_utils.grading.pipeline.verdicts``).
 
 **One rule for both sides.** Each check turns the answer into plain data with ``answers.answer`` and judges
 that with ``compare.judge``; called with ``key=`` it records the same plain data together with its rule
@@ -35,14 +35,13 @@ from pathlib import Path
 
 import torch
 
-from course_utils import env
-from course_utils.atomic import replacing
+from course_utils import records as record_file
 from course_utils.answers import answer, as_number, describe, problem_marker
 from course_utils.classifier import classifier_report
-from course_utils.compare import KINDS, expected_tensor, format_number, judge, with_hint
+from course_utils.compare import expected_tensor, format_number, judge, with_hint
 
 #: the environment variable naming the record file (set by the grader only)
-RECORD_ENV = env.RECORD_FILE
+RECORD_ENV = record_file.ENV
 
 __all__ = [
     "CheckFailure", "check_tensor", "check_scalar", "check_at_least", "check_grad", "check_grad_fn",
@@ -82,8 +81,7 @@ def _store(key: str, kind: str, value, params: dict) -> None:
         _RECORDS.clear()
         _RECORD_PATH[0] = path
     _RECORDS[key] = {"kind": kind, "value": value, "params": answer("value", params)}
-    with replacing(Path(path)) as tmp:
-        torch.save(_RECORDS, tmp)
+    record_file.write(Path(path), _RECORDS)
 
 
 def record(key: str, value, *, kind: str = "tensor", **params) -> None:
@@ -101,11 +99,7 @@ def record(key: str, value, *, kind: str = "tensor", **params) -> None:
         _store(key, kind, answer(kind, value), params)
 
 
-def _valid(key, kind: str) -> None:
-    if not isinstance(key, str) or key.count("/") != 1 or not all(key.split("/")):
-        raise ValueError(f"record key must look like 'grade_id/label', not {key!r}.")
-    if kind not in KINDS:
-        raise ValueError(f"record kind must be one of {KINDS}, not {kind!r}.")
+_valid = record_file.check_key
 
 
 # ---------------------------------------------------------------- teaching checks

@@ -15,7 +15,7 @@ checked against the spec (parameter budget, required layer types, input ``(B, *i
 images. No learner code runs.
 
 Both sides apply this rule: the learner's ``checks.check_classifier`` in the notebook (so what the notebook
-says is what the grade says) and the grader's trusted verdict (``course_utils.grading.verdicts``, on the record
+says is what the grade says) and the grader's trusted verdict (``course_utils.grading.pipeline.verdicts``, on the record
 file, with the parameters of the *solution's* record). Like every rule of ``course_utils.compare``, it judges a
 raw value and its recorded form alike: it starts from ``answer("classifier", value)``.
 """

@@ -4,7 +4,7 @@
     'result has shape (2,), expected shape (3,). ...'
 
 The learner's checks (``course_utils.checks``, in the learner's kernel) and the grader's trusted verdicts
-(``course_utils.grading.verdicts``, in the grader's own process) both go through the same two steps:
+(``course_utils.grading.pipeline.verdicts``, in the grader's own process) both go through the same two steps:
 
 1. ``answer(kind, value)`` (``course_utils.answers``) turns the learner's raw value into plain data
    (detached CPU tensors, Python numbers, strings, lists, dicts). This is what ``record`` stores and what
@@ -462,7 +462,7 @@ def grad_fn_problem(value, expected: list, *, numeric: list | None = None, rtol:
 
 def constraint_problem(value, expected, *, name: str = "result", reveal: bool = True, **_) -> str | None:
     """What the kernel's constraint check saw: [] when the function kept to its constraints, else why not.
-    (The grader also checks the submitted cells themselves: course_utils.grading.constraints.)
+    (The grader also checks the submitted cells themselves: course_utils.grading.pipeline.constraints.)
 
         >>> constraint_problem(["it calls torch.matmul, which this task forbids"], [])
         'it calls torch.matmul, which this task forbids'

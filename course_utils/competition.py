@@ -1,7 +1,7 @@
 """The apparel case study's competition layout: a folder of CSV files next to one PNG per image.
 
-    >>> folder = export_competition_layout("apparel_data")          # 70,000 PNGs, once
-    >>> ids, images, labels = read_competition_layout(folder, "train")
+    >>> folder = export_competition_layout("apparel_data")          # 70,000 PNGs, once  # doctest: +SKIP
+    >>> ids, images, labels = read_competition_layout(folder, "train")  # doctest: +SKIP
     >>> write_submission(test_ids, predicted, folder / "submission.csv")  # doctest: +SKIP
 
 ``export_competition_layout`` writes Fashion-MNIST the way a practice competition hands it out

@@ -12,7 +12,7 @@
 A design task asks for an ``nn.Sequential`` of standard ``torch.nn`` layers (:data:`LAYERS`, not nested).
 In the learner's kernel, :func:`describe_sequential` reads each layer's constructor arguments back from the
 layer; the test cell records that list with the trained ``state_dict``. The grader
-(``course_utils.grading.classifier``) rebuilds the network from the list with :func:`build_sequential`,
+(``course_utils.classifier``) rebuilds the network from the list with :func:`build_sequential`,
 which only ever calls the constructors of :data:`LAYERS` with plain numbers, booleans and short strings,
 checks the spec (parameter budget, input and output shapes) and measures accuracy itself.
 """

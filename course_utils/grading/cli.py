@@ -1,20 +1,25 @@
-"""The instructor's grading tool: ``python -m course_utils.grading <command>`` (``make <command>`` runs the same).
+"""The course's one command line: ``python -m course_utils.grading <command>`` (``make <command>`` runs the same).
 
-    $ python -m course_utils.grading release
+    $ python -m course_utils.grading release                      # the pipeline, in its order
     $ python -m course_utils.grading collect inbox/ --assignment 01_tensors_vs_numpy
     $ python -m course_utils.grading autograde 01_tensors_vs_numpy --workers 4
     $ python -m course_utils.grading feedback
     $ python -m course_utils.grading export
-    $ python -m course_utils.grading stats
+    $ python -m course_utils.grading stats                        # authoring: tasks, points, grading time
+    $ python -m course_utils.grading config                       # every setting of nbgrader_config.py
+    $ python -m course_utils.grading lab enable                   # the learner's JupyterLab: Validate's summary
+    $ python -m course_utils.grading lab update                   # make update
+    $ python -m course_utils.grading hub up --roster r.csv --instructor teacher    # make hub
+    $ python -m course_utils.grading --course /srv/.../course hub watch --exchange /srv/.../exchange
 
-Each command is a row of ``COMMANDS``: a one-line help, a function that adds its options, and a function
-that runs it. Every command has a module of the same name in ``course_utils/grading/`` whose function of
-the same name does the work (``feedback.feedback(course, ...)``); modules are imported only when their
-command runs, so ``feedback`` and ``export`` never load torch.
+Each command is a ``Command``: a one-line help, a function that adds its options, a function that runs it,
+and whether it needs the course (``--course``, default ``.``, before or after the command). Modules are
+imported only when their command runs, so ``feedback`` and ``export`` never load torch.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,20 +27,30 @@ from typing import Callable
 
 from course_utils.grading.course import Course, CourseError
 
+DEFAULT_PREFIX = Path("/srv/pytorch-foundations")
+
 
 @dataclass(frozen=True)
 class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[Course, argparse.Namespace], int | None]   # the exit status (None: 0)
+    run: Callable[..., int | None]      # run(course, args), or run(args) without a course; the exit status
+    needs_course: bool = True
+
+
+def _nothing(parser) -> None:
+    pass
 
 
 def _assignments(parser) -> None:
     parser.add_argument("assignments", nargs="*", help="assignment names (default: all)")
 
 
+# ---------------------------------------------------------------- the pipeline
+
+
 def _release(course, args) -> None:
-    from course_utils.grading.release import release
+    from course_utils.grading.pipeline.release import release
     print("released:", ", ".join(release(course, args.assignments or None)))
 
 
@@ -45,22 +60,26 @@ def _collect_arguments(parser) -> None:
 
 
 def _collect(course, args) -> None:
-    from course_utils.grading.collect import collect
+    from course_utils.grading.pipeline.collect import collect
     print(collect(course, args.inbox, args.assignment).summary())
+
+
+def _engine_arguments(parser) -> None:
+    parser.add_argument("--workers", type=int, default=None, help="notebooks graded at once on this machine (default: "
+                        "c.Grader.workers, else one per core; threads of this process up to 4)")
+    parser.add_argument("--scheduler", help="grade on this Dask cluster instead, e.g. tls://host:8786 (its workers "
+                        "run from a copy of the course with its venv)")
 
 
 def _autograde_arguments(parser) -> None:
     _assignments(parser)
     parser.add_argument("--student", action="append", help="only this student (repeatable)")
-    parser.add_argument("--workers", type=int, default=None, help="workers of the local Dask cluster, each grading one "
-                        "notebook at a time (default: CPU count; threads of this process up to 4)")
-    parser.add_argument("--scheduler", help="grade on this Dask cluster instead, e.g. tcp://host:8786 (its workers "
-                        "run from a copy of the course with its venv)")
+    _engine_arguments(parser)
     parser.add_argument("--no-sandbox", action="store_true", help="run kernels unjailed (trusted notebooks only!)")
     parser.add_argument("--force", action="store_true", help="re-grade even unchanged submissions")
-    parser.add_argument("--cell-timeout", type=int, help="seconds per cell (default: Execute.timeout)")
+    parser.add_argument("--cell-timeout", type=int, help="seconds per cell (default: c.Limits.cell_timeout)")
     parser.add_argument("--notebook-timeout", type=int, help="seconds per notebook")
-    parser.add_argument("--memory-mb", type=int, help="address-space limit of a kernel")
+    parser.add_argument("--memory-mb", type=int, help="memory limit of a kernel, MiB")
     parser.add_argument("--cpu-seconds", type=int, help="CPU-time limit of a kernel")
 
 
@@ -71,13 +90,19 @@ def _with_limits(course: Course, args) -> None:
     course.limits = replace(course.limits, **changes)
 
 
-def _autograde(course, args) -> None:
-    from course_utils.grading.autograde import autograde
+def engine_settings(course: Course, args) -> dict:
+    """workers and scheduler: the command line's, else ``c.Grader``'s."""
+    return {"workers": args.workers or course.setting("Grader", "workers") or None,
+            "scheduler": args.scheduler or course.setting("Grader", "scheduler") or None}
+
+
+def _autograde(course, args) -> int | None:
+    from course_utils.grading.pipeline.autograde import autograde
     _with_limits(course, args)
     if args.no_sandbox:
         print("WARNING: --no-sandbox: student code runs with your permissions.", file=sys.stderr)
-    reports = autograde(course, args.assignments or None, students=args.student, workers=args.workers,
-                        sandboxed=not args.no_sandbox, force=args.force, scheduler=args.scheduler)
+    reports = autograde(course, args.assignments or None, students=args.student, sandboxed=not args.no_sandbox,
+                        force=args.force, **engine_settings(course, args))
     for report in reports:
         print(report.summary())
     missed = sum(len(report.not_graded) for report in reports)
@@ -89,7 +114,7 @@ def _autograde(course, args) -> None:
 
 
 def _feedback(course, args) -> None:
-    from course_utils.grading.feedback import feedback
+    from course_utils.grading.pipeline.feedback import feedback
     for assignment in args.assignments or course.assignments():
         print(f"{assignment}: {len(feedback(course, assignment))} feedback file(s)")
 
@@ -99,7 +124,7 @@ def _export_arguments(parser) -> None:
 
 
 def _export(course, args) -> None:
-    from course_utils.grading.export import export
+    from course_utils.grading.pipeline.export import export
     csv_path, pngs = export(course, args.out)
     print(f"wrote {csv_path} and {len(pngs)} histogram(s)")
 
@@ -110,8 +135,137 @@ def _stats_arguments(parser) -> None:
 
 
 def _stats(course, args) -> None:
-    from course_utils.grading.stats import stats
+    from course_utils.grading.authoring.stats import stats
     print(stats(course, args.assignments or None, grade=not args.static))
+
+
+def _config(course, args) -> None:
+    from course_utils.grading.config import describe
+    print(describe(course.config))
+
+
+# ---------------------------------------------------------------- the learner's JupyterLab
+
+
+def _lab_enable(args) -> None:
+    from course_utils.grading.lab.server import enable
+    print(f"enabled course_utils.grading.lab.server in {enable()}")
+
+
+def _lab_update_arguments(parser) -> None:
+    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="the course clone (default: this folder)")
+
+
+def _lab_update(args) -> None:
+    from course_utils.grading.lab.update import update
+    for note in update(args.repo):
+        print(f"note: {note}")
+    print("The course is up to date; your edits and outputs are kept.")
+
+
+# ---------------------------------------------------------------- the classroom
+
+
+def _prefix(parser) -> None:
+    parser.add_argument("--prefix", type=Path, default=DEFAULT_PREFIX, help=f"where the classroom lives ({DEFAULT_PREFIX})")
+
+
+def _hub_up_arguments(parser) -> None:
+    parser.add_argument("--roster", type=Path, required=True, help="CSV of student ids (one per line)")
+    parser.add_argument("--instructor", required=True, help="the instructor's account name")
+    _prefix(parser)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--homes", type=Path, default=Path("/home"), help="where new accounts' homes go")
+    parser.add_argument("--min-interval", type=float, default=60.0, help="seconds between gradings per student")
+    parser.add_argument("--proxy", default=shutil_which("configurable-http-proxy"), help="configurable-http-proxy")
+    parser.add_argument("--omp-threads", type=int, default=0, help="OMP_NUM_THREADS for kernels (0: torch's default)")
+    parser.add_argument("--python", default="", help="the Python every account runs (default: the system's)")
+
+
+def shutil_which(name: str) -> str:
+    import shutil
+    return shutil.which(name) or ""
+
+
+def _hub_prepare(args, run_hub: bool = False) -> int:
+    from course_utils.grading.hub.accounts import RosterError, check_user_name, read_roster
+    from course_utils.grading.hub.classroom import Classroom, hub_command, prepare
+    if os.geteuid() != 0:
+        raise RosterError("make hub creates accounts and runs JupyterHub for them: run it as root.")
+    if not args.proxy or not os.access(args.proxy, os.X_OK):
+        raise RosterError("configurable-http-proxy not found: run make hub-tools (npm installs it beside the "
+                          "hub's config, in course_utils/grading/hub/node_modules).")
+    room = Classroom(args.prefix.resolve(), read_roster(args.roster), check_user_name(args.instructor, "instructor"),
+                     port=args.port, homes=args.homes, min_interval=args.min_interval, proxy=args.proxy,
+                     omp_threads=args.omp_threads, python=args.python)
+    if room.instructor in room.students:
+        raise RosterError(f"The instructor {room.instructor!r} is also on the roster: use another account name.")
+    prepare(room)
+    print(f"classroom ready in {room.prefix}; passwords for new accounts: {room.passwords} (readable by {room.instructor})")
+    if run_hub:
+        cmd, env = hub_command(room)
+        print(f"JupyterHub on http://{room.ip}:{room.port}/ (Ctrl-C stops it)", flush=True)
+        os.execvpe(cmd[0], cmd, env)
+    return 0
+
+
+def _hub_up(args) -> int:
+    return _hub_prepare(args, run_hub=True)
+
+
+def _hub_down_arguments(parser) -> None:
+    _prefix(parser)
+    parser.add_argument("--purge", action="store_true", help="also delete the prefix (grades included!)")
+
+
+def _hub_down(args) -> None:
+    from course_utils.grading.hub.classroom import down
+    down(args.prefix, args.purge)
+
+
+def _watch_arguments(parser) -> None:
+    parser.add_argument("--exchange", type=Path, required=True, help="the nbgrader exchange root")
+    parser.add_argument("--min-interval", type=float, default=None,
+                        help="seconds between gradings of one student's assignment (default: c.Watcher.min_interval)")
+    parser.add_argument("--poll", type=float, default=None, help="seconds between looks at the exchange")
+    _engine_arguments(parser)
+    parser.add_argument("--owner", default=None, help="account that owns the grading workspace (the instructor)")
+    parser.add_argument("--warm", nargs="*", default=[], metavar="ASSIGNMENT",
+                        help="assignments whose reference records to make at start (default: on first submission)")
+    parser.add_argument("--any-owner", action="store_true", help=argparse.SUPPRESS)   # benchmarks: ids without accounts
+    parser.add_argument("--stop-after", type=float, default=None, help=argparse.SUPPRESS)
+
+
+def _watch(course, args) -> None:
+    from course_utils.grading.hub.watcher import Settings, watch
+    for assignment in args.warm:
+        course.check_assignment(assignment)
+    settings = Settings(course.root, args.exchange,
+                        args.min_interval if args.min_interval is not None else course.setting("Watcher", "min_interval"),
+                        args.poll if args.poll is not None else course.setting("Watcher", "poll"),
+                        owner=args.owner, check_owner=not args.any_owner, **engine_settings(course, args))
+    watch(settings, args.stop_after, args.warm)
+
+
+def _regrade_arguments(parser) -> None:
+    parser.add_argument("assignment")
+    parser.add_argument("students", nargs="*", help="default: every student graded so far")
+
+
+def _regrade(course, args) -> None:
+    from course_utils.grading.hub.state import request_regrade
+    print(f"requested: {request_regrade(course, args.assignment, args.students)}")
+
+
+def _status(course, args) -> None:
+    from course_utils.grading.hub.state import load_state
+    for key, entry in sorted(load_state(course).items()):
+        print(f"{key:<48} {entry.get('status', ''):<8} {entry.get('score', '')!s:>5} {entry.get('message', '')}")
+
+
+def _progress(course, args) -> None:
+    from course_utils.grading.hub.progress import serve
+    serve(course)
 
 
 COMMANDS = {
@@ -121,27 +275,64 @@ COMMANDS = {
     "feedback": Command("HTML feedback per student, hidden tests removed", _assignments, _feedback),
     "export": Command("grades CSV and a histogram PNG per task", _export_arguments, _export),
     "stats": Command("tasks, points, tests and grading time per exercise", _stats_arguments, _stats),
+    "config": Command("every grading setting (c.Limits, c.Grader, c.Watcher) with its value", _nothing, _config),
+}
+GROUPS = {
+    "lab": ("the learner's JupyterLab", {
+        "enable": Command("turn on Validate's per-task summary in this Python's Jupyter", _nothing, _lab_enable, False),
+        "update": Command("pull the course's updates, keeping your edits (make update)", _lab_update_arguments,
+                          _lab_update, False),
+    }),
+    "hub": ("a JupyterHub classroom on this machine (as root)", {
+        "up": Command("build the classroom and run JupyterHub (make hub)", _hub_up_arguments, _hub_up, False),
+        "prepare": Command("build the classroom without running JupyterHub", _hub_up_arguments, _hub_prepare, False),
+        "down": Command("stop the classroom, remove the accounts it created (make hub-down)", _hub_down_arguments,
+                        _hub_down, False),
+        "watch": Command("grade submissions as they arrive in the exchange (the hub's grader service)",
+                         _watch_arguments, _watch),
+        "regrade": Command("ask the watcher to grade an assignment again", _regrade_arguments, _regrade),
+        "status": Command("print the watcher's progress", _nothing, _status),
+        "progress": Command("serve the instructor's progress page (the hub's progress service)", _nothing, _progress),
+    }),
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.grading", description=__doc__.splitlines()[0])
-    parser.add_argument("--course", default=".", help="course root holding nbgrader_config.py (default: .)")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add(sub, name: str, command: Command) -> None:
+    parser = sub.add_parser(name, help=command.help, description=command.help)
+    if command.needs_course:   # also accepted after the command; the one before it is the default
+        parser.add_argument("--course", default=argparse.SUPPRESS, help="course root holding nbgrader_config.py")
+    command.add_arguments(parser)
+    parser.set_defaults(command=command)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m course_utils.grading", description=__doc__.splitlines()[0])
+    top.add_argument("--course", default=".", help="course root holding nbgrader_config.py (default: .)")
+    sub = top.add_subparsers(dest="name", required=True, metavar="command")
     for name, command in COMMANDS.items():
-        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
-    return parser
+        _add(sub, name, command)
+    for group, (help_text, commands) in GROUPS.items():
+        inner = sub.add_parser(group, help=help_text, description=help_text).add_subparsers(
+            dest="subcommand", required=True, metavar="command")
+        for name, command in commands.items():
+            _add(inner, name, command)
+    return top
 
 
 def run(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    return COMMANDS[args.command].run(Course.load(args.course), args) or 0
+    args = parser().parse_args(argv)
+    command: Command = args.command
+    if command.needs_course:
+        return command.run(Course.load(args.course), args) or 0
+    return command.run(args) or 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from course_utils.grading.sandbox import SandboxUnavailable
+    from course_utils.grading.git import GitError
+    from course_utils.grading.hub.accounts import RosterError
+    from course_utils.grading.runner.sandbox import SandboxUnavailable
     try:
         return run(argv)
-    except (CourseError, SandboxUnavailable, FileNotFoundError) as error:
+    except (CourseError, SandboxUnavailable, FileNotFoundError, RosterError, GitError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

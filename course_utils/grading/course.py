@@ -10,11 +10,11 @@ autograded, feedback) from the config, and the grader's workspace next to them (
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
 import re
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from nbgrader.coursedir import CourseDirectory
@@ -22,7 +22,9 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from course_utils.grading.cells import HiddenMarkers
-from course_utils.grading.sandbox import Limits
+from course_utils.grading.config import Limits
+from course_utils.grading.files import digest
+from course_utils.grading.runner.sandbox import JobLimits
 
 #: student and assignment ids become folder names: keep them to a safe alphabet
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}")  # the whole id must match (fullmatch)
@@ -41,6 +43,18 @@ def is_safe_id(name: str) -> bool:
     return isinstance(name, str) and bool(SAFE_ID.fullmatch(name)) and ".." not in name
 
 
+@contextlib.contextmanager
+def working_folder(path):
+    """Run the block in ``path`` (nbgrader's apps read the course from the working folder); Python 3.10 has no
+    ``contextlib.chdir``."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def put_venv_tools_on_path() -> None:
     """nbgrader runs the ``alembic`` executable to create a gradebook: find it beside this Python."""
     tools = str(Path(sys.executable).parent)
@@ -53,7 +67,7 @@ class Course:
     root: Path
     config: Config
     coursedir: CourseDirectory
-    limits: Limits
+    limits: JobLimits
 
     @classmethod
     def load(cls, root: str | os.PathLike = ".") -> "Course":
@@ -65,10 +79,12 @@ class Course:
         config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
         config.CourseDirectory.root = str(root)
         coursedir = CourseDirectory(config=config)
-        timeout = config.Execute.get("timeout", 120) if "Execute" in config else 120
-        limits = replace(Limits(), cell_timeout=int(timeout),
-                         notebook_timeout=max(Limits().notebook_timeout, 3 * int(timeout)))
-        return cls(root, config, coursedir, limits)
+        return cls(root, config, coursedir, Limits(config=config).job_limits())
+
+    def setting(self, configurable: str, name: str):
+        """A setting of ``course_utils.grading.config`` (``c.<configurable>.<name>`` in nbgrader_config.py)."""
+        from course_utils.grading import config
+        return getattr(getattr(config, configurable)(config=self.config), name)
 
     # ------------------------------------------------------------ folders
     def path(self, step: str, student: str = ".", assignment: str = "") -> Path:
@@ -153,17 +169,4 @@ class Course:
 
     def source_digest(self, assignment: str, *extra: Path) -> str:
         """SHA-256 over the assignment's source folder (names and bytes), and ``extra`` files."""
-        return files_digest(sorted((self.source_dir / assignment).rglob("*")) + list(extra))
-
-
-def files_digest(paths) -> str:
-    """SHA-256 over the names and contents of the regular files among ``paths`` (checkpoints skipped).
-
-        >>> len(files_digest([Path("nbgrader_config.py")]))
-        64
-    """
-    digest = hashlib.sha256()
-    for path in paths:
-        if path.is_file() and ".ipynb_checkpoints" not in path.parts:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+        return digest(sorted((self.source_dir / assignment).rglob("*")) + list(extra))

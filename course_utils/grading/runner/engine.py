@@ -1,0 +1,141 @@
+"""Where grading jobs run: Dask distributed, an in-process cluster by default or any cluster you point it at.
+
+    >>> with Engine(workers=2) as engine:                                  # a LocalCluster on this machine
+    ...     for out in engine.run(jobs):                                   # results as they finish
+    ...         handle(out)                                                # doctest: +SKIP
+    >>> Engine(scheduler="tcp://10.0.0.5:8786")                            # a cluster's scheduler  # doctest: +SKIP
+
+Each worker thread runs one job at a time, in kernels forked from its process's kernel template
+(``grading.kernel.Template``, one per process, shared by its threads). The default LocalCluster of up to
+``IN_PROCESS_WORKERS`` workers is in-process: its workers are threads of the grader's process, so a machine
+starts one template and no worker process (on 2 cores that saves a template's 2.6 CPU-seconds of imports
+and 2 s of cluster start; see the README's Performance); a larger one has worker processes of up to that
+many threads each. Isolation is the same either way: every notebook runs in a kernel forked fresh for it,
+in its own jail, as its own uid; a worker only drives kernels, and no kernel message over
+``kernel.MESSAGE_BYTES`` reaches it. A job is plain data and its result comes back as plain data (the
+record file as bytes), so the grader's process stays the single writer of results and the gradebook.
+When a worker dies mid-job, the scheduler runs the job again on another worker; the grader keeps the
+first result of each job, so nothing is lost or counted twice. A job whose result cannot be had at all
+(it killed every worker it ran on, or its result could not be sent back) becomes a graded problem for that
+notebook only.
+Workers of a remote cluster must run from a copy of the course with its venv (``dask worker`` started
+from the course folder with the venv's Python).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+from course_utils.grading.runner.jobs import Job, JobOutput, run_job
+from course_utils.grading.runner.provisioner import Template
+from course_utils.grading.runner.sandbox import SandboxUnavailable, probe
+
+#: driving a kernel costs the worker's process about 0.1 CPU-second per submission of exercise 01, under one
+#: GIL; past about this many threads a process of workers would be the bottleneck (README: Performance)
+IN_PROCESS_WORKERS = 4
+
+
+def local_cluster_options(workers: int) -> dict:
+    """LocalCluster's options for ``workers`` jobs at once: in-process up to ``IN_PROCESS_WORKERS``, else as
+    few worker processes as keep each to that many threads (each process with its own template).
+
+        >>> local_cluster_options(2)["processes"], local_cluster_options(10)["n_workers"]
+        (False, 3)
+    """
+    if workers <= IN_PROCESS_WORKERS:
+        # memory_limit=0: in-process workers would all watch the grader's one process and pause together
+        return {"n_workers": workers, "threads_per_worker": 1, "processes": False, "memory_limit": 0}
+    processes = -(-workers // IN_PROCESS_WORKERS)
+    return {"n_workers": processes, "threads_per_worker": -(-workers // processes), "processes": True}
+
+
+class Engine:
+    """A Dask client: a fresh LocalCluster (``scheduler=None``) or a connection to ``scheduler``."""
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None):
+        self.scheduler, self.workers = scheduler, workers
+        self.cluster = self.client = None
+
+    def __enter__(self) -> "Engine":
+        from dask.distributed import Client, LocalCluster
+
+        if self.scheduler:
+            self.client = Client(self.scheduler, timeout=30)
+            if not self.client.scheduler_info().get("workers"):
+                self.client.wait_for_workers(1, timeout=60)
+        else:
+            self.cluster = LocalCluster(**local_cluster_options(self.workers or os.cpu_count() or 1),
+                                        dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = Client(self.cluster)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+            Template.close_shared()  # the in-process workers' templates go with the cluster
+
+    @property
+    def n_workers(self) -> int:
+        """How many jobs the engine runs at once (a worker thread each)."""
+        return sum(info.get("nthreads", 1) for info in self.client.scheduler_info().get("workers", {}).values())
+
+    def check_sandbox(self) -> None:
+        """Make sure every worker can build jails; raise SandboxUnavailable naming what failed where."""
+        failures = {}
+        for worker, outcome in self.client.run(_probe_here).items():
+            if outcome.startswith("error:"):
+                failures[worker] = outcome[len("error:"):]
+        if failures:
+            worker, why = next(iter(failures.items()))
+            raise SandboxUnavailable(f"worker {worker} cannot jail notebooks: {why}")
+
+    def start_templates(self, sandboxed: bool, limits) -> None:
+        """Start every worker's kernel template now rather than on its first job."""
+        self.client.run(_start_template, sandboxed, limits)
+
+    def run(self, jobs: list[Job], first: int = 0) -> Iterator[tuple[Job, JobOutput]]:
+        """Submit ``jobs`` (the first ``first`` of them ahead of the rest) and yield (job, output) as each finishes."""
+        from dask.distributed import as_completed
+
+        if not jobs:
+            return
+        futures = {}
+        for index, job in enumerate(jobs):
+            future = self.client.submit(run_job, job, pure=False, priority=1 if index < first else 0,
+                                        key=f"grade-{index}-{job.student}-{job.notebook}"[:120])
+            futures[future] = job
+        for future in as_completed(list(futures)):
+            job = futures.pop(future)
+            yield job, _result(future, job)
+            future.release()
+
+
+def _start_template(sandboxed: bool, limits) -> str:
+    Template.shared(sandboxed, limits)
+    return "ready"
+
+
+def _probe_here() -> str:
+    try:
+        return probe()
+    except SandboxUnavailable as error:
+        return f"error:{error}"
+
+
+def _result(future, job: Job) -> JobOutput:
+    """The job's output, or an output that says why there is none (never an exception)."""
+    try:
+        out = future.result()
+    except Exception as error:  # KilledWorker, a result that could not be sent back, a worker's bug
+        name = type(error).__name__
+        why = ("the worker grading it died each time it ran (KilledWorker)" if name == "KilledWorker"
+               else f"its result could not be had ({name}: {str(error)[:200]})")
+        out = JobOutput(job.student, job.assignment, job.notebook,
+                        problem=f"{job.notebook}.ipynb could not be graded: {why}; ask the instructor")
+        out.internal_error = True
+    if not isinstance(out, JobOutput):
+        out = JobOutput(job.student, job.assignment, job.notebook, problem="internal grader error: no job output")
+    return out

@@ -1,0 +1,205 @@
+"""Run one notebook in a kernel forked from the template, as far as it gets, and say which limit stopped it.
+
+    >>> result = run_notebook(nb, template, spec, JobLimits())  # doctest: +SKIP
+    >>> result.stopped_by   # None, or e.g. "cell time limit (120 s) in cell 7"  # doctest: +SKIP
+
+Every message the kernel sends counts against one output budget (outputs, display updates, comms and
+errors alike), the grader keeps no widget or comm state, and the graded notebook never grows past the
+notebook size limit; what goes over is dropped with a note.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+
+from course_utils.grading.runner.provisioner import MESSAGE_BYTES, Template, template_kernel_manager
+from course_utils.grading.runner.sandbox import JobLimits
+
+#: what nbclient writes into a cell that ran past the cell timeout (the kernel is interrupted, grading goes on)
+TIMEOUT_ERROR = {"ename": "CellTimeoutError", "evalue": "",
+                 "traceback": ["CellTimeoutError: the cell ran past the time limit and was interrupted"]}
+MEMORY_SIGNS = ("MemoryError", "can't allocate memory", "std::bad_alloc", "Cannot allocate memory")
+CUT_POLL_SECONDS, CUT_GRACE_SECONDS = 0.05, 2.0
+#: iopub messages that carry what a notebook shows (and so count against the output budget)
+COUNTED = ("stream", "display_data", "update_display_data", "execute_result", "error", "comm_open", "comm_msg",
+           "clear_output")
+
+
+@dataclass
+class Execution:
+    """What running one notebook produced."""
+    notebook: nbformat.NotebookNode
+    seconds: float
+    limits_hit: list[str] = field(default_factory=list)
+    kernel_died: bool = False
+    status: dict = field(default_factory=dict)   # the supervisor's report (see grading.template)
+
+    @property
+    def stopped_by(self) -> str | None:
+        """A sentence for the learner naming every limit the run hit, or None."""
+        return "; ".join(self.limits_hit) or None
+
+
+class CappedClient(NotebookClient):
+    """A NotebookClient that counts every kernel message against ``output_bytes`` and keeps no comm state."""
+
+    def __init__(self, nb, output_bytes: int, **kw):
+        super().__init__(nb, store_widget_state=False, **kw)
+        self.comm_open_handlers = {}
+        self.output_budget = output_bytes
+        self.output_dropped = False
+
+    async def _check_raise_for_error(self, cell, cell_index, exec_reply):
+        content = (exec_reply or {}).get("content", {})
+        if content.get("ename") == TIMEOUT_ERROR["ename"]:  # nbclient reports it in the reply only
+            cell.outputs.append(nbformat.v4.new_output("error", **TIMEOUT_ERROR))
+        return await super()._check_raise_for_error(cell, cell_index, exec_reply)
+
+    def process_message(self, msg, cell, cell_index):
+        if msg.get("msg_type") in COUNTED:
+            self.output_budget -= len(json.dumps(msg.get("content", {}), default=str)) + sum(
+                len(b) for b in msg.get("buffers") or [])
+            if self.output_budget < 0:
+                if not self.output_dropped:
+                    cell.outputs.append(nbformat.v4.new_output(
+                        "stream", name="stderr", text="[grader] output limit reached: further output dropped\n"))
+                self.output_dropped = True
+                return None
+        if msg.get("msg_type", "").startswith("comm"):
+            return None  # widgets are not graded: their messages are counted above, never kept
+        return super().process_message(msg, cell, cell_index)
+
+
+def _kernel_death_reason(status: int | None, report: dict, limits: JobLimits, stopped: dict) -> str:
+    killed_for = report.get("killed_for")
+    if killed_for == "cpu":
+        return f"CPU-time limit ({limits.cpu_seconds} s for all the kernel's processes): the kernel was stopped"
+    if killed_for == "memory":
+        return f"memory limit ({limits.memory_bytes // 2**20} MiB for all the kernel's processes): the kernel was stopped"
+    if killed_for == "nproc":
+        return f"process limit ({limits.nproc} processes and threads): the kernel was stopped"
+    if stopped["wall"]:
+        return f"notebook wall-time limit ({limits.notebook_timeout} s): the kernel was stopped"
+    if stopped["message"]:
+        return (f"message size limit ({MESSAGE_BYTES // 2**20} MiB for one output or reply): the grader refused "
+                "the message and stopped the kernel")
+    code = report.get("exit")
+    if code in (-24,):  # SIGXCPU from a process's own RLIMIT_CPU
+        return f"CPU-time limit ({limits.cpu_seconds} s): the kernel was stopped"
+    if code in (-9,):
+        return "the kernel was killed (CPU-time or memory limit)"
+    return f"the kernel died (exit status {code if code is not None else status}), e.g. os._exit, a crash or running out of memory"
+
+
+def _scan_outputs(nb, limits: JobLimits) -> list[str]:
+    hits = []
+    for index, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "error":
+                continue
+            text = f"{out.get('ename')}: {out.get('evalue')}"
+            if out.get("ename") == "CellTimeoutError":
+                hits.append(f"cell time limit ({limits.cell_timeout} s) in cell {index}")
+            elif any(sign in text for sign in MEMORY_SIGNS):
+                hits.append(f"memory limit ({limits.memory_bytes // 2**20} MiB) in cell {index}")
+    return hits
+
+
+def _cap_notebook_size(nb, limits: JobLimits) -> bool:
+    """Drop outputs from the end until the notebook fits ``notebook_bytes``; True if anything was dropped."""
+    dropped = False
+    for cell in reversed(nb.cells):
+        if len(nbformat.writes(nb)) <= limits.notebook_bytes:
+            break
+        if cell.get("outputs"):
+            cell.outputs = [nbformat.v4.new_output(
+                "stream", name="stderr", text="[grader] outputs removed: the notebook grew past its size limit\n")]
+            dropped = True
+    return dropped
+
+
+async def _stop_on_cut_channel(client: CappedClient, job, stopped: dict) -> None:
+    """Stop the kernel if a channel is cut while it still runs: ZMQ refused a message over MESSAGE_BYTES (a
+    kernel that ends cuts its channels too, but its job ends within the grace period)."""
+    while not client.kc.channel_cut():
+        await asyncio.sleep(CUT_POLL_SECONDS)
+    deadline = time.monotonic() + CUT_GRACE_SECONDS
+    while job.exit_status() is None:
+        if time.monotonic() > deadline:
+            stopped["message"] = True
+            job.stop_now()
+            return
+        await asyncio.sleep(CUT_POLL_SECONDS)
+
+
+async def _execute_cells(client: CappedClient, job, log, stopped: dict) -> bool:
+    """Run every code cell; return False if the kernel died on the way. nbclient releases the kernel's
+    client, its channels and the manager's ZMQ context at the end (``cleanup_kc``): kept, they pile up in a
+    worker (a heartbeat thread, two ZMQ contexts and an atexit hook per notebook)."""
+    async with client.async_setup_kernel(stdout=log, stderr=log, cleanup_kc=True):
+        watcher = asyncio.create_task(_stop_on_cut_channel(client, job, stopped))
+        try:
+            await client.async_wait_for_reply(client.kc.kernel_info(), None)
+            for index, cell in enumerate(client.nb.cells):
+                try:
+                    await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                except DeadKernelError:
+                    return False
+        finally:
+            watcher.cancel()   # before the kernel's shutdown cuts its channels
+    return True
+
+
+def run_notebook(nb, template: Template, spec: dict, limits: JobLimits) -> Execution:
+    """Execute ``nb`` in a kernel the template forks for the job ``spec`` (see ``grading.jobs``); the
+    supervisor's report (CPU, memory, the limit that stopped it) lands in the job's ``out/status.json``.
+    Never raises for anything the notebook does."""
+    km, job = template_kernel_manager(template, spec)
+    client = CappedClient(nb, limits.output_bytes, km=km, timeout=limits.cell_timeout, allow_errors=True,
+                          interrupt_on_timeout=True, error_on_timeout=TIMEOUT_ERROR, record_timing=False,
+                          startup_timeout=120, shutdown_kernel="immediate", iopub_timeout=10)
+    stopped = {"wall": False, "message": False}   # why the grader stopped the kernel, if it did
+
+    def stop():
+        stopped["wall"] = True
+        job.stop_now()
+
+    watchdog = threading.Timer(limits.notebook_timeout, stop)
+    start = time.perf_counter()
+    watchdog.start()
+    try:
+        with open(f"{spec['job_dir']}/out/client.log", "ab") as log:
+            alive = asyncio.run(_execute_cells(client, job, log, stopped))
+    except (DeadKernelError, RuntimeError) as error:  # RuntimeError: died before replying to kernel_info
+        alive = False
+        client.nb.metadata["grader_error"] = str(error)[:500]
+    finally:
+        watchdog.cancel()
+        job.stop_now()
+        status = job.wait_stopped()
+    seconds = time.perf_counter() - start
+    report = _read_status(spec)
+    result = Execution(client.nb, seconds, _scan_outputs(client.nb, limits), not alive, report)
+    if not alive or report.get("killed_for"):
+        result.limits_hit.append(_kernel_death_reason(status, report, limits, stopped))
+    if client.output_dropped:
+        result.limits_hit.append(f"output limit ({limits.output_bytes // 1024} KiB): later output dropped")
+    if _cap_notebook_size(client.nb, limits):
+        result.limits_hit.append(f"notebook size limit ({limits.notebook_bytes // 2**20} MiB): outputs removed")
+    return result
+
+
+def _read_status(spec: dict) -> dict:
+    try:
+        with open(f"{spec['job_dir']}/out/status.json") as handle:
+            report = json.load(handle)
+        return report if isinstance(report, dict) else {}
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,361 @@
+"""Kernels forked from the kernel template (``runner.template``), driven through jupyter_client.
+
+    >>> template = Template.shared(sandboxed=True, limits=JobLimits())   # one per worker process  # doctest: +SKIP
+    >>> km = template_kernel_manager(template, spec)                     # then nbclient as usual  # doctest: +SKIP
+
+``Template`` starts the template (jailed by bubblewrap, or plain with ``sandboxed=False``) and reads its
+events on a thread. ``TemplateProvisioner`` is jupyter_client's extension point for "start this kernel my
+way" (a ``KernelProvisionerBase``): its kernel is a job of that template, which speaks ZMQ over unix sockets
+(``transport="ipc"``) in the job's spool folder, the only thing the grader and the jail share. The kernel
+manager itself is jupyter_client's own, given the provisioner and ``QuickReadyClient``.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from queue import Empty
+
+import zmq
+from jupyter_client import protocol_version_info
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import KernelProvisionerBase
+from traitlets import Any
+
+from course_utils.grading.runner.sandbox import JobLimits, SandboxUnavailable, mode, template_argv, template_command
+
+READY_TIMEOUT = 180.0
+#: the largest message part the grader takes from a kernel. ZMQ refuses a bigger one unread and cuts that
+#: channel for good, so no kernel can make the grader's process (where the local workers drive their kernels)
+#: parse gigabytes; ``grading.execute`` then stops the kernel, with a note. Honest output never comes near:
+#: the output budget (1 MiB) drops far smaller messages, with a note of its own.
+MESSAGE_BYTES = 128 * 2**20
+#: where spool folders go: never under /tmp, which every job covers with a tmpfs of its own
+SPOOL_PARENT = "/var/tmp" if os.access("/var/tmp", os.W_OK) else os.path.expanduser("~")
+
+
+class JobHandle:
+    """What jupyter_client's provisioner needs of a kernel "process": poll, wait, kill (a template job)."""
+
+    def __init__(self, template: "Template", job: str, pid: int):
+        self.template, self.job, self.pid = template, job, pid
+        self.returncode: int | None = None
+        self._started = threading.Event()
+        self._done = threading.Event()
+
+    def _exited(self, status: int) -> None:
+        self.returncode = status
+        self._done.set()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if not self._done.wait(timeout):
+            raise subprocess.TimeoutExpired(f"kernel job {self.job}", timeout)
+        return self.returncode
+
+    def kill(self) -> None:
+        self.template.stop(self.job)
+
+    terminate = kill
+
+    def send_signal(self, signum: int) -> None:
+        self.template.stop(self.job)  # interrupts go through the control channel; any signal here means stop
+
+
+#: bwrap's --die-with-parent (PR_SET_PDEATHSIG) kills the jail when the *thread* that started it ends, so
+#: every template is started from this one thread, which lives as long as the process
+_LAUNCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="template-launcher")
+
+
+class Template:
+    """A running kernel template and its jobs (see ``grading.template``)."""
+
+    _shared: dict = {}
+    _shared_lock = threading.Lock()   # the workers of an in-process cluster share one template
+
+    def __init__(self, sandboxed: bool, limits: JobLimits):
+        self.sandboxed = sandboxed
+        remove_stale_spools()
+        self.spool = Path(tempfile.mkdtemp(prefix="cg-", dir=SPOOL_PARENT))  # short: unix socket paths <= 107 bytes
+        os.chmod(self.spool, 0o700)
+        (self.spool / "owner").write_text(str(os.getpid()))
+        argv = template_command(self.spool, limits) if sandboxed else template_argv()
+        env = None if sandboxed else _plain_template_env(limits)
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=open(self.spool / "template.log", "ab"), env=env, cwd="/")
+        self._jobs: dict[str, JobHandle] = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read_events, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(READY_TIMEOUT) or self.process.poll() is not None:
+            log = (self.spool / "template.log").read_text(errors="replace")[-1500:]
+            self.close()
+            raise SandboxUnavailable(f"the kernel template did not start: {log}")
+
+    @classmethod
+    def shared(cls, sandboxed: bool, limits: JobLimits) -> "Template":
+        """This process's template for ``sandboxed`` (started on first use, started again if it died); every
+        worker thread of the process uses the same one."""
+        key = (sandboxed, limits.threads)
+        with cls._shared_lock:
+            template = cls._shared.get(key)
+            if template is None or template.process.poll() is not None:
+                template = cls._shared[key] = _LAUNCHER.submit(cls, sandboxed, limits).result()
+            return template
+
+    @classmethod
+    def close_shared(cls) -> None:
+        """Close this process's templates (they start again on next use)."""
+        with cls._shared_lock:
+            templates, cls._shared = list(cls._shared.values()), {}
+        for template in templates:
+            template.close()
+
+    def _read_events(self) -> None:
+        for line in self.process.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "ready":
+                self._ready.set()
+            elif event.get("event") == "exited":
+                with self._lock:
+                    handle = self._jobs.pop(event["job"], None)
+                if handle is not None:
+                    handle._exited(event["status"])
+            elif event.get("event") == "started":
+                with self._lock:
+                    handle = self._jobs.get(event["job"])
+                if handle is not None:
+                    handle.pid = event["pid"]
+                    handle._started.set()
+        with self._lock:  # the template is gone: so is every kernel it held
+            handles, self._jobs = list(self._jobs.values()), {}
+        for handle in handles:
+            handle._exited(-9)
+
+    def _send(self, request: dict) -> None:
+        with self._lock:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+
+    def new_job_dir(self) -> Path:
+        """A fresh folder in the spool for one job: in/ (files to copy in), ipc/ (sockets), out/ (results)."""
+        job_dir = self.spool / uuid.uuid4().hex[:12]
+        for sub in ("in", "ipc", "out"):
+            (job_dir / sub).mkdir(parents=True, mode=0o700)
+        return job_dir
+
+    def start(self, spec: dict) -> JobHandle:
+        job = Path(spec["job_dir"]).name
+        handle = JobHandle(self, job, -1)
+        with self._lock:
+            self._jobs[job] = handle
+        self._send({"op": "start", "job": job, "spec": spec})
+        if not handle._started.wait(60):
+            raise RuntimeError("the kernel template did not start the job")
+        return handle
+
+    def stop(self, job: str) -> None:
+        try:
+            self._send({"op": "stop", "job": job})
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.spool, ignore_errors=True)
+
+
+def remove_stale_spools() -> None:
+    """Remove spool folders whose grading process is gone (a worker that was killed could not clean up)."""
+    for folder in Path(SPOOL_PARENT).glob("cg-*"):
+        try:
+            if folder.stat().st_uid != os.geteuid():
+                continue
+            os.kill(int((folder / "owner").read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
+atexit.register(Template.close_shared)
+
+
+def _plain_template_env(limits: JobLimits) -> dict[str, str]:
+    """The unsandboxed template's environment: only what Python and the libraries need."""
+    threads = str(limits.threads)
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME")}
+    return {**keep, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+
+
+class QuickReadyClient(AsyncKernelClient):
+    """jupyter_client's client, except that "ready" does not end with 0.2 s of silence on IOPub.
+
+    jupyter_client's ``wait_for_ready`` gets a kernel_info reply, then waits up to 0.2 s for one IOPub
+    message (so the IOPub subscription is known to be live; the first status messages usually go out
+    before it is, so this wait mostly times out and the request is sent again), then discards IOPub
+    messages until none has come for 0.2 s: about 0.4 s of idle time per notebook, more than the kernel's
+    own CPU. Here the same two proofs of life, asked for every 20 ms, then only what has already arrived
+    is discarded; a late startup message is harmless, since nbclient reads only replies to its own requests.
+
+    It also refuses any message part over ``MESSAGE_BYTES`` and watches its output and reply channels, so
+    that a kernel that sent one can be stopped (``channel_cut``).
+    """
+
+    _monitors: tuple = ()   # a ZMQ monitor per watched socket
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_BYTES)  # for every socket it opens: ZMQ reads it at connect
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                try:  # IOPub is connected; if not yet, ask again soon (each request brings status messages)
+                    await self.iopub_channel.get_msg(timeout=0.02)
+                except Empty:
+                    pass
+                else:
+                    self._adapt_protocol(reply)
+                    break
+            if not await self.is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+        while True:
+            try:
+                await self.iopub_channel.get_msg(timeout=0.005)
+            except Empty:
+                break
+
+    def _adapt_protocol(self, reply: dict) -> None:
+        """Speak the kernel's protocol version (what jupyter_client does with a kernel_info reply)."""
+        major = protocol_version_info[0]
+        version = int(str(reply["content"].get("protocol_version", major)).split(".")[0])
+        if version != major:
+            self.session.adapt_version = version
+
+    def connect_iopub(self, identity=None):
+        return self._watched(super().connect_iopub(identity))
+
+    def connect_shell(self, identity=None):
+        return self._watched(super().connect_shell(identity))
+
+    def _watched(self, socket):
+        self._monitors = [*self._monitors, socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)]
+        return socket
+
+    def channel_cut(self) -> bool:
+        """True once the output or reply channel lost its connection (a message over MESSAGE_BYTES, or the
+        kernel's end: ``grading.execute`` tells them apart)."""
+        return any(monitor.get(zmq.EVENTS) & zmq.POLLIN for monitor in self._monitors)
+
+    def stop_channels(self) -> None:
+        for monitor in self._monitors:
+            monitor.close(linger=0)
+        self._monitors = ()
+        super().stop_channels()
+
+
+class TemplateProvisioner(KernelProvisionerBase):
+    """jupyter_client's kernel provisioner for a kernel that is a job of a ``Template`` (``job``: the job's spec,
+    without its connection file). Signals, kills and terminations all stop the job: interrupts go through the
+    control channel (``interrupt_mode = "message"``)."""
+
+    template = Any()
+    job = Any()
+    handle: JobHandle | None = None
+
+    @property
+    def has_process(self) -> bool:
+        return self.handle is not None
+
+    async def poll(self) -> int | None:
+        return self.exit_status()
+
+    async def wait(self) -> int | None:
+        return None if self.handle is None else await asyncio.to_thread(self.handle.wait, None)
+
+    async def send_signal(self, signum: int) -> None:
+        self.stop_now()
+
+    async def kill(self, restart: bool = False) -> None:
+        self.stop_now()
+
+    async def terminate(self, restart: bool = False) -> None:
+        self.stop_now()
+
+    async def pre_launch(self, **kwargs) -> dict:
+        self.kernel_spec.interrupt_mode = "message"
+        self.parent.write_connection_file()
+        self.connection_info = self.parent.get_connection_info()
+        return await super().pre_launch(cmd=[], **kwargs)
+
+    async def launch_kernel(self, cmd: list[str], **kwargs) -> dict:
+        self.handle = self.template.start(dict(self.job, connection_file=self.parent.connection_file))
+        self.pid = self.handle.pid
+        return self.connection_info
+
+    async def cleanup(self, restart: bool = False) -> None:
+        pass
+
+    # ---- what the grader asks of a job beyond jupyter_client's needs
+    def exit_status(self) -> int | None:
+        return None if self.handle is None else self.handle.poll()
+
+    def stop_now(self) -> None:
+        if self.handle is not None and self.handle.poll() is None:
+            self.handle.kill()
+
+    def wait_stopped(self, timeout: float = 30.0) -> int | None:
+        """Wait for the job to end (its supervisor writes status.json and the records first)."""
+        if self.handle is None:
+            return None
+        try:
+            return self.handle.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def template_kernel_manager(template: Template, job: dict) -> tuple[AsyncKernelManager, TemplateProvisioner]:
+    """jupyter_client's kernel manager for one job of ``template``, and the provisioner that runs it."""
+    ipc = Path(job["job_dir"]) / "ipc"
+    km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(ipc / "k"),
+                            connection_file=str(ipc / "kernel.json"), client_factory=QuickReadyClient,
+                            autorestart=False)
+    km.provisioner = TemplateProvisioner(kernel_id=Path(job["job_dir"]).name, kernel_spec=km.kernel_spec,
+                                         parent=km, template=template, job=job)
+    return km, km.provisioner
+
+
+__all__ = ["JobHandle", "QuickReadyClient", "Template", "TemplateProvisioner", "template_kernel_manager", "mode"]

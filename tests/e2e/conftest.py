@@ -1,0 +1,38 @@
+"""The end-to-end tier's shared work: each solution notebook executed once per test run, in a real kernel.
+
+``solution_runs`` is what several files need of the solutions: the executed notebook (every test cell must
+pass) and its records (the trusted reference every answer is compared with). ``test_exercises`` checks the
+runs; ``test_grading_exercises`` hands the records to the grader as its cached references, so the grader
+does not run the solutions again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils.records import load_records
+from support import REPO, execute
+
+ASSIGNMENTS = sorted(p.name for p in (REPO / "solutions").iterdir() if any(p.glob("*.ipynb")))
+
+
+@dataclass
+class SolutionRun:
+    notebook: nbformat.NotebookNode      # as the kernel left it, outputs included
+    records: dict                        # what its test cells recorded
+    record_file: Path
+
+
+@pytest.fixture(scope="session")
+def solution_runs(tmp_path_factory) -> dict[str, SolutionRun]:
+    """assignment -> its solution notebook, executed once (the assignments have one notebook each)."""
+    runs = {}
+    for assignment in ASSIGNMENTS:
+        path = REPO / "solutions" / assignment / f"{assignment}_exercises.ipynb"
+        record_file = tmp_path_factory.mktemp(assignment) / "reference.pt"
+        nb = execute(nbformat.read(path, as_version=4), path.parent, record_file)
+        runs[assignment] = SolutionRun(nb, load_records(record_file), record_file)
+    return runs

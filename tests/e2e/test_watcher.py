@@ -1,0 +1,110 @@
+"""Grading on submission through the real nbgrader exchange: the watcher's steps on one long-lived engine
+(sandboxed), as the hub's grader service runs them. Submissions are made with nbgrader's own
+``ExchangeSubmit`` and feedback fetched with its ``ExchangeFetchFeedback``; the students are ids, not local
+accounts, so the watcher's account check is off (the browser test of the hub runs it with real accounts).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils.grading.authoring.samples import POINTS, honest_class
+from course_utils.grading.hub import state as states
+from course_utils.grading.hub import watcher as service
+from support import REPO
+
+TOTAL = sum(POINTS.values())   # exercise 01's points
+
+REPO = REPO
+ASSIGNMENT = "01_tensors_vs_numpy"
+NOTEBOOK = f"{ASSIGNMENT}_exercises"
+COURSE_ID = "pytorch-foundations"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)")]
+
+
+def exchange_app(kind: str, home: Path, exchange: Path, student: str):
+    from nbgrader.auth import Authenticator
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.exchange.default.fetch_feedback import ExchangeFetchFeedback
+    from nbgrader.exchange.default.submit import ExchangeSubmit
+    from traitlets.config import Config
+    c = Config()
+    c.CourseDirectory.course_id, c.CourseDirectory.assignment_id = COURSE_ID, ASSIGNMENT
+    c.CourseDirectory.student_id, c.CourseDirectory.root = student, str(home)
+    c.Exchange.root, c.Exchange.assignment_dir, c.Exchange.cache = str(exchange), str(home), str(home / ".cache")
+    app = {"submit": ExchangeSubmit, "fetch_feedback": ExchangeFetchFeedback}[kind]
+    return app(coursedir=CourseDirectory(config=c), authenticator=Authenticator(config=c), config=c)
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory):
+    """(course, settings, state, engine, submit(student, notebook) -> None, fetch(student) -> feedback HTML)."""
+    from course_utils.grading.course import Course
+    from course_utils.grading.pipeline.workspace import ensure_workspace
+    from course_utils.grading.runner.engine import Engine
+    root = tmp_path_factory.mktemp("service")
+    course_root, exchange, homes = root / "course", root / "exchange", root / "homes"
+    course_root.mkdir()
+    shutil.copy(REPO / "nbgrader_config.py", course_root)
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(REPO / folder / ASSIGNMENT, course_root / folder / ASSIGNMENT)
+    ensure_workspace(course_root, exchange)
+    course = Course.load(course_root)
+    settings = service.Settings(course_root, exchange, min_interval=60, check_owner=False, workers=2)
+    state = states.State(states.service_dir(course))
+
+    def submit(student: str, nb) -> None:
+        folder = homes / student / ASSIGNMENT
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, folder / f"{NOTEBOOK}.ipynb")
+        exchange_app("submit", homes / student, exchange, student).start()
+
+    def fetch(student: str) -> str:
+        exchange_app("fetch_feedback", homes / student, exchange, student).start()
+        pages = sorted((homes / student / ASSIGNMENT / "feedback").rglob(f"{NOTEBOOK}.html"))
+        return pages[-1].read_text() if pages else ""
+
+    with Engine(workers=2) as engine:
+        service.warm_up(course, settings, engine)
+        yield course, settings, state, engine, submit, fetch
+
+
+def test_a_submission_is_graded_and_its_feedback_fetched_a_resubmission_waits_then_replaces_it(classroom):
+    course, settings, state, engine, submit, fetch = classroom
+    release = nbformat.read(REPO / "exercises" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    solution = nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    sample = {points: nb for _, nb, points in honest_class(release, solution, 20)}
+    low, high = min(sample), max(sample)
+    key = f"{ASSIGNMENT}/alice"
+
+    submit("alice", sample[low])
+    assert [s.key for s in service.step(course, settings, state, engine=engine)] == [key]
+    assert state.entries[key]["status"] == states.GRADED and state.entries[key]["score"] == low
+    assert f"{low:g} / {TOTAL:g}" in fetch("alice")
+
+    time.sleep(1.1)   # nbgrader's submission timestamps have microseconds, but keep them clearly apart
+    submit("alice", sample[high])
+    assert service.step(course, settings, state, engine=engine) == []   # within min_interval: it waits
+    assert state.entries[key]["status"] == states.WAITING and "too soon" in state.entries[key]["message"]
+    later = state.entries[key]["started"] + settings.min_interval + 1
+    assert [s.key for s in service.step(course, settings, state, now=later, engine=engine)] == [key]
+    assert state.entries[key]["status"] == states.GRADED and state.entries[key]["score"] == high
+    assert f"{high:g} / {TOTAL:g}" in fetch("alice")
+
+
+def test_the_instructor_can_ask_for_a_regrade(classroom):
+    course, settings, state, engine, submit, fetch = classroom
+    key = f"{ASSIGNMENT}/alice"
+    before = dict(state.entries[key])
+    path = states.request_regrade(course, ASSIGNMENT)
+    assert service.step(course, settings, state, engine=engine) == []   # no new submission, but the request
+    assert not path.exists()
+    entry = state.entries[key]
+    assert entry["status"] == states.GRADED and entry["score"] == before["score"]
+    assert entry["graded"] > before["graded"]
