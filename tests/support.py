@@ -53,13 +53,14 @@ def submit(course, student: str, answer: str | None, assignment: str = "hw"):
     return folder
 
 
-def execute(nb, cwd: Path, record_file: Path | None = None):
-    """Run a notebook top to bottom in a real kernel with nbclient (errors kept in the outputs); returns it."""
+def execute(nb, cwd: Path, record_file: Path | None = None, **variables: str):
+    """Run a notebook top to bottom in a real kernel with nbclient (errors kept in the outputs), with these
+    environment ``variables`` added; returns it."""
     import os
 
     from nbclient import NotebookClient
 
-    env = {k: v for k, v in os.environ.items() if k != "COURSE_RECORD_FILE"}
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_RECORD_FILE"} | variables
     if record_file is not None:
         env["COURSE_RECORD_FILE"] = str(record_file)
     client = NotebookClient(nb, kernel_name="python3", timeout=600, allow_errors=True,

@@ -1,4 +1,4 @@
-"""nbgrader's cell metadata and the course's hidden-test markers, read in one place.
+"""nbgrader's cell metadata and the course's hidden-test markers, read in one place for the grader.
 
     >>> [cell.grade_id for cell in graded_cells(nbformat.read(path, as_version=4))]  # doctest: +SKIP
     ['ex01_arange_matrix', ...]
@@ -7,7 +7,9 @@
 
 A graded task in a source notebook is a locked markdown prompt, an answer cell (``solution: true``) and
 a locked test cell (``grade: true``) whose hidden region sits between the markers that nbgrader's
-``ClearHiddenTests`` removes from the release (configured in ``nbgrader_config.py``).
+``ClearHiddenTests`` removes from the release (configured in ``nbgrader_config.py``). The learner's Validate
+(``lab.validate``, which ships to students without the grader) reads the same metadata with nbgrader's own
+helpers.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import update as update_module
+from course_utils.grading.lab import update as update_module
 from course_utils.grading.lab.update import UpdateError, update, upstream
 from support import REPO
 
@@ -76,7 +76,7 @@ def test_make_update_merges_the_course_update_and_keeps_the_learners_edits_and_o
     source, output = learner_edits(clone / LESSON)
     (clone / "my_notes.txt").write_text("mine")
     heading = course_update(origin)
-    done = subprocess.run([sys.executable, "-m", "course_utils.grading.lab.update", "--repo", str(clone)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "course_utils.grading", "lab", "update", "--repo", str(clone)], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "your edits and outputs are kept" in done.stdout
