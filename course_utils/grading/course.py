@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,16 +44,20 @@ def is_safe_id(name: str) -> bool:
     return isinstance(name, str) and bool(SAFE_ID.fullmatch(name)) and ".." not in name
 
 
+_WORKING_FOLDER = threading.RLock()
+
+
 @contextlib.contextmanager
 def working_folder(path):
-    """Run the block in ``path`` (nbgrader's apps read the course from the working folder); Python 3.10 has no
-    ``contextlib.chdir``."""
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
+    """Run the block in ``path`` (nbgrader's apps read the course from the working folder), one block at a
+    time: the working folder belongs to the whole process, and the hub's watcher grades in several threads."""
+    with _WORKING_FOLDER:
+        before = os.getcwd()
+        os.chdir(path)
+        try:
+            yield
+        finally:
+            os.chdir(before)
 
 
 def put_venv_tools_on_path() -> None:

@@ -1,13 +1,10 @@
 """One set of pins: requirements.txt. pyproject.toml, environment.yml and the Makefile follow it."""
 import re
+import tomllib
 from importlib import metadata
 
 import yaml
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: pip's own copy of the same parser
-    from pip._vendor import tomli as tomllib
 from support import REPO
 
 ROOT = REPO
@@ -36,7 +33,7 @@ def test_pyproject_reads_its_dependencies_from_requirements_txt():
     assert "dependencies" not in project["project"], "pins belong in requirements.txt only"
     assert project["project"]["dynamic"] == ["dependencies"]
     assert project["tool"]["setuptools"]["dynamic"]["dependencies"]["file"] == ["requirements.txt"]
-    assert project["project"]["requires-python"] == ">=3.10,<3.14"
+    assert project["project"]["requires-python"] == ">=3.11,<3.14"
 
 
 def test_environment_yml_has_python_3_11_the_same_pins_and_the_package_editable():
