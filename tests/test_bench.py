@@ -26,6 +26,7 @@ def test_the_recipe_models_have_the_documented_shapes():
     cnn = recipes.small_cnn()
     assert cnn(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
     assert sum(p.numel() for p in recipes.mlp((512, 256)).parameters()) == 535_818
+    assert recipes.mlp((512, 256), norm=True)(torch.zeros(3, 784)).shape == (3, 10)
 
 
 def test_an_unknown_recipe_is_refused_with_the_known_names():
@@ -45,13 +46,56 @@ def test_the_table_marks_met_and_missed_targets(capsys):
 
 def test_the_improved_mlp_parts_are_the_documented_recipe():
     model, optimizer, loss_fn = recipes.improved_mlp_parts()
-    assert [m.out_features for m in model if isinstance(m, nn.Linear)] == [512, 256, 10]
+    recipe = recipes.IMPROVED_MLP
+    assert [m.out_features for m in model if isinstance(m, nn.Linear)] == [*recipe["hidden"], 10]
     assert not any(isinstance(m, nn.Dropout) for m in model)
+    assert any(isinstance(m, nn.BatchNorm1d) for m in model) == recipe["norm"]
     assert isinstance(optimizer, torch.optim.AdamW)
     group = optimizer.param_groups[0]
-    assert group["weight_decay"] == recipes.IMPROVED_MLP["weight_decay"] == 0.1 and group["fused"]
-    assert loss_fn.label_smoothing == recipes.IMPROVED_MLP["label_smoothing"]
-    assert recipes.IMPROVED_MLP["batch_size"] == 1024
+    assert group["weight_decay"] == recipe["weight_decay"] and group["fused"]
+    assert loss_fn.label_smoothing == recipe["label_smoothing"]
+
+
+def test_the_recipe_batches_are_shifted_as_the_recipe_says():
+    x, y = torch.rand(64, 784), torch.randint(0, 10, (64,))
+    batches = recipes.improved_mlp_batches(x, y)
+    assert batches.batch_size == recipes.IMPROVED_MLP["batch_size"]
+    assert (batches.transform is not None) == bool(recipes.IMPROVED_MLP["max_shift"] or recipes.IMPROVED_MLP["flip"])
+    assert recipes.improved_mlp_batches(x, y, augment=False).transform is None
+
+
+def test_the_fast_cnn_pools_before_batch_norm_and_keeps_the_shapes():
+    torch.manual_seed(0)
+    net = recipes.conv_net((32, 64), head=128, dropout=0.0, pool_first=True)
+    kinds = [type(m).__name__ for m in net]
+    assert kinds[:4] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"] and "Dropout" not in kinds
+    assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert recipes.conv_net((32, 64, 128), head=0)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_every_ablation_row_names_only_known_recipe_settings():
+    from bench.ablation import CNN_ROWS, MLP_ROWS
+
+    for rows, defaults in ((MLP_ROWS, recipes.MLP_DEFAULTS), (CNN_ROWS, recipes.CNN_DEFAULTS)):
+        for name, config in rows.items():
+            assert set(config) <= set(defaults) | {"today"}, name
+    for recipe, defaults in ((recipes.IMPROVED_MLP, recipes.MLP_DEFAULTS), (recipes.FAST_CNN, recipes.CNN_DEFAULTS),
+                             (recipes.LESSON08_SHORT, recipes.CNN_DEFAULTS)):
+        assert set(recipe) <= set(defaults)
+
+
+def test_the_targets_are_the_issues():
+    assert recipes.TARGETS["improved_mlp"] == dict(accuracy=0.91, seconds=60.0)
+    assert recipes.TARGETS["small_cnn"] == dict(accuracy=0.935, seconds=150.0)
+
+
+def test_the_report_names_the_machine_kind_and_its_load():
+    from bench.run import machine, machine_kind
+
+    figures = machine()
+    assert figures["cpu"] and figures["cpu_capability"] and isinstance(figures["native_bfloat16"], bool)
+    assert "load_average_1min_at_start" in figures
+    assert figures["cpu_capability"] in machine_kind()
 
 
 def test_the_same_seed_gives_the_same_initial_weights():
