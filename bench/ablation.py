@@ -3,11 +3,12 @@ and scored on its 6,000 validation images (``split_indices(60000, 0.1, seed=0)``
 
     $ python -m bench.ablation mlp                 # every MLP row, one JSON line each, to stdout
     $ python -m bench.ablation cnn --rows fast     # some CNN rows
-    $ python -m bench.ablation throughput          # CNN variants' training images per second, interleaved
+    $ OMP_NUM_THREADS=1 python -m bench.ablation cost   # CPU microseconds per training image, one thread
 
 Accuracy does not depend on what else the machine runs; seconds do, so every row records the load
-average (1 minute) when it started and when it finished. Compare timings only from ``throughput``,
-which interleaves the variants in one process so that a changing load hits them all alike.
+average (1 minute) when it started and when it finished. Compare timings only from ``cost``, which
+measures each recipe's step in CPU time of one thread (``time.thread_time``: time the process waits for a
+core does not count), the variants interleaved in one process, median of three rounds.
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ MLP_ROWS = {
     "512-256, batch norm, shifts and flips, 40 epochs": dict(max_shift=1, flip=True, norm=True, epochs=40),
     "512-256, shifts, batch 2048, lr 0.006, 50 epochs": dict(max_shift=1, epochs=50, batch_size=2048, max_lr=0.006),
     "512-256, shifts, 45 epochs": dict(max_shift=1, epochs=45),
+    "recipe with batches of 2048, peak lr 0.006": dict(max_shift=1, norm=True, epochs=40, batch_size=2048, max_lr=0.006),
+    "recipe, 25 epochs (lesson 08's MLP in the CNN's time)": dict(max_shift=1, norm=True, epochs=25),
 }
 
 FAST = dict(widths=(32, 64), head=128, dropout=0.0, pool_first=True, batch_size=256, max_lr=0.004,
@@ -90,13 +93,62 @@ def run_rows(kind: str, names=None) -> list[dict]:
     return out
 
 
+def _epoch_of(train, config: dict, x, y, n: int):
+    """A function that trains one epoch of ``n`` images with a recipe's model, batches and precision."""
+    from torch import nn
+
+    from course_utils.train import Augment, TensorBatches, train_epoch
+    torch.manual_seed(0)
+    if train == "mlp":
+        model = recipes.mlp(config["hidden"], norm=config["norm"])
+    elif config.get("today"):
+        model = recipes.small_cnn().to(memory_format=torch.channels_last)
+    else:
+        model = recipes.conv_net(config["widths"], config["head"], config["dropout"], config["pool_first"])
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["max_lr"], weight_decay=config["weight_decay"],
+                                  fused=True)
+    augment = (Augment(config["max_shift"], config["flip"], fill=float(x.min()))
+               if config["max_shift"] or config["flip"] else None)
+    batches = TensorBatches(x[:n], y[:n], config["batch_size"], shuffle=True, transform=augment)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
+    bf16 = bool(config.get("bf16"))
+    return lambda: train_epoch(model, batches, optimizer, loss_fn, bf16=bf16)
+
+
+def cpu_cost(rounds: int = 3) -> dict:
+    """CPU microseconds per training image of the old and new recipes' steps, one thread, interleaved."""
+    x, y, _, _ = _load(flat=True)
+    images = x.reshape(-1, 1, 28, 28)
+    variants = {
+        "MLP before (512-256, batch 1024)": ("mlp", recipes.MLP_DEFAULTS, x, 15360),
+        "MLP recipe (batch norm, shifts)": ("mlp", {**recipes.MLP_DEFAULTS, **recipes.IMPROVED_MLP}, x, 15360),
+        "CNN before (small CNN, batch 128)": ("cnn", dict(recipes.CNN_DEFAULTS, today=True), images, 2560),
+        "CNN recipe, float32": ("cnn", {**recipes.CNN_DEFAULTS, **recipes.FAST_CNN, "bf16": False}, images, 2560),
+        "CNN recipe, bfloat16": ("cnn", {**recipes.CNN_DEFAULTS, **recipes.FAST_CNN, "bf16": True}, images, 2560),
+    }
+    epochs = {name: (_epoch_of(kind, config, data, y, n), n) for name, (kind, config, data, n) in variants.items()}
+    for epoch, _ in epochs.values():
+        epoch()
+    costs = {name: [] for name in epochs}
+    for _ in range(rounds):
+        for name, (epoch, n) in epochs.items():
+            started = time.thread_time()
+            epoch()
+            costs[name].append(1e6 * (time.thread_time() - started) / n)
+    return {name: sorted(c)[len(c) // 2] for name, c in costs.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("mlp", "cnn"))
+    parser.add_argument("kind", choices=("mlp", "cnn", "cost"))
     parser.add_argument("--rows", nargs="*", help="rows to train (a unique part of the name is enough)")
     args = parser.parse_args(argv)
     print(json.dumps({"cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
                       "load_1min": os.getloadavg()[0], "started": time.strftime("%Y-%m-%d %H:%M:%S")}), flush=True)
+    if args.kind == "cost":
+        print(json.dumps({"us_cpu_per_image": cpu_cost(), "load_1min_after": os.getloadavg()[0]}))
+        return 0
     run_rows(args.kind, args.rows)
     return 0
 

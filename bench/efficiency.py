@@ -216,12 +216,45 @@ def torch_op_profile(steps: int = 20, batch_size: int | None = None, top: int = 
     return [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count} for e in events[:top]]
 
 
+def cnn_op_profile(steps: int = 10, bf16: bool = False, top: int = 10) -> list[dict]:
+    """The ops that take the most self CPU time in training steps of the CNN recipe (``FAST_CNN``), from
+    torch.profiler, in float32 or under bfloat16 autocast: where a CPU kind spends the CNN's time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.recipes import FAST_CNN, conv_net
+    torch.manual_seed(0)
+    model = conv_net(FAST_CNN["widths"], FAST_CNN["head"], FAST_CNN["dropout"], FAST_CNN["pool_first"])
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=FAST_CNN["max_lr"], fused=True)
+    x, y, _, _ = fashion_tensors(standardised=True, images_shape="image")
+    batches = TensorBatches(x[:FAST_CNN["batch_size"] * (steps + 2)], y[:FAST_CNN["batch_size"] * (steps + 2)],
+                            FAST_CNN["batch_size"])
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=FAST_CNN["label_smoothing"])
+
+    def step(xb, yb):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    batch_list = list(batches)
+    for xb, yb in batch_list[:2]:
+        step(xb, yb)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for xb, yb in batch_list[2:]:
+            step(xb, yb)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count} for e in events[:top]]
+
+
 def optimizer_step_ms(variant: str, steps: int = 50) -> float:
     """Milliseconds of one AdamW step over the improved MLP's parameters: 'for-loop' (the CPU default: ops per parameter
     and stage), 'foreach' (one multi-tensor op per update stage) or 'fused' (one kernel)."""
     options = {"for-loop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[variant]
     torch.manual_seed(0)
-    model = mlp(IMPROVED_MLP["hidden"])
+    model = mlp(IMPROVED_MLP["hidden"], norm=IMPROVED_MLP["norm"])
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     optimizer = torch.optim.AdamW(model.parameters(), lr=IMPROVED_MLP["max_lr"],

@@ -106,6 +106,8 @@ def run_efficiency(quick: bool) -> tuple[dict, list]:
                          for kind in ("tensor_batches", "make_loaders", "dataloader_tensordataset")},
         "adamw_step_ms": {v: efficiency.optimizer_step_ms(v) for v in ("for-loop", "foreach", "fused")},
         "top_ops": efficiency.torch_op_profile(steps=10 if quick else 20),
+        "cnn_top_ops": {precision: efficiency.cnn_op_profile(steps=3 if quick else 10, bf16=precision == "bfloat16")
+                        for precision in ("float32", "bfloat16")},
         "threads": efficiency.thread_settings(steps=20 if quick else 80, repeats=1 if quick else 3)})
     rows = []
     for name, (label, _, _) in variants.items():
@@ -120,6 +122,9 @@ def run_efficiency(quick: bool) -> tuple[dict, list]:
                      f"{phase['ms_per_step']:.1f} ms, {phase['data_share']:.0%} data", "", None))
     for kind, seconds in out["data_epoch_s"].items():
         rows.append(("efficiency", f"one epoch of batches only via {kind}", f"{seconds:.2f} s", "", None))
+    for precision, ops in out["cnn_top_ops"].items():
+        rows.append(("efficiency", f"CNN recipe step in {precision}: top ops by self CPU time",
+                     ", ".join(f"{op['op']} {op['self_cpu_share']:.0%}" for op in ops[:4]), "", None))
     for kind, ms in out["adamw_step_ms"].items():
         rows.append(("efficiency", f"AdamW step ({kind})", f"{ms:.2f} ms", "", None))
     for row in out["threads"]:

@@ -307,13 +307,17 @@ def random_shift(images: torch.Tensor, max_shift: int = 2, fill: float | None = 
     n, c, h, w = grid.shape
     fill = grid.min().item() if fill is None else fill
     s = max_shift
-    padded = F.pad(grid, (s,) * 4, value=fill).reshape(n, c, (h + 2 * s) * (w + 2 * s))
-    dy, dx = torch.randint(0, 2 * s + 1, (2, n, 1, 1), generator=generator)  # each image's offset in the padding
-    cols = torch.arange(w)
-    if flip:  # a mirrored image reads its columns right to left
-        cols = torch.where(torch.rand(n, 1, 1, generator=generator) < 0.5, cols.flip(0), cols)
-    index = ((dy + torch.arange(h)[:, None]) * (w + 2 * s) + dx + cols).to(images.device)  # [N, H, W]
-    return padded.gather(2, index.reshape(n, 1, h * w).expand(n, c, h * w)).reshape(shape)
+    width = w + 2 * s
+    padded = F.pad(grid, (s,) * 4, value=fill).reshape(n, c, (h + 2 * s) * width)
+    dy, dx = torch.randint(0, 2 * s + 1, (2, n, 1), generator=generator)
+    start = dy * width + dx  # [N, 1]: where each image's window begins in its padded copy
+    rows = torch.arange(h)[:, None] * width
+    window = (rows + torch.arange(w)).reshape(1, h * w)  # the unshifted window's pixels, row by row
+    if flip:  # a mirrored image reads each row right to left
+        mirrored = (rows + torch.arange(w).flip(0)).reshape(1, h * w)
+        window = torch.where(torch.rand(n, 1, generator=generator) < 0.5, mirrored, window)
+    index = (window + start).to(images.device)  # [N, H*W]
+    return padded.gather(2, index.unsqueeze(1).expand(n, c, h * w)).reshape(shape)
 
 
 class Augment:

@@ -142,3 +142,19 @@ def test_the_contention_benchmark_runs_lesson_07s_own_training_helper():
     scope = lesson07_scope(x[:64], y[:64], x[64:], y[64:])
     model, history = scope["train_recipe"](standardised=True, hidden=(8,), one_cycle=True, batch_size=32, epochs=1)
     assert model(x[:2]).shape == (2, 10)
+
+
+def test_a_quick_run_of_the_apparel_section_reports_machine_load_and_every_recipe(tmp_path):
+    """``python -m bench.run --quick`` end to end on the recipes' section (figures not checked: tiny runs)."""
+    import json
+
+    from bench.run import main
+
+    output = tmp_path / "bench.json"
+    assert main(["--quick", "--only", "apparel", "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["quick"] and report["machine"]["cpu_capability"]
+    section = report["sections"]["apparel"]
+    assert "load_average_1min_at_start" in section and set(recipes.RECIPES) <= set(section)
+    assert section["lesson08_short_cnn"]["val_accuracy"] > 0.1
+    assert any(row["metric"].startswith("load average") for row in report["rows"])
