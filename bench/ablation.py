@@ -41,7 +41,8 @@ MLP_ROWS = {
     "512-256, batch norm, shifts and flips, 40 epochs": dict(max_shift=1, flip=True, norm=True, epochs=40),
     "512-256, shifts, batch 2048, lr 0.006, 50 epochs": dict(max_shift=1, epochs=50, batch_size=2048, max_lr=0.006),
     "512-256, shifts, 45 epochs": dict(max_shift=1, epochs=45),
-    "recipe with batches of 2048, peak lr 0.006": dict(max_shift=1, norm=True, epochs=40, batch_size=2048, max_lr=0.006),
+    "recipe with batches of 2048, peak lr 0.006": dict(max_shift=1, norm=True, epochs=40, batch_size=2048,
+                                                       max_lr=0.006),
     "recipe, 25 epochs (lesson 08's MLP in the CNN's time)": dict(max_shift=1, norm=True, epochs=25),
 }
 
@@ -70,7 +71,8 @@ def _load(flat: bool):
 def _row(name, kind, config, train):
     load_before = os.getloadavg()[0]
     result = train(**config)
-    return {"kind": kind, "row": name, "config": {k: v for k, v in config.items() if k not in ("x", "y", "x_eval", "y_eval")},
+    settings = {k: v for k, v in config.items() if k not in ("x", "y", "x_eval", "y_eval")}
+    return {"kind": kind, "row": name, "config": settings,
             **result, "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0]}
 
 

@@ -83,7 +83,7 @@ def run_apparel(quick: bool) -> tuple[dict, list]:
 
 
 def run_efficiency(quick: bool) -> tuple[dict, list]:
-    rounds = 3 if quick else 9
+    rounds = 1 if quick else 9
     passive = {"OMP_WAIT_POLICY": "PASSIVE"}
     bind = {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"}
     variants = {  # name -> (label, OpenMP environment, recipe changes)
@@ -115,7 +115,8 @@ def run_efficiency(quick: bool) -> tuple[dict, list]:
         rows.append(("efficiency", f"{label}: matmul GFLOP/s / large mm GFLOP/s, median of {eff['rounds']} rounds "
                                    "(the step's matmuls alone, same shapes)",
                      f"{eff['step_gflops']:.1f} / {eff['mm_gflops']:.1f} = {eff['ratio']:.2f} "
-                     f"(rounds {eff['ratio_lowest']:.2f}-{eff['ratio_highest']:.2f}; alone {eff['matmuls_alone_ratio']:.2f})",
+                     f"(rounds {eff['ratio_lowest']:.2f}-{eff['ratio_highest']:.2f}; "
+                     f"alone {eff['matmuls_alone_ratio']:.2f})",
                      ">= 0.8" if name == "recipe" else "", eff["ratio"] >= 0.8 if name == "recipe" else None))
     for kind, phase in out["phases"].items():
         rows.append(("efficiency", f"MLP step via {kind}: ms, data share",

@@ -11,7 +11,11 @@ One job each:
 * :func:`train_epoch` runs the five-step loop (forward, loss, zero_grad, backward, step) once
   over the data; :func:`fit` repeats it for some epochs and records a :class:`History`.
 * :func:`predict`, :func:`evaluate` and :func:`accuracy` score a model without tracking gradients.
-* :func:`random_shift` is a mild augmentation: each image moved by a pixel or two.
+* :func:`random_shift` is a mild augmentation: each image moved by a pixel or two (and mirrored, if
+  asked); :class:`Augment` is the same as a seeded batch transform for :class:`TensorBatches`.
+* ``predict(..., flip=True)`` averages each image with its mirror image (test-time augmentation);
+  ``fit(..., bf16=fast_bfloat16())`` trains under bfloat16 autocast where the CPU computes it natively;
+  ``fit(..., averaged=AveragedModel(...))`` keeps a moving average of the weights.
 * :func:`scheduled_learning_rates` lists the learning rate a scheduler sets at every step, without training.
 
 Every function moves batches to the model's device, so the same call runs on a CPU or a GPU.
@@ -323,7 +327,8 @@ def random_shift(images: torch.Tensor, max_shift: int = 2, fill: float | None = 
 class Augment:
     """A batch transform for :class:`TensorBatches`: random shifts (and flips) drawn from its own seeded generator.
 
-        >>> batches = TensorBatches(x, y, 1024, shuffle=True, transform=Augment(max_shift=1, flip=True))  # doctest: +SKIP
+        >>> augment = Augment(max_shift=1, flip=True, seed=0)
+        >>> batches = TensorBatches(x, y, 1024, shuffle=True, transform=augment)  # doctest: +SKIP
     """
 
     def __init__(self, max_shift: int = 1, flip: bool = False, fill: float | None = None, seed: int = 0):

@@ -158,3 +158,17 @@ def test_a_quick_run_of_the_apparel_section_reports_machine_load_and_every_recip
     assert "load_average_1min_at_start" in section and set(recipes.RECIPES) <= set(section)
     assert section["lesson08_short_cnn"]["val_accuracy"] > 0.1
     assert any(row["metric"].startswith("load average") for row in report["rows"])
+
+
+def test_the_recipes_repeat_exactly_with_the_same_seed():
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(512, 784, generator=generator), torch.randint(0, 10, (512,), generator=generator)
+    runs = [recipes.train_mlp(x, y, x[:128], y[:128], keep_model=True, **{**recipes.IMPROVED_MLP, "epochs": 2})
+            for _ in range(2)]
+    for a, b in zip(runs[0]["model"].state_dict().values(), runs[1]["model"].state_dict().values()):
+        assert torch.equal(a, b)
+    images = x[:128].reshape(-1, 1, 28, 28)
+    cnns = [recipes.train_cnn(images, y[:128], images[:32], y[:32], keep_model=True,
+                              **{**recipes.FAST_CNN, "epochs": 1, "batch_size": 32}) for _ in range(2)]
+    for a, b in zip(cnns[0]["model"].state_dict().values(), cnns[1]["model"].state_dict().values()):
+        assert torch.equal(a, b)

@@ -176,7 +176,8 @@ def test_fit_leaves_the_global_generator_alone_without_a_seed_and_reseeds_it_wit
         x, y = blobs()
         model = small_model()  # with dropout, which draws from the global generator
         torch.manual_seed(global_seed)
-        fit(model, TensorBatches(x, y, 64), torch.optim.SGD(model.parameters(), lr=0.1), epochs=1, progress=False, **seed)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        fit(model, TensorBatches(x, y, 64), optimizer, epochs=1, progress=False, **seed)
         return torch.rand(1)
 
     assert not torch.equal(next_draw_after_fit(1), next_draw_after_fit(2)), "fit reseeded without being asked"
