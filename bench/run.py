@@ -20,16 +20,42 @@ import torch
 
 from bench import data_figures as data_mod
 from bench import contention, efficiency, feedback_latency, grading_throughput, lessons, recipes
+from course_utils.train import fast_bfloat16
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench.json"
 SECTIONS = ("data", "apparel", "efficiency", "contention", "lessons", "grading", "latency")
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (e.g. 'AMD EPYC', 'Intel(R) Xeon(R) ...')."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def machine() -> dict:
-    """What the figures were measured on."""
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    """What the figures were measured on: CPU model, the instruction set torch uses, native bfloat16, threads."""
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bfloat16": fast_bfloat16(), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-            "load_average_1min_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(OpenMP default)"),
+            "load_average_1min_at_start": load_average(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def machine_kind() -> str:
+    """One line naming the machine kind, printed above the table: CPU model, ISA, cores."""
+    m = machine()
+    return (f"{m['cpu']}, {m['cores']} cores, torch ISA {m['cpu_capability']}, native bfloat16: "
+            f"{'yes' if m['native_bfloat16'] else 'no'}, torch {m['torch']}")
 
 
 def run_data(quick: bool) -> tuple[dict, list]:
@@ -49,18 +75,24 @@ def run_apparel(quick: bool) -> tuple[dict, list]:
     for name in recipes.RECIPES:
         result = recipes.run_recipe(name, quick)
         results[name] = result
-        rows.append((name, "test accuracy / train time / images per s",
-                     f"{result['test_accuracy']:.2%} / {result['train_seconds']:.1f} s / "
+        val = f"val {result['val_accuracy']:.2%}, " if "val_accuracy" in result else ""
+        rows.append((name, f"{'validation and ' if val else ''}test accuracy / train time (epochs) / images per s",
+                     f"{val}{result['test_accuracy']:.2%} / {result['train_seconds']:.1f} s ({result['epochs']}) / "
                      f"{result['images_per_second']:,.0f}", result.get("target", ""), result.get("met")))
     return results, rows
 
 
 def run_efficiency(quick: bool) -> tuple[dict, list]:
-    rounds = 3 if quick else 9
+    rounds = 1 if quick else 9
     passive = {"OMP_WAIT_POLICY": "PASSIVE"}
+    bind = {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"}
     variants = {  # name -> (label, OpenMP environment, recipe changes)
-        "recipe": ("improved MLP training, as lesson 07 trains it (batch 1024)", {}, {}),
+        "recipe": ("improved MLP training, as lesson 07 trains it (shifted batches of "
+                   f"{recipes.IMPROVED_MLP['batch_size']})", {}, {}),
         "recipe_passive": ("the same under OMP_WAIT_POLICY=PASSIVE (as make test runs)", passive, {}),
+        "no_augmentation": ("the same without the random shifts", {}, {"augment": False}),
+        "flush_denormal": ("the same with torch.set_flush_denormal(True)", {}, {"flush_denormal": True}),
+        "threads_bound": ("the same with OMP_PROC_BIND=close OMP_PLACES=cores", bind, {}),
         "with_dropout": ("the same plus dropout 0.2 after each ReLU", {}, {"dropout": 0.2}),
         "previous_recipe": ("batch 256 with dropout 0.2 (the recipe before this benchmark)", {},
                             {"batch_size": 256, "dropout": 0.2}),
@@ -74,19 +106,26 @@ def run_efficiency(quick: bool) -> tuple[dict, list]:
                          for kind in ("tensor_batches", "make_loaders", "dataloader_tensordataset")},
         "adamw_step_ms": {v: efficiency.optimizer_step_ms(v) for v in ("for-loop", "foreach", "fused")},
         "top_ops": efficiency.torch_op_profile(steps=10 if quick else 20),
+        "cnn_top_ops": {precision: efficiency.cnn_op_profile(steps=3 if quick else 10, bf16=precision == "bfloat16")
+                        for precision in ("float32", "bfloat16")},
         "threads": efficiency.thread_settings(steps=20 if quick else 80, repeats=1 if quick else 3)})
     rows = []
     for name, (label, _, _) in variants.items():
         eff = out[name]
-        rows.append(("efficiency", f"{label}: matmul GFLOP/s / large mm GFLOP/s, median of {eff['rounds']} rounds",
+        rows.append(("efficiency", f"{label}: matmul GFLOP/s / large mm GFLOP/s, median of {eff['rounds']} rounds "
+                                   "(the step's matmuls alone, same shapes)",
                      f"{eff['step_gflops']:.1f} / {eff['mm_gflops']:.1f} = {eff['ratio']:.2f} "
-                     f"(rounds {eff['ratio_lowest']:.2f}-{eff['ratio_highest']:.2f})",
+                     f"(rounds {eff['ratio_lowest']:.2f}-{eff['ratio_highest']:.2f}; "
+                     f"alone {eff['matmuls_alone_ratio']:.2f})",
                      ">= 0.8" if name == "recipe" else "", eff["ratio"] >= 0.8 if name == "recipe" else None))
     for kind, phase in out["phases"].items():
         rows.append(("efficiency", f"MLP step via {kind}: ms, data share",
                      f"{phase['ms_per_step']:.1f} ms, {phase['data_share']:.0%} data", "", None))
     for kind, seconds in out["data_epoch_s"].items():
         rows.append(("efficiency", f"one epoch of batches only via {kind}", f"{seconds:.2f} s", "", None))
+    for precision, ops in out["cnn_top_ops"].items():
+        rows.append(("efficiency", f"CNN recipe step in {precision}: top ops by self CPU time",
+                     ", ".join(f"{op['op']} {op['self_cpu_share']:.0%}" for op in ops[:4]), "", None))
     for kind, ms in out["adamw_step_ms"].items():
         rows.append(("efficiency", f"AdamW step ({kind})", f"{ms:.2f} ms", "", None))
     for row in out["threads"]:
@@ -166,20 +205,25 @@ def main(argv=None) -> int:
     report = {"machine": machine(), "quick": args.quick, "sections": {}}
     rows, failed = [], []
     started = time.perf_counter()
+    print(f"machine: {machine_kind()}", file=sys.stderr, flush=True)
     for section in args.only:
-        print(f"running {section} ...", file=sys.stderr, flush=True)
+        load = load_average()
+        print(f"running {section} (load average {load:.2f}) ...", file=sys.stderr, flush=True)
+        rows.append((section, "load average (1 min) at the start of the section", f"{load:.2f}", "", None))
+        section_started = time.strftime("%H:%M:%S")
         try:
             figures, section_rows = RUNNERS[section](args.quick)
         except Exception as error:  # noqa: BLE001 - one broken section must not lose the others' figures
             traceback.print_exc()
             figures, section_rows = {"failed": repr(error)}, [(section, "section failed", repr(error)[:80], "runs", False)]
             failed.append(section)
-        report["sections"][section] = figures
+        report["sections"][section] = {**figures, "load_average_1min_at_start": load, "started": section_started}
         rows += section_rows
     report["rows"] = [dict(zip(("section", "metric", "value", "target", "met"), row)) for row in rows]
     report["total_seconds"] = time.perf_counter() - started
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1))
+    print(f"machine: {machine_kind()}; load average at the start {report['machine']['load_average_1min_at_start']:.2f}")
     print_table(rows)
     print(f"\nwritten to {args.output} ({report['total_seconds']:.0f} s{', quick run: figures are not meaningful' if args.quick else ''})")
     if failed:

@@ -6,18 +6,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from course_utils.train import (
-    History,
-    TensorBatches,
-    accuracy,
-    evaluate,
-    fit,
-    model_device,
-    predict,
-    random_shift,
-    scheduled_learning_rates,
-    train_epoch,
-)
+from course_utils.train import (Augment, History, TensorBatches, accuracy, evaluate, fit, model_device, predict,
+                                random_shift, scheduled_learning_rates, train_epoch)
 
 
 def blobs(n: int = 200, seed: int = 0):
@@ -181,6 +171,43 @@ def test_fit_with_the_same_seeds_repeats_exactly():
     assert all(torch.equal(a, b) for a, b in zip(run(), run()))
 
 
+def test_fit_leaves_the_global_generator_alone_without_a_seed_and_reseeds_it_with_one():
+    def next_draw_after_fit(global_seed, **seed):
+        x, y = blobs()
+        model = small_model()  # with dropout, which draws from the global generator
+        torch.manual_seed(global_seed)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        fit(model, TensorBatches(x, y, 64), optimizer, epochs=1, progress=False, **seed)
+        return torch.rand(1)
+
+    assert not torch.equal(next_draw_after_fit(1), next_draw_after_fit(2)), "fit reseeded without being asked"
+    assert torch.equal(next_draw_after_fit(1, seed=9), next_draw_after_fit(2, seed=9))
+
+
+def test_fit_keeps_an_exponential_moving_average_of_the_weights_after_every_step():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    class Recorder:  # stepped by train_epoch after every optimizer step, as a scheduler is
+        def __init__(self):
+            self.weights = []
+
+        def step(self):
+            self.weights.append([p.detach().clone() for p in model.parameters()])
+
+    x, y = blobs()
+    model, recorder, decay = small_model(), Recorder(), 0.9
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+    history = fit(model, TensorBatches(x, y, 32, shuffle=True), torch.optim.SGD(model.parameters(), lr=0.1), epochs=2,
+                  val=blobs(seed=1), scheduler=recorder, averaged=ema, seed=0, progress=False)
+    manual = recorder.weights[0]  # the first update copies the weights; each later one moves 10 % of the way
+    for weights in recorder.weights[1:]:
+        manual = [decay * m + (1 - decay) * w for m, w in zip(manual, weights)]
+    assert len(recorder.weights) == 2 * len(TensorBatches(x, y, 32))
+    for averaged, expected in zip(ema.module.parameters(), manual):
+        torch.testing.assert_close(averaged, expected)
+    assert history.val_accuracy[-1] == evaluate(ema.module, blobs(seed=1))[1], "fit scores the averaged model"
+
+
 def test_fit_trains_from_a_dataloader_too():
     x, y = blobs()
     model = small_model()
@@ -230,6 +257,36 @@ def test_random_shift_moves_a_lone_pixel_by_at_most_max_shift():
     rows, cols = where // 28, where % 28
     assert (rows - 14).abs().max() <= 2 and (cols - 14).abs().max() <= 2
     assert len(set(zip(rows.tolist(), cols.tolist()))) > 5, "the shifts differ from image to image"
+
+
+def shifted_by_hand(image: torch.Tensor, down: int, right: int, fill: float) -> torch.Tensor:
+    """[H, W] image moved ``down`` rows and ``right`` columns (negative: up, left), the border filled."""
+    h, w = image.shape
+    out = torch.full_like(image, fill)
+    out[max(down, 0):h + min(down, 0), max(right, 0):w + min(right, 0)] = \
+        image[max(-down, 0):h + min(-down, 0), max(-right, 0):w + min(-right, 0)]
+    return out
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_each_shifted_image_is_one_of_the_hand_made_shifts(flip):
+    images = torch.arange(200 * 36, dtype=torch.float32).reshape(200, 1, 6, 6)  # every pixel different
+    out = random_shift(images, max_shift=1, fill=-1.0, flip=flip, generator=torch.Generator().manual_seed(0))
+    seen = set()
+    for image, result in zip(images[:, 0], out[:, 0]):
+        candidates = {(d, r, m): shifted_by_hand(image.flip(-1) if m else image, d, r, -1.0)
+                      for d in (-1, 0, 1) for r in (-1, 0, 1) for m in ((False, True) if flip else (False,))}
+        match = [key for key, c in candidates.items() if torch.equal(c, result)]
+        assert len(match) == 1
+        seen.add(match[0])
+    assert len(seen) == (18 if flip else 9), "with 200 images every shift (and mirror) turns up"
+
+
+def test_augment_repeats_with_the_same_seed_and_keeps_flat_shapes():
+    images = torch.rand(64, 784)
+    first, second = Augment(max_shift=2, flip=True, seed=4), Augment(max_shift=2, flip=True, seed=4)
+    assert torch.equal(first(images), second(images))
+    assert first(images).shape == (64, 784) and not torch.equal(first(images), first(images))
 
 
 def test_random_shift_keeps_flattened_and_three_dimensional_shapes():
@@ -292,3 +349,34 @@ def test_one_cycle_rates_climb_to_the_peak_and_fall_far_below_the_start():
 def test_scheduled_rates_refuse_a_bad_number_of_steps():
     with pytest.raises(ValueError, match="total_steps"):
         scheduled_learning_rates(lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1), 0)
+
+
+# ---------------------------------------------------------------- test-time flips and bfloat16
+
+
+def test_predict_with_flips_averages_each_image_with_its_mirror_image():
+    torch.manual_seed(0)
+    model = nn.Linear(16, 3)  # not symmetric: an image and its mirror image score differently
+    images = torch.randn(200, 16)
+    mirrored = images.reshape(200, 4, 4)[:, :, [3, 2, 1, 0]].reshape(200, 16)  # columns reversed by hand
+    with torch.no_grad():
+        by_hand = (model(images).softmax(dim=1) + model(mirrored).softmax(dim=1)).argmax(dim=1)
+    flipped = predict(model, images, flip=True)
+    assert torch.equal(flipped, by_hand)
+    assert not torch.equal(flipped, predict(model, images)), "the mirror images changed some answers"
+    assert torch.equal(predict(model, images.reshape(200, 1, 4, 4).flatten(1), flip=True), by_hand)
+
+
+def test_fast_bfloat16_is_a_yes_or_no_answer():
+    from course_utils.train import fast_bfloat16
+
+    assert fast_bfloat16() in (True, False)
+
+
+def test_training_under_bfloat16_autocast_still_learns():
+    x, y = blobs()
+    model = small_model()
+    history = fit(model, TensorBatches(x, y, 32, shuffle=True), torch.optim.Adam(model.parameters(), lr=0.05),
+                  epochs=3, val=blobs(seed=1), bf16=True, seed=0, progress=False)
+    assert history.val_accuracy[-1] > 0.9
+    assert all(p.dtype == torch.float32 for p in model.parameters()), "autocast leaves the weights in float32"
