@@ -1,6 +1,6 @@
 """Small training helpers shared by the lessons and the benchmarks.
 
-    >>> history = fit(model, TensorBatches(x_train, y_train, 256, shuffle=True), optimizer, epochs=5,
+    >>> history = fit(model, TensorBatches(x_train, y_train, 256, shuffle=True), optimizer, epochs=5,  # doctest: +SKIP
     ...               val=(x_val, y_val))
 
 One job each:
