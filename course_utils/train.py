@@ -259,14 +259,19 @@ class _Counted:
 
 
 def _batch_bar(batches, epochs: int):
-    """A tqdm bar over every batch of every epoch (its length unknown if the batches have none)."""
+    """A tqdm bar over every batch of every epoch (its length unknown if the batches have none).
+
+    It redraws at most about 50 times (and at most twice a second): in a notebook every redraw is a few
+    kernel messages, and a client that reads them only after the cell (nbval) loses messages past
+    ZeroMQ's queue limit of 1000.
+    """
     from tqdm.auto import tqdm
 
     try:
         total = epochs * len(batches)
     except TypeError:
         total = None
-    return tqdm(total=total, desc="training", unit="batch")
+    return tqdm(total=total, desc="training", unit="batch", miniters=max(1, (total or 0) // 50), mininterval=0.5)
 
 
 def random_shift(images: torch.Tensor, max_shift: int = 2, fill: float | None = None) -> torch.Tensor:

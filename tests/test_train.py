@@ -188,6 +188,16 @@ def test_fit_shows_a_progress_bar_that_counts_every_batch_of_every_epoch(capsys)
     assert "6/6" in err and "epoch=2/2" in err  # 3 batches x 2 epochs; the postfix names the epoch
 
 
+def test_fit_redraws_its_bar_a_bounded_number_of_times(capsys):
+    """Each redraw is a few kernel messages in a notebook; thousands of them overflow nbval's message queue."""
+    x, y = blobs(2000)
+    model = nn.Sequential(nn.Linear(2, 2))
+    fit(model, TensorBatches(x, y, 4), torch.optim.SGD(model.parameters(), lr=0.01), epochs=2, progress=True)
+    err = capsys.readouterr().err
+    assert "1000/1000" in err  # the last redraw shows every batch counted
+    assert 2 <= err.count("\r") <= 60, f"{err.count(chr(13))} redraws for 1000 batches"
+
+
 def test_fit_leaves_the_global_generator_alone_unless_given_a_seed():
     x, y = blobs()
     torch.manual_seed(123)
