@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def lesson_nbval_seconds(notebooks=None) -> dict:
     """Seconds of a strict ``pytest --nbval`` run per lesson notebook, the total, and the lessons that failed."""
-    paths = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")) if notebooks is None else [Path(p) for p in notebooks]
+    paths = sorted((REPO / "notebooks").glob("[0-9][0-9]*_*.ipynb")) if notebooks is None else [Path(p) for p in notebooks]
     seconds, failed = {}, []
     for path in paths:
         started = time.perf_counter()

@@ -69,7 +69,7 @@ def _limit(x, y, n):
 def _train_and_score(model, batches, optimizer, epochs, x_test, y_test, n_images, scheduler=None, loss_fn=None):
     kwargs = {} if loss_fn is None else {"loss_fn": loss_fn}
     started = time.perf_counter()
-    fit(model, batches, optimizer, epochs, scheduler=scheduler, progress=False, **kwargs)
+    fit(model, batches, optimizer, epochs, scheduler=scheduler, seed=0, progress=False, **kwargs)
     seconds = time.perf_counter() - started
     _, test_acc = evaluate(model, (x_test, y_test))
     return {"test_accuracy": test_acc, "train_seconds": seconds, "images_per_second": epochs * n_images / seconds,

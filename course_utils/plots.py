@@ -5,13 +5,16 @@
 Every figure is built on its own ``Figure`` (no pyplot state), from its arguments only, so the
 same input always draws the same picture. What each lesson draws:
 
+* 01: :func:`plot_memory_layout` (a tensor's grid against its flat storage, and the strides between them);
 * 02: :func:`plot_broadcast` (how two shapes are stretched to one);
 * 03: :func:`plot_autograd_graph` (the graph ``backward()`` walks, read from ``grad_fn``);
+* 04: :func:`plot_optimizer_paths` (optimizers' steps over a loss's contour lines), :func:`plot_lr_schedule`;
 * 05: :func:`plot_decision_boundary` (a 2-D classifier's probability map);
 * 06: :func:`plot_network` (a small fully connected network with the shape of every tensor);
-* 07: :func:`plot_image_grid`, :func:`plot_loss_curves`, :func:`plot_history`, :func:`plot_lr_schedule`,
+* 07, 07b: :func:`plot_image_grid`, :func:`plot_loss_curves`, :func:`plot_history`,
   :func:`plot_confusion_matrix`, :func:`plot_per_class_accuracy`;
-* 09: :func:`plot_accuracy_vs_labels`.
+* 08: :func:`plot_convolution_steps` (a kernel sliding over an image, one output pixel at a time);
+* 09: :func:`plot_accuracy_vs_labels`, :func:`plot_all_reduce` (what data-parallel training averages).
 
 Graph layouts come from networkx (pure Python); the drawing is matplotlib's.
 """
@@ -536,5 +539,251 @@ def plot_network(layer_sizes=(4, 3, 1), batch: int = 3, activation: str = "σ", 
     ax.set_ylim(bottom - 0.45, top + 0.4)
     ax.set_title(title or f"{'-'.join(map(str, sizes))} network, batch of {batch}: the shape of every tensor",
                  fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- memory layout, optimizer paths, convolution, all-reduce
+
+
+def storage_offsets(tensor: torch.Tensor) -> np.ndarray:
+    """Where each element of a 1-D or 2-D tensor lives in its storage, as an array of the tensor's shape.
+
+        >>> storage_offsets(torch.arange(6).view(2, 3).T).tolist()
+        [[0, 3], [1, 4], [2, 5]]
+
+    Element ``[i, j]`` sits at ``storage_offset() + i * stride(0) + j * stride(1)``: no data is read,
+    only the tensor's strides.
+    """
+    if tensor.dim() not in (1, 2):
+        raise ValueError(f"the diagram draws 1-D or 2-D tensors, not {tensor.dim()}-D ones.")
+    index = np.indices(tuple(tensor.shape))
+    return tensor.storage_offset() + sum(i * s for i, s in zip(index, tensor.stride()))
+
+
+def plot_memory_layout(tensors: dict, title: str | None = None) -> Figure:
+    """How tensors map onto their storage: the grid you index, the flat block it reads, and in which order.
+
+        >>> t = torch.arange(6).view(2, 3)
+        >>> fig = plot_memory_layout({"t": t, "t.T": t.T})
+
+    One row per tensor (1-D or 2-D). Left: the tensor as you index it, each cell labelled with its value
+    and (small, grey) its position in storage. Right: the storage itself, one flat block, with a red
+    numbers (and arrows) saying in which order reading the tensor row after row visits it. A contiguous
+    tensor reads its storage left to right in unit steps; a transposed one jumps back and forth.
+    """
+    if not tensors:
+        raise ValueError("tensors is empty: give at least one, as {name: tensor}.")
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    rows = []
+    for name, t in tensors.items():
+        offsets = storage_offsets(t)
+        n_storage = t.untyped_storage().nbytes() // t.element_size()
+        storage = torch.as_strided(t.detach(), (n_storage,), (1,), 0).cpu().numpy()
+        grid = np.atleast_2d(t.detach().cpu().numpy())
+        rows.append((name, t, np.atleast_2d(offsets), grid, storage))
+    height = sum(max(g.shape[0], 1) + 2.2 for _, _, _, g, _ in rows)
+    width = max(g.shape[1] for _, _, _, g, _ in rows) + 2 + max(len(s) for *_, s in rows)
+    fig = Figure(figsize=(0.55 * width + 0.8, 0.55 * height + 0.6))
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.set_aspect("equal")
+    cmap = _qualitative(max(len(s) for *_, s in rows))
+    top = 0.0
+    for name, t, offsets, grid, storage in rows:
+        n_rows, n_cols = grid.shape
+        ax.text(0, top - 0.9, f"{name}: shape {tuple(t.shape)}, strides {t.stride()}, "
+                f"contiguous {t.is_contiguous()}", fontsize=9, va="bottom")
+        for i in range(n_rows):
+            for j in range(n_cols):
+                k = int(offsets[i, j])
+                ax.add_patch(Rectangle((j, top + i), 1, 1, facecolor=cmap(k), edgecolor="0.3", lw=1))
+                ax.text(j + 0.5, top + i + 0.45, f"{grid[i, j]:g}", ha="center", va="center", fontsize=10)
+                ax.text(j + 0.92, top + i + 0.9, f"@{k}", ha="right", va="bottom", fontsize=6, color="0.35")
+        left = n_cols + 2
+        strip_y = top + (n_rows - 1) / 2
+        for k, value in enumerate(storage):
+            ax.add_patch(Rectangle((left + k, strip_y), 1, 1, facecolor=cmap(k), edgecolor="0.3", lw=1))
+            ax.text(left + k + 0.5, strip_y + 0.45, f"{value:g}", ha="center", va="center", fontsize=10)
+            ax.text(left + k + 0.5, strip_y + 1.3, str(k), ha="center", va="center", fontsize=7, color="0.35")
+        order = offsets.ravel()  # row-major: the order in which you read the tensor
+        for step, k in enumerate(order):  # above each storage cell: when reading the tensor gets there
+            ax.text(left + k + 0.5, strip_y - 0.3, f"{step + 1}", ha="center", va="center", fontsize=7,
+                    color="C3", bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec="C3", lw=0.8))
+        for a, b in zip(order[:-1], order[1:]):
+            ax.add_patch(FancyArrowPatch((left + a + 0.5, strip_y - 0.55), (left + b + 0.5, strip_y - 0.55),
+                                         connectionstyle=f"arc3,rad={-0.5 if b > a else 0.5}",
+                                         arrowstyle="-|>", mutation_scale=8, color="C3", lw=0.9))
+        ax.text(left - 0.3, strip_y + 0.5, "storage", ha="right", va="center", fontsize=8, color="0.35")
+        top += n_rows + 2.2
+    ax.set_xlim(-0.2, width + 0.2)
+    ax.set_ylim(top - 1.6, -1.6)
+    ax.set_title(title or "same colour = same element; red numbers: the order in which reading row after row visits storage",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _qualitative(n: int):
+    from matplotlib import colormaps
+
+    base = colormaps["Pastel1"] if n <= 9 else colormaps["tab20"]
+    return lambda k: base(k % base.N)
+
+
+def plot_optimizer_paths(loss_fn, paths: dict, xlim, ylim, minimum=None, resolution: int = 120,
+                         labels=("w", "b"), title: str | None = None) -> Figure:
+    """Contours of a two-parameter loss, with the path each optimizer took across them.
+
+        >>> loss = lambda w, b: (w - 1) ** 2 + 10 * b ** 2
+        >>> fig = plot_optimizer_paths(loss, {"SGD": torch.tensor([[0.0, 1.0], [0.5, 0.2]])}, (-1, 2), (-1, 1.5))
+
+    ``loss_fn(w, b)`` takes two tensors of the same shape (a grid) and returns the loss at every point;
+    ``paths`` maps a name to the ``[steps + 1, 2]`` positions visited, start first. ``minimum``, if
+    given, is marked with a star. Contour levels are spaced evenly on a log scale, so the narrow valley
+    near the minimum stays visible.
+    """
+    if not paths:
+        raise ValueError("paths is empty: give at least one, as {name: tensor of shape [steps + 1, 2]}.")
+    ws = torch.linspace(float(xlim[0]), float(xlim[1]), resolution)
+    bs = torch.linspace(float(ylim[0]), float(ylim[1]), resolution)
+    grid_w, grid_b = torch.meshgrid(ws, bs, indexing="xy")
+    with torch.no_grad():
+        surface = _to_numpy(loss_fn(grid_w, grid_b)).astype(float)
+    if surface.shape != tuple(grid_w.shape):
+        raise ValueError(f"loss_fn(w, b) returned shape {surface.shape} for a grid of {tuple(grid_w.shape)}: "
+                         f"it must return one loss per grid point.")
+    fig = Figure(figsize=(6.4, 4.6))
+    ax = fig.add_subplot()
+    low, high = max(surface.min(), 1e-12), surface.max()
+    levels = np.geomspace(low * 1.05, high, 16) if high > low * 1.05 else 12
+    ax.contour(_to_numpy(grid_w), _to_numpy(grid_b), surface, levels=levels, colors="0.6", linewidths=0.7)
+    for k, (name, path) in enumerate(paths.items()):
+        points = _to_numpy(path).astype(float)
+        if points.ndim != 2 or points.shape[1] != 2:
+            raise ValueError(f"path {name!r} has shape {points.shape}; give positions as [steps + 1, 2].")
+        ax.plot(points[:, 0], points[:, 1], "-o", ms=2.5, lw=1.3, color=f"C{k}", label=name)
+    start = _to_numpy(next(iter(paths.values())))[0]
+    ax.plot([start[0]], [start[1]], "s", color="black", ms=6, label="start")
+    if minimum is not None:
+        m = _to_numpy(minimum).astype(float)
+        ax.plot([m[0]], [m[1]], "*", color="black", ms=12, label="minimum")
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(title or "optimizer paths over the loss (grey: contour lines)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_convolution_steps(image, kernel, positions, title: str | None = None) -> Figure:
+    """A kernel sliding over an image: for each (row, column) position, the window, the sum and the output.
+
+        >>> fig = plot_convolution_steps(torch.arange(16.0).reshape(4, 4), torch.ones(2, 2), [(0, 0), (0, 1)])
+
+    One row of panels per position: the input with the kernel's window outlined, the kernel, and the
+    output map filled in up to that position, the current output cell outlined and its sum written out.
+    Outputs are cross-correlations without padding (what ``F.conv2d`` computes), so the output map is
+    ``(H - kh + 1, W - kw + 1)``.
+    """
+    from matplotlib.patches import Rectangle
+
+    x, k = _to_numpy(image).astype(float), _to_numpy(kernel).astype(float)
+    if x.ndim != 2 or k.ndim != 2:
+        raise ValueError(f"image and kernel must be 2-D, not {x.ndim}-D and {k.ndim}-D.")
+    kh, kw = k.shape
+    out_h, out_w = x.shape[0] - kh + 1, x.shape[1] - kw + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"a {kh}×{kw} kernel does not fit in a {x.shape[0]}×{x.shape[1]} image.")
+    positions = [tuple(int(v) for v in p) for p in positions]
+    for i, j in positions:
+        if not (0 <= i < out_h and 0 <= j < out_w):
+            raise ValueError(f"position {(i, j)} is outside the {out_h}×{out_w} output.")
+    output = np.array([[float((x[i:i + kh, j:j + kw] * k).sum()) for j in range(out_w)] for i in range(out_h)])
+
+    def grid(ax, values, left, shown=None, highlight=None, color="#cfe2f3", box="C3"):
+        rows, cols = values.shape
+        for r in range(rows):
+            for c in range(cols):
+                filled = shown is None or shown[r, c]
+                ax.add_patch(Rectangle((left + c, r), 1, 1, facecolor=color if filled else "white",
+                                       edgecolor="0.4", lw=0.8))
+                if filled:
+                    ax.text(left + c + 0.5, r + 0.5, f"{values[r, c]:g}", ha="center", va="center", fontsize=9)
+        if highlight is not None:
+            (r, c), (h, w) = highlight
+            ax.add_patch(Rectangle((left + c, r), w, h, fill=False, edgecolor=box, lw=2.2))
+
+    n_h, n_w = x.shape
+    span = n_w + 1.5 + kw + 1.5 + out_w
+    fig = Figure(figsize=(0.5 * span + 0.6, (0.5 * max(n_h, kh, out_h) + 0.7) * len(positions) + 0.4))
+    order = {(i, j): n for n, (i, j) in enumerate((i, j) for i in range(out_h) for j in range(out_w))}
+    for row, (i, j) in enumerate(positions):
+        ax = fig.add_subplot(len(positions), 1, row + 1)
+        ax.axis("off")
+        ax.set_aspect("equal")
+        grid(ax, x, 0, highlight=((i, j), (kh, kw)))
+        ax.text(n_w + 0.75, n_h / 2, "⋆", ha="center", va="center", fontsize=16)
+        grid(ax, k, n_w + 1.5, color="#f6d5a8")
+        ax.text(n_w + 1.5 + kw + 0.75, n_h / 2, "=", ha="center", va="center", fontsize=16)
+        done = np.array([[order[(r, c)] <= order[(i, j)] for c in range(out_w)] for r in range(out_h)])
+        grid(ax, output, n_w + 1.5 + kw + 1.5, shown=done, highlight=((i, j), (1, 1)), color="#d5ecc2")
+        terms = " + ".join(f"{x[i + a, j + b]:g}·{k[a, b]:g}" for a in range(kh) for b in range(kw))
+        ax.set_title(f"window at ({i}, {j}): {terms} = {output[i, j]:g}", fontsize=8)
+        ax.set_xlim(-0.2, span + 0.2)
+        ax.set_ylim(max(n_h, kh, out_h) + 0.2, -0.2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_all_reduce(gradients, title: str | None = None) -> Figure:
+    """What an all-reduce does: every process's own gradient in, the mean of them all in every process out.
+
+        >>> fig = plot_all_reduce([torch.tensor([1.0, 2.0]), torch.tensor([3.0, 0.0])])
+
+    ``gradients`` holds one 1-D tensor per process (rank), e.g. the first few entries of each one's
+    gradient. Left: what each rank computed on its own data. Right: what each rank holds after the
+    all-reduce: the element-wise mean, identical everywhere, so every copy of the model takes the same step.
+    """
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    values = [_to_numpy(g).astype(float).ravel() for g in gradients]
+    if len(values) < 2:
+        raise ValueError("an all-reduce needs at least two processes: give one gradient per rank.")
+    if len({len(v) for v in values}) != 1:
+        raise ValueError(f"every rank's gradient must have the same size, not {[len(v) for v in values]}.")
+    mean = np.mean(values, axis=0)
+    n, size = len(values), len(mean)
+    gap = 1.6  # rows between two ranks
+    fig = Figure(figsize=(0.75 * (2 * size + 5) + 0.8, 0.75 * gap * n + 0.8))
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.set_aspect("equal")
+    right = size + 5
+    middle_y = gap * (n - 1) / 2 + 0.5
+    ax.add_patch(Rectangle((size + 1.2, middle_y - 0.6), 2.6, 1.2, facecolor="#f6d5a8", edgecolor="0.3"))
+    ax.text(size + 2.5, middle_y, "all-reduce\n(mean)", ha="center", va="center", fontsize=9)
+    for rank, own in enumerate(values):
+        y = gap * rank
+        ax.text(-0.3, y + 0.5, f"rank {rank}", ha="right", va="center", fontsize=9)
+        for c in range(size):
+            ax.add_patch(Rectangle((c, y), 1, 1, facecolor="#cfe2f3", edgecolor="0.3"))
+            ax.text(c + 0.5, y + 0.5, f"{own[c]:.3g}", ha="center", va="center", fontsize=8)
+            ax.add_patch(Rectangle((right + c, y), 1, 1, facecolor="#d5ecc2", edgecolor="0.3"))
+            ax.text(right + c + 0.5, y + 0.5, f"{mean[c]:.3g}", ha="center", va="center", fontsize=8)
+        ax.add_patch(FancyArrowPatch((size + 0.1, y + 0.5), (size + 1.2, middle_y), arrowstyle="-|>",
+                                     mutation_scale=10, color="0.3"))
+        ax.add_patch(FancyArrowPatch((size + 3.8, middle_y), (right - 0.1, y + 0.5), arrowstyle="-|>",
+                                     mutation_scale=10, color="0.3"))
+    ax.text(size / 2, -0.4, "own gradient (own data)", ha="center", va="bottom", fontsize=9)
+    ax.text(right + size / 2, -0.4, "after backward(): the mean", ha="center", va="bottom", fontsize=9)
+    ax.set_xlim(-1.8, right + size + 0.2)
+    ax.set_ylim(gap * (n - 1) + 1.2, -1.2)
+    ax.set_title(title or "all-reduce: every rank ends with the same averaged gradient", fontsize=10)
     fig.tight_layout()
     return fig

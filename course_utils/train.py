@@ -243,16 +243,18 @@ def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, los
 
 def fit(model: nn.Module, train, optimizer: torch.optim.Optimizer, epochs: int, val=None,
         scheduler=None, loss_fn=F.cross_entropy, *, seed: int | None = None, progress: bool = True,
-        batch_size: int = 256, averaged=None, bf16: bool = False) -> History:
+        batch_size: int = 256, averaged=None, bf16: bool = False, val_loss_fn=None) -> History:
     """Train for ``epochs`` passes over ``train``; return the :class:`History` of losses and accuracies.
 
         >>> history = fit(model, (x, y), torch.optim.Adam(model.parameters()), epochs=3)  # doctest: +SKIP
 
     ``train`` and ``val`` are each a pair of tensors (cut into batches of ``batch_size``, in
     order: wrap the training pair in ``TensorBatches(..., shuffle=True)`` to shuffle), a
-    :class:`TensorBatches` or a DataLoader. ``seed`` (keyword only) seeds torch's global generator
-    first, so dropout and augmentation that draw from it repeat exactly; without it the generator is
-    left alone. ``progress`` shows a tqdm bar over the epochs. ``averaged`` (an ``AveragedModel``,
+    :class:`TensorBatches` or a DataLoader. Randomness is yours to seed: ``seed=s`` (keyword only) calls
+    ``torch.manual_seed(s)`` first (dropout and augmentation then repeat exactly); the default, ``None``,
+    leaves torch's global generator alone. ``val_loss_fn`` scores the validation data (default:
+    ``loss_fn``; pass ``F.cross_entropy`` to compare runs trained with label smoothing on one scale).
+    ``progress`` shows a tqdm bar that moves with every batch. ``averaged`` (an ``AveragedModel``,
     e.g. an exponential moving average of the weights) is updated after every step, and it is the
     model scored on ``val``. ``bf16`` trains under bfloat16 autocast (see :func:`train_epoch`).
     """
@@ -262,31 +264,55 @@ def fit(model: nn.Module, train, optimizer: torch.optim.Optimizer, epochs: int, 
         torch.manual_seed(seed)
     train_batches = _as_batches(train, batch_size)
     val_batches = None if val is None else _as_batches(val, 4096)
+    val_loss_fn = loss_fn if val_loss_fn is None else val_loss_fn
     history = History()
-    bar = _epoch_bar(epochs, progress)
-    for _ in bar:
+    bar = _batch_bar(train_batches, epochs) if progress else None
+    for epoch in range(epochs):
         started = time.perf_counter()
-        loss, acc = train_epoch(model, train_batches, optimizer, loss_fn, scheduler, averaged, bf16)
+        batches = train_batches if bar is None else _Counted(train_batches, bar)
+        loss, acc = train_epoch(model, batches, optimizer, loss_fn, scheduler, averaged, bf16)
         history.seconds.append(time.perf_counter() - started)
         history.train_loss.append(loss)
         history.train_accuracy.append(acc)
-        shown = {"loss": f"{loss:.4f}"}
+        shown = {"epoch": f"{epoch + 1}/{epochs}", "loss": f"{loss:.4f}"}
         if val_batches is not None:
-            val_loss, val_acc = evaluate(model if averaged is None else averaged.module, val_batches, loss_fn)
+            val_loss, val_acc = evaluate(model if averaged is None else averaged.module, val_batches, val_loss_fn)
             history.val_loss.append(val_loss)
             history.val_accuracy.append(val_acc)
             shown["val_acc"] = f"{val_acc:.4f}"
-        if progress:
+        if bar is not None:
             bar.set_postfix(shown)
+    if bar is not None:
+        bar.close()
     return history
 
 
-def _epoch_bar(epochs: int, progress: bool):
-    if not progress:
-        return range(epochs)
+class _Counted:
+    """Yields the batches of ``batches`` and moves ``bar`` on by one after each."""
+
+    def __init__(self, batches, bar):
+        self.batches, self.bar = batches, bar
+
+    def __iter__(self):
+        for batch in self.batches:
+            yield batch
+            self.bar.update(1)
+
+
+def _batch_bar(batches, epochs: int):
+    """A tqdm bar over every batch of every epoch (its length unknown if the batches have none).
+
+    It redraws at most about 50 times (and at most twice a second): in a notebook every redraw is a few
+    kernel messages, and a client that reads them only after the cell (nbval) loses messages past
+    ZeroMQ's queue limit of 1000.
+    """
     from tqdm.auto import tqdm
 
-    return tqdm(range(epochs), desc="epochs", unit="epoch")
+    try:
+        total = epochs * len(batches)
+    except TypeError:
+        total = None
+    return tqdm(total=total, desc="training", unit="batch", miniters=max(1, (total or 0) // 50), mininterval=0.5)
 
 
 def random_shift(images: torch.Tensor, max_shift: int = 2, fill: float | None = None, *, flip: bool = False,

@@ -32,7 +32,7 @@ message. The batteries, by kind of answer:
 
 A variant that does not apply to an answer (NumPy for a ragged list, a transpose of a 1-D tensor, ``@`` for a
 rule that is not about matrix products...) is *not applicable*: skipped and counted, never a crash.
-``python tests/test_check_agreement.py`` prints the agreement table (tasks x answers).
+``python tests/e2e/test_check_agreement.py`` prints the agreement table (tasks x answers).
 """
 from __future__ import annotations
 

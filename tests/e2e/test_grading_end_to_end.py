@@ -225,7 +225,7 @@ def test_limits_count_all_the_processes_of_a_kernel(graded):
     cpu = " ".join(_result(course, "child_cpu")["notebooks"][NOTEBOOK]["limits_hit"])
     memory = " ".join(_result(course, "child_memory")["notebooks"][NOTEBOOK]["limits_hit"])
     # 8 spinning children reach the 30 CPU-seconds of the whole kernel in 15 s on 2 free cores; on a busy
-    # machine the 45 s wall-time limit may come first (tests/test_grading_jail.py pins the CPU sum down)
+    # machine the 45 s wall-time limit may come first (tests/kernel/test_jail.py pins the CPU sum down)
     assert ("CPU-time limit (30 s for all the kernel's processes)" in cpu
             or "notebook wall-time limit (45 s)" in cpu), cpu
     assert ("memory limit (3072 MiB for all the kernel's processes)" in memory

@@ -1,6 +1,6 @@
 """course_utils.grading.runner.engine and the kernel template it shares: the default LocalCluster is in-process, its
 workers share one template, every notebook still gets a kernel of its own, and the template lives as long as
-the engine (tests/test_grading_cluster.py covers a real scheduler with worker processes)."""
+the engine (tests/kernel/test_cluster.py covers a real scheduler with worker processes)."""
 from __future__ import annotations
 
 import shutil

@@ -1,5 +1,5 @@
 """course_utils.grading.runner.execute, .kernel, .template and .jobs without the jail: a notebook runs in a kernel forked
-from the template, as far as it gets, and the limit that stopped it is named (tests/test_grading_jail.py runs
+from the template, as far as it gets, and the limit that stopped it is named (tests/kernel/test_jail.py runs
 the same jailed)."""
 from __future__ import annotations
 

@@ -216,11 +216,62 @@ def test_fit_trains_from_a_dataloader_too():
     assert history.train_accuracy[-1] > 0.9
 
 
-def test_fit_shows_a_progress_bar_over_epochs(capsys):
+def test_fit_shows_a_progress_bar_that_counts_every_batch_of_every_epoch(capsys):
     x, y = blobs(40)
     model = small_model()
-    fit(model, (x, y), torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, val=(x, y), progress=True)
-    assert "2/2" in capsys.readouterr().err
+    fit(model, TensorBatches(x, y, 16), torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, val=(x, y),
+        progress=True)
+    err = capsys.readouterr().err
+    assert "6/6" in err and "epoch=2/2" in err  # 3 batches x 2 epochs; the postfix names the epoch
+
+
+def test_fit_redraws_its_bar_a_bounded_number_of_times(capsys):
+    """Each redraw is a few kernel messages in a notebook; thousands of them overflow nbval's message queue."""
+    x, y = blobs(2000)
+    model = nn.Sequential(nn.Linear(2, 2))
+    fit(model, TensorBatches(x, y, 4), torch.optim.SGD(model.parameters(), lr=0.01), epochs=2, progress=True)
+    err = capsys.readouterr().err
+    assert "1000/1000" in err  # the last redraw shows every batch counted
+    assert 2 <= err.count("\r") <= 60, f"{err.count(chr(13))} redraws for 1000 batches"
+
+
+def test_fit_leaves_the_global_generator_alone_unless_given_a_seed():
+    x, y = blobs()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    model = nn.Sequential(nn.Linear(2, 2))  # no dropout: training itself draws nothing from the global generator
+    torch.set_rng_state(state)
+    fit(model, TensorBatches(x, y, 32, shuffle=True), torch.optim.SGD(model.parameters(), lr=0.1), epochs=2,
+        progress=False)
+    assert torch.equal(torch.get_rng_state(), state), "fit() must not reseed torch's global generator by itself"
+
+
+def test_fit_with_a_seed_is_manual_seed_then_fit():
+    def run(explicit):
+        x, y = blobs()
+        model = small_model()  # has dropout, which draws from the global generator
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+        if explicit:
+            torch.manual_seed(7)
+            fit(model, (x, y), optimizer, epochs=2, progress=False)
+        else:
+            torch.manual_seed(999)
+            fit(model, (x, y), optimizer, epochs=2, seed=7, progress=False)
+        return [p.detach().clone() for p in model.parameters()]
+
+    assert all(torch.equal(a, b) for a, b in zip(run(True), run(False)))
+
+
+def test_fit_scores_validation_with_its_own_loss_when_given_one():
+    x, y = blobs()
+    model = small_model()
+    smoothed = nn.CrossEntropyLoss(label_smoothing=0.2)
+    history = fit(model, (x, y), torch.optim.SGD(model.parameters(), lr=0.1), epochs=1, val=(x, y),
+                  loss_fn=smoothed, val_loss_fn=nn.functional.cross_entropy, progress=False)
+    assert history.val_loss[0] == pytest.approx(evaluate(model, (x, y))[0], rel=1e-6)
+    same = fit(model, (x, y), torch.optim.SGD(model.parameters(), lr=0.0), epochs=1, val=(x, y), loss_fn=smoothed,
+               progress=False)
+    assert same.val_loss[0] == pytest.approx(evaluate(model, (x, y), loss_fn=smoothed)[0], rel=1e-6)
 
 
 @pytest.mark.parametrize("epochs", [0, -1, 2.5])
