@@ -5,7 +5,9 @@ SHELL := /bin/bash
 # (3.11 first: the version the course is measured on)
 PYTHON ?= $(shell for v in 3.11 3.12 3.13; do command -v python$$v && break; done || command -v python3)
 VENV := .venv
-BIN := $(CURDIR)/$(VENV)/bin
+# a classroom's copy of the course (make hub) names the class's Python here: no second venv
+-include classroom.mk
+BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 # Versions come from requirements.txt (the one place they are pinned), never from here.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
@@ -43,7 +45,7 @@ test: setup browser-tools hub-tools ## Every test: the three tiers (unit, kernel
 	$(BIN)/python -m pytest tests course_utils --doctest-modules notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
 
-setup: $(STAMP) sandbox-tools
+setup: $(if $(SETUP_DONE),,$(STAMP)) sandbox-tools
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else "The course needs Python 3.11, 3.12 or 3.13 (this is %d.%d; the pinned numpy, pandas and nbgrader need 3.11 or later): set PYTHON=/path/to/python3.x" % sys.version_info[:2])'
@@ -88,8 +90,8 @@ hub: setup sandbox-tools hub-tools ## Run JupyterHub for a class: make hub ROSTE
 		--prefix "$(HUB_PREFIX)" --port $(HUB_PORT) --min-interval $(HUB_MIN_INTERVAL) \
 		--proxy "$(CURDIR)/$(HUB_DIR)/node_modules/.bin/configurable-http-proxy"
 
-hub-down: setup ## Remove the accounts make hub created (their homes too); grades stay in HUB_PREFIX
-	$(BIN)/python -m course_utils.grading hub down --prefix "$(HUB_PREFIX)"
+hub-down: setup ## Stop the classroom; accounts, homes and grades stay (HUB_DOWN_ARGS="--remove-accounts", "--purge-homes")
+	$(BIN)/python -m course_utils.grading hub down --prefix "$(HUB_PREFIX)" $(HUB_DOWN_ARGS)
 
 lessons: setup ## Re-execute every lesson top to bottom, storing outputs
 	$(BIN)/python scripts/execute_notebooks.py notebooks/[0-9]*.ipynb

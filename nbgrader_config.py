@@ -40,3 +40,8 @@ c.LimitOutput.max_traceback = 60
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearHiddenTests.begin_test_delimeter = "BEGIN HIDDEN TESTS"
 c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
+
+# A classroom's copy of the course (make hub) adds its own settings here: the class's exchange, for one.
+local = ROOT / "nbgrader_config.local.py"
+if local.is_file():
+    load_subconfig(str(local))  # noqa: F821

@@ -180,6 +180,8 @@ def _hub_up_arguments(parser) -> None:
     parser.add_argument("--proxy", default=shutil_which("configurable-http-proxy"), help="configurable-http-proxy")
     parser.add_argument("--omp-threads", type=int, default=0, help="OMP_NUM_THREADS for kernels (0: torch's default)")
     parser.add_argument("--python", default="", help="the Python every account runs (default: the system's)")
+    parser.add_argument("--student-memory-mb", type=int, default=4096, help="memory of each student's server and "
+                        "kernels together (a control group each, where the machine has them)")
 
 
 def shutil_which(name: str) -> str:
@@ -197,7 +199,7 @@ def _hub_prepare(args, run_hub: bool = False) -> int:
                           "hub's config, in course_utils/grading/hub/node_modules).")
     room = Classroom(args.prefix.resolve(), read_roster(args.roster), check_user_name(args.instructor, "instructor"),
                      port=args.port, homes=args.homes, min_interval=args.min_interval, proxy=args.proxy,
-                     omp_threads=args.omp_threads, python=args.python)
+                     omp_threads=args.omp_threads, python=args.python, student_memory_mb=args.student_memory_mb)
     if room.instructor in room.students:
         raise RosterError(f"The instructor {room.instructor!r} is also on the roster: use another account name.")
     prepare(room)
@@ -215,12 +217,17 @@ def _hub_up(args) -> int:
 
 def _hub_down_arguments(parser) -> None:
     _prefix(parser)
+    parser.add_argument("--remove-accounts", action="store_true", help="also remove the accounts the classroom "
+                        "created (their homes are kept, given to root)")
+    parser.add_argument("--purge-homes", action="store_true", help="also delete those accounts and their homes "
+                        "(students' work included!)")
     parser.add_argument("--purge", action="store_true", help="also delete the prefix (grades included!)")
 
 
 def _hub_down(args) -> None:
     from course_utils.grading.hub.classroom import down
-    down(args.prefix, args.purge)
+    for sentence in down(args.prefix, args.remove_accounts, args.purge_homes, args.purge):
+        print(sentence)
 
 
 def _watch_arguments(parser) -> None:
@@ -243,7 +250,10 @@ def _watch(course, args) -> None:
     settings = Settings(course.root, args.exchange,
                         args.min_interval if args.min_interval is not None else course.setting("Watcher", "min_interval"),
                         args.poll if args.poll is not None else course.setting("Watcher", "poll"),
-                        owner=args.owner, check_owner=not args.any_owner, **engine_settings(course, args))
+                        owner=args.owner, check_owner=not args.any_owner,
+                        notebook_timeout=course.setting("Watcher", "notebook_timeout"),
+                        submission_bytes=course.setting("Watcher", "submission_bytes"),
+                        read_delay=course.setting("Watcher", "read_delay"), **engine_settings(course, args))
     watch(settings, args.stop_after, args.warm)
 
 
@@ -263,9 +273,14 @@ def _status(course, args) -> None:
         print(f"{key:<48} {entry.get('status', ''):<8} {entry.get('score', '')!s:>5} {entry.get('message', '')}")
 
 
+def _progress_arguments(parser) -> None:
+    parser.add_argument("--instructor", required=True, help="the account that sees every student (the others see "
+                        "their own submissions)")
+
+
 def _progress(course, args) -> None:
     from course_utils.grading.hub.progress import serve
-    serve(course)
+    serve(course, args.instructor)
 
 
 COMMANDS = {
@@ -292,7 +307,7 @@ GROUPS = {
                          _watch_arguments, _watch),
         "regrade": Command("ask the watcher to grade an assignment again", _regrade_arguments, _regrade),
         "status": Command("print the watcher's progress", _nothing, _status),
-        "progress": Command("serve the instructor's progress page (the hub's progress service)", _nothing, _progress),
+        "progress": Command("serve the progress page (the hub's progress service)", _progress_arguments, _progress),
     }),
 }
 

@@ -60,6 +60,12 @@ class Watcher(Configurable):
 
     min_interval = Float(60.0, help="Seconds between two gradings of one student's assignment.").tag(config=True)
     poll = Float(1.0, help="Seconds between two looks at the exchange.").tag(config=True)
+    notebook_timeout = Int(180, help="Wall seconds per notebook when grading on submission (c.Limits for the "
+                                     "rest), so that no submission holds a worker for long.").tag(config=True)
+    submission_bytes = Int(64 * 2**20, help="The most a submission's files may hold together; larger files are "
+                                            "left out, with a note.").tag(config=True)
+    read_delay = Float(0.0, help="Tests only: seconds between choosing a submission folder and reading it (widens "
+                                 "the window a swap of the folder would need).").tag(config=True)
 
 
 CONFIGURABLES = (Limits, Grader, Watcher)

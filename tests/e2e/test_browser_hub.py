@@ -36,7 +36,7 @@ from support import REPO
 TOTAL = f"{sum(POINTS.values()):g}"   # exercise 01's points
 
 ROOT = REPO
-PROXY = ROOT / "hub" / "node_modules" / ".bin" / "configurable-http-proxy"
+PROXY = ROOT / "course_utils" / "grading" / "hub" / "node_modules" / ".bin" / "configurable-http-proxy"
 ASSIGNMENT = "01_tensors_vs_numpy"
 NOTEBOOK = f"{ASSIGNMENT}_exercises"
 ANSWER = ("def arange_matrix(rows, cols, dtype=torch.float32):\n"
@@ -53,9 +53,9 @@ def _require_parts():
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed: run make sandbox-tools as root")
     if not os.access(PROXY, os.X_OK):
-        pytest.skip("configurable-http-proxy is not installed: run make hub-tools (npm ci in hub/)")
-    if not os.access("/usr/bin/python3.11", os.X_OK):
-        pytest.skip("no system Python 3.11 for the students' servers: apt-get install python3.11 python3.11-venv")
+        pytest.skip("configurable-http-proxy is not installed: run make hub-tools")
+    if not os.access("/usr/bin/python3", os.X_OK):
+        pytest.skip("no system Python for the students' servers: apt-get install python3 python3-venv")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def classroom():
         if (prefix / "hub" / "hub.log").is_file():
             (ARTEFACTS / "hub").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(prefix / "hub" / "hub.log", ARTEFACTS / "hub" / "hub.log")
-        down(prefix, purge=True)   # what is still running in the prefix, the accounts and homes, the prefix
+        down(prefix, remove_accounts=True, purge_homes=True, purge=True)   # processes, accounts, homes, the prefix
 
 
 def log_in(page, url, user, password):

@@ -15,11 +15,11 @@ import pytest
 from course_utils.grading.authoring.samples import POINTS, honest_class
 from course_utils.grading.hub import state as states
 from course_utils.grading.hub import watcher as service
+from course_utils.grading.pipeline.results import load_result
 from support import REPO
 
 TOTAL = sum(POINTS.values())   # exercise 01's points
 
-REPO = REPO
 ASSIGNMENT = "01_tensors_vs_numpy"
 NOTEBOOK = f"{ASSIGNMENT}_exercises"
 COURSE_ID = "pytorch-foundations"
@@ -56,8 +56,8 @@ def classroom(tmp_path_factory):
         shutil.copytree(REPO / folder / ASSIGNMENT, course_root / folder / ASSIGNMENT)
     ensure_workspace(course_root, exchange)
     course = Course.load(course_root)
-    settings = service.Settings(course_root, exchange, min_interval=60, check_owner=False, workers=2)
-    state = states.State(states.service_dir(course))
+    settings = service.Settings(course_root, exchange, min_interval=60, check_owner=False, workers=2,
+                                notebook_timeout=45)
 
     def submit(student: str, nb) -> None:
         folder = homes / student / ASSIGNMENT
@@ -72,11 +72,18 @@ def classroom(tmp_path_factory):
 
     with Engine(workers=2) as engine:
         service.warm_up(course, settings, engine)
-        yield course, settings, state, engine, submit, fetch
+        watcher = service.Watcher(course, settings, engine)
+        yield watcher, submit, fetch
+        watcher.close()
+
+
+def keys(tasks) -> list[str]:
+    return [task.key for task in tasks]
 
 
 def test_a_submission_is_graded_and_its_feedback_fetched_a_resubmission_waits_then_replaces_it(classroom):
-    course, settings, state, engine, submit, fetch = classroom
+    watcher, submit, fetch = classroom
+    state, settings = watcher.state, watcher.settings
     release = nbformat.read(REPO / "exercises" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
     solution = nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
     sample = {points: nb for _, nb, points in honest_class(release, solution, 20)}
@@ -84,27 +91,61 @@ def test_a_submission_is_graded_and_its_feedback_fetched_a_resubmission_waits_th
     key = f"{ASSIGNMENT}/alice"
 
     submit("alice", sample[low])
-    assert [s.key for s in service.step(course, settings, state, engine=engine)] == [key]
+    assert keys(watcher.step()) == [key]
+    assert state.entries[key]["status"] == states.GRADING
+    watcher.drain()
     assert state.entries[key]["status"] == states.GRADED and state.entries[key]["score"] == low
     assert f"{low:g} / {TOTAL:g}" in fetch("alice")
 
     time.sleep(1.1)   # nbgrader's submission timestamps have microseconds, but keep them clearly apart
     submit("alice", sample[high])
-    assert service.step(course, settings, state, engine=engine) == []   # within min_interval: it waits
-    assert state.entries[key]["status"] == states.WAITING and "too soon" in state.entries[key]["message"]
-    later = state.entries[key]["started"] + settings.min_interval + 1
-    assert [s.key for s in service.step(course, settings, state, now=later, engine=engine)] == [key]
+    assert watcher.step() == []   # within min_interval: it is held, and the student is told until when
+    entry = state.entries[key]
+    assert entry["status"] == states.WAITING and "is graded at" in entry["message"]
+    assert entry["until"] == entry["started"] + settings.min_interval
+    assert keys(watcher.step(now=entry["until"] + 1)) == [key]   # its time has come: graded, nothing to do
+    watcher.drain()
     assert state.entries[key]["status"] == states.GRADED and state.entries[key]["score"] == high
+    assert "until" not in state.entries[key]
     assert f"{high:g} / {TOTAL:g}" in fetch("alice")
 
 
 def test_the_instructor_can_ask_for_a_regrade(classroom):
-    course, settings, state, engine, submit, fetch = classroom
+    watcher, submit, fetch = classroom
+    state = watcher.state
     key = f"{ASSIGNMENT}/alice"
     before = dict(state.entries[key])
-    path = states.request_regrade(course, ASSIGNMENT)
-    assert service.step(course, settings, state, engine=engine) == []   # no new submission, but the request
+    path = states.request_regrade(watcher.course, ASSIGNMENT)
+    assert keys(watcher.step()) == [key]   # no new submission, but the request
     assert not path.exists()
+    watcher.drain()
     entry = state.entries[key]
     assert entry["status"] == states.GRADED and entry["score"] == before["score"]
     assert entry["graded"] > before["graded"]
+
+
+def test_one_students_slow_notebooks_never_hold_back_anothers_feedback(classroom):
+    """Two workers: Eve's notebook sleeps far past the on-submit budget (45 s here); Bob's and Carol's honest
+    submissions are graded while hers runs, and hers is stopped at the budget, with a note."""
+    watcher, submit, fetch = classroom
+    state = watcher.state
+    release = nbformat.read(REPO / "exercises" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    solution = nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    honest = next(nb for _, nb, points in honest_class(release, solution, 20) if points == TOTAL)
+    slow = nbformat.from_dict(dict(honest))   # her answers, and then a cell that would sleep for a quarter hour
+    slow.cells = [*honest.cells, nbformat.v4.new_code_cell("import time\ntime.sleep(1000)")]
+    submit("eve", slow)
+    assert keys(watcher.step()) == [f"{ASSIGNMENT}/eve"]
+    submit("bob", honest)
+    submit("carol", honest)
+    assert keys(watcher.step()) == [f"{ASSIGNMENT}/bob"]          # the one free worker
+    assert state.entries[f"{ASSIGNMENT}/carol"]["status"] == states.QUEUED
+    while state.entries[f"{ASSIGNMENT}/bob"]["status"] == states.GRADING:
+        time.sleep(0.2)
+    assert state.entries[f"{ASSIGNMENT}/eve"]["status"] == states.GRADING   # Bob did not wait for Eve
+    assert keys(watcher.step()) == [f"{ASSIGNMENT}/carol"]
+    watcher.drain()
+    assert state.entries[f"{ASSIGNMENT}/bob"]["score"] == state.entries[f"{ASSIGNMENT}/carol"]["score"] == TOTAL
+    assert f"{TOTAL:g} / {TOTAL:g}" in fetch("bob")
+    eve = load_result(watcher.course, ASSIGNMENT, "eve")["notebooks"][NOTEBOOK]
+    assert any("notebook wall-time limit (45 s)" in hit for hit in eve["limits_hit"]), eve["limits_hit"]

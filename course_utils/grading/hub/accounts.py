@@ -6,7 +6,8 @@
 * ``read_roster``: a CSV of student ids (first column; a header ``student_id``/``id``/``username`` is
   skipped), each a valid local user name, no duplicates; bad lines are reported all at once, by line.
 * ``ensure_account`` / ``remove_account``: real local accounts (``useradd``/``userdel``), each in the
-  course's group; only accounts this module created are ever removed (``accounts.json`` lists them).
+  course's group, each home private (``0700``: no student reads another's work); only accounts this module
+  created are ever removed (``accounts.json`` lists them), and their homes are kept unless asked otherwise.
 * ``set_passwords``: a fresh random password for each account it created (``chpasswd``), written to a
   ``0600`` CSV that only the instructor's account can read; no password is ever stored in the repository.
   JupyterHub checks them with PAM, the system's own login; ``classroom.py`` says how to plug in the
@@ -106,38 +107,55 @@ def ensure_group(group: str) -> None:
 
 
 def ensure_account(accounts: Accounts, name: str) -> bool:
-    """Create the local account ``name`` (home under ``accounts.homes``) unless it exists; True if created."""
+    """Create the local account ``name`` (home under ``accounts.homes``) unless it exists; True if created.
+    Either way its home ends up private to it (``0700``)."""
     ensure_group(accounts.group)
     if account_exists(name):
         subprocess.run(["usermod", "--append", "--groups", accounts.group, name], check=True)
-        return False
-    accounts.homes.mkdir(parents=True, exist_ok=True)
-    accounts._record(accounts.created() + [name])   # recorded first: a crash still lets remove() find it
-    subprocess.run(["useradd", "--create-home", "--home-dir", str(accounts.homes / name), "--shell", "/bin/bash",
-                    "--gid", accounts.group, "--comment", f"{accounts.group} classroom", name], check=True)
-    return True
+        created = False
+    else:
+        accounts.homes.mkdir(parents=True, exist_ok=True)
+        accounts._record(accounts.created() + [name])   # recorded first: a crash still lets remove() find it
+        subprocess.run(["useradd", "--create-home", "--home-dir", str(accounts.homes / name), "--shell", "/bin/bash",
+                        "--gid", accounts.group, "--comment", f"{accounts.group} classroom", "-K", "HOME_MODE=0700",
+                        name], check=True)
+        created = True
+    home = Path(pwd.getpwnam(name).pw_dir)
+    if home.is_dir() and not home.is_symlink():
+        home.chmod(0o700)
+    return created
 
 
-def remove_account(accounts: Accounts, name: str) -> None:
-    """Remove an account this classroom created, with its home and processes (others are left alone)."""
+def remove_account(accounts: Accounts, name: str, keep_home: bool = True) -> Path | None:
+    """Remove an account this classroom created, with its processes (others are left alone). Its home is kept
+    (given to root, still private: no later account that reuses the uid owns it) unless ``keep_home`` is
+    False; returns the home kept, if any."""
     if name not in accounts.created():
-        return
+        return None
+    kept = None
     if account_exists(name):
+        home = Path(pwd.getpwnam(name).pw_dir)
         subprocess.run(["pkill", "-KILL", "-u", name], check=False)
-        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+        subprocess.run(["userdel", *([] if keep_home else ["--remove"]), name], check=False, capture_output=True)
+        if keep_home and home.is_dir() and not home.is_symlink():
+            subprocess.run(["chown", "-R", "--no-dereference", "root:root", str(home)], check=False)
+            home.chmod(0o700)
+            kept = home
     accounts._record([n for n in accounts.created() if n != name])
+    return kept
 
 
-def remove_all(accounts: Accounts) -> None:
-    """Remove every account the classroom created, then its group when no account uses it any more."""
-    for name in accounts.created():
-        remove_account(accounts, name)
+def remove_all(accounts: Accounts, keep_homes: bool = True) -> list[Path]:
+    """Remove every account the classroom created (homes kept unless ``keep_homes`` is False), then its group
+    when no account uses it any more; return the homes kept."""
+    kept = [home for name in accounts.created() if (home := remove_account(accounts, name, keep_homes))]
     try:
         group = grp.getgrnam(accounts.group)
     except KeyError:
-        return
+        return kept
     if not group.gr_mem and not any(p.pw_gid == group.gr_gid for p in pwd.getpwall()):
         subprocess.run(["groupdel", accounts.group], check=False)
+    return kept
 
 
 def set_passwords(names: list[str], out: Path, reader: str) -> Path:

@@ -48,6 +48,9 @@ LEARNER_GRADING = ("course_utils/grading/__init__.py", "course_utils/grading/lab
 #: what the class venv installs (the whole package, the grader's side too) and the kernels read
 PACKAGE_FILES = ("course_utils/", "data/", "pyproject.toml", "requirements.txt", "README.md")
 LESSONS_DIR_NAME = "pytorch-foundations"       # the folder the lessons get in each student's home
+#: nbgrader's collect for the class: only folders that belong to the student they name, copied without links
+COLLECT = 'c.ExchangeFactory.collect = "course_utils.grading.hub.exchange.OwnerCheckedCollect"\n'
+INSTRUCTOR_CSP = "frame-ancestors 'self'; img-src 'self' data: blob:"
 EXTENSIONS_OFF_FOR_STUDENTS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
                                "@jupyter/nbgrader:course-list")
 
@@ -66,6 +69,7 @@ class Classroom:
     proxy: str = ""                  # configurable-http-proxy executable
     omp_threads: int = 0             # OMP_NUM_THREADS of every kernel (0: leave it to torch)
     python: str = ""                 # the Python every account can run (default: the system's python3)
+    student_memory_mb: int = 4096    # memory of each student's server and kernels together
     extra: dict = field(default_factory=dict)
 
     @property
@@ -167,9 +171,15 @@ def publish_package(room: Classroom, repo: Path = REPO) -> bool:
 
 
 def copy_course(room: Classroom, repo: Path = REPO) -> None:
-    """The instructor's course root: every course file, owned by the instructor, private (``0700``)."""
+    """The instructor's course root: every course file, owned by the instructor, private (``0700``). Its
+    ``nbgrader_config.local.py`` points nbgrader at the class's exchange (so ``nbgrader collect`` there sees the
+    submissions) and its ``classroom.mk`` points ``make`` at the class's Python (no second venv)."""
     room.course.mkdir(parents=True, exist_ok=True)
     sync_files(repo, tracked_files(repo), room.course)
+    write_atomically(room.course / "nbgrader_config.local.py", "# written by make hub: the class's exchange\n"
+                     f"c.Exchange.root = {str(room.exchange)!r}\n{COLLECT}")
+    write_atomically(room.course / "classroom.mk", "# written by make hub: make uses the class's Python\n"
+                     f"VENV := {room.venv}\nSETUP_DONE := 1\n")
     account = pwd.getpwnam(room.instructor)
     for root, dirs, files in os.walk(room.course):
         for name in [".", *dirs, *files]:
@@ -301,9 +311,13 @@ def write_role_configs(room: Classroom) -> None:
            "[include]\n\tpath = ~/.gitconfig\n")
     instructor = room.config_dir("instructor")
     _write(instructor / "nbgrader_config.py", "c = get_config()  # noqa: F821\n"
-           f"load_subconfig({str(room.course / 'nbgrader_config.py')!r})  # noqa: F821\n{exchange}")
+           f"load_subconfig({str(room.course / 'nbgrader_config.py')!r})  # noqa: F821\n{exchange}{COLLECT}")
     _write(instructor / "labconfig" / "page_config.json",
            json.dumps({"disabledExtensions": {"@jupyter/nbgrader:create-assignment": False}}, indent=1))
+    # JupyterHub's servers refuse to be framed ('none'): the formgrader opens inside the instructor's JupyterLab,
+    # from the same server; nothing the instructor opens may load from elsewhere (a tracking pixel in a submission)
+    _write(instructor / "jupyter_server_config.json", json.dumps({"ServerApp": {"tornado_settings": {"headers": {
+        "Content-Security-Policy": INSTRUCTOR_CSP}}}}, indent=1))
 
 
 def _write(path: Path, text: str) -> None:
@@ -390,13 +404,27 @@ def stop_processes(prefix: Path, grace: float = 10.0) -> list[int]:
     return pids
 
 
-def down(prefix: Path, purge: bool = False) -> None:
-    """Stop the classroom's processes, remove the accounts (and homes) it created; with ``purge`` the prefix too."""
-    stop_processes(prefix)
+def down(prefix: Path, remove_accounts: bool = False, purge_homes: bool = False, purge: bool = False) -> list[str]:
+    """Stop the classroom's processes. The accounts it created, their homes and the prefix are kept unless
+    asked: ``remove_accounts`` removes the accounts (their homes kept, given to root), ``purge_homes`` their
+    homes too, ``purge`` the prefix (grades included). Returns what was done, in sentences."""
+    said = [f"stopped {len(stop_processes(prefix))} process(es) of the classroom in {prefix}"]
     try:
         room = Classroom.load(prefix)
-        remove_all(room.accounts)
     except FileNotFoundError:
-        pass
+        room = None
+    if room is not None and (remove_accounts or purge_homes):
+        kept = remove_all(room.accounts, keep_homes=not purge_homes)
+        if room.course.exists():   # its owner's account is gone: root's now, still private
+            subprocess.run(["chown", "-R", "--no-dereference", "root:root", str(room.course)], check=False)
+        said.append("removed the accounts it created" + (f"; their homes are kept (root's, private): "
+                                                          f"{', '.join(map(str, kept))}" if kept else " and their homes"))
+    elif room is not None:
+        said.append(f"kept the accounts and their homes ({', '.join(room.students)}, {room.instructor}): "
+                    "--remove-accounts removes them, --purge-homes their homes too")
     if purge:
         shutil.rmtree(prefix, ignore_errors=True)
+        said.append(f"deleted {prefix}, grades included")
+    else:
+        said.append(f"grades and submissions stay in {prefix}")
+    return said

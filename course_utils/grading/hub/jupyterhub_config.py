@@ -47,8 +47,11 @@ c.Authenticator.admin_users = {instructor}
 c.PAMAuthenticator.open_sessions = False
 c.LocalAuthenticator.create_system_users = False
 
-# ---- each user's JupyterLab: the class's Python, role-specific Jupyter settings
-c.JupyterHub.spawner_class = "localprocess"
+# ---- each user's JupyterLab: the class's Python, role-specific Jupyter settings, private files, a control group
+# per student (memory and an equal CPU share), and no process left behind when a server stops
+c.JupyterHub.spawner_class = "course_utils.grading.hub.spawner.ClassroomSpawner"
+if room.get("student_memory_mb"):
+    c.ClassroomSpawner.memory_limit_bytes = int(room["student_memory_mb"]) * 2**20
 c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 180
@@ -89,12 +92,15 @@ c.JupyterHub.services = [
                                    "--min-interval", str(room["min_interval"])],
      "environment": service_env, "cwd": str(prefix / "hub")},
     {"name": "progress", "url": f"http://127.0.0.1:{port + 2}", "oauth_no_confirm": True,
-     "command": [*python_cmd, "-m", "course_utils.grading", "--course", course, "hub", "progress"],
+     "command": [*python_cmd, "-m", "course_utils.grading", "--course", course, "hub", "progress",
+                 "--instructor", instructor],
      "environment": service_env, "cwd": str(prefix / "hub")},
 ]
 c.JupyterHub.load_roles = [
     {"name": "instructor", "users": [instructor], "scopes": ["access:services!service=progress", "admin-ui",
                                                              "list:users", "admin:servers"]},
+    # each student sees where their own submissions are (queued, grading, graded, held until a time)
+    {"name": "student", "users": list(room["students"]), "scopes": ["self", "access:services!service=progress"]},
 ]
 
 local = prefix / "jupyterhub_config.local.py"

@@ -4,13 +4,15 @@
     'graded'
 
 ``state.json`` (written atomically after every change) has one entry per ``assignment/student``: the
-exchange folder graded, its status (``QUEUED``, ``WAITING``, ``GRADING``, ``GRADED``, ``FAILED``), score and
-a note. The progress page reads it; the watcher alone writes it. Re-grade requests are files in
+exchange folder graded, its status (``QUEUED``, ``WAITING`` until a stated time, ``GRADING``, ``GRADED``,
+``FAILED``), score and a note; and one per quarantined folder (``quarantine/<folder>``). The progress page
+reads it; the watcher alone writes it (from several grading threads: one lock). Re-grade requests are files in
 ``requests/``, written by the progress page or the ``hub regrade`` command, taken by the watcher.
 """
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from course_utils.grading.course import Course
 
 #: statuses a (student, assignment) goes through; "graded" and "failed" are final for one submission
 QUEUED, WAITING, GRADING, GRADED, FAILED = "queued", "waiting", "grading", "graded", "failed"
+#: a folder that named a student but belonged to another account
+QUARANTINED = "quarantined"
 
 
 class State:
@@ -28,11 +32,17 @@ class State:
         self.folder = folder
         self.path = folder / "state.json"
         self.entries: dict[str, dict] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self._lock = threading.Lock()
 
     def update(self, key: str, **fields) -> dict:
-        self.entries.setdefault(key, {}).update(fields, updated=time.time())
-        write_atomically(self.path, json.dumps(self.entries, indent=1, sort_keys=True))
-        return self.entries[key]
+        """Change ``key``'s entry (a field set to None is removed) and save."""
+        with self._lock:
+            entry = self.entries.setdefault(key, {})
+            entry.update(fields, updated=time.time())
+            for name in [k for k, v in entry.items() if v is None]:
+                del entry[name]
+            write_atomically(self.path, json.dumps(self.entries, indent=1, sort_keys=True))
+            return dict(entry)
 
 
 def service_dir(course: Course) -> Path:

@@ -3,44 +3,59 @@
     $ python -m course_utils.grading --course /srv/pytorch-foundations/course hub watch \\
           --exchange /srv/pytorch-foundations/exchange --min-interval 60
 
-Every ``poll`` seconds the watcher lists the exchange's ``inbound/`` (what nbgrader's submit writes:
-``<student>+<assignment>+<timestamp>+<random>/``). For each student and assignment it takes the latest
-*complete* submission (nbgrader's submit opens the folder up, ``0777``, as its last step) whose folder
-belongs to that student's account, and, once the rate limit allows, grades it with the course's own
-pipeline, as the instructor's ``make collect/autograde/feedback`` would:
+Every ``poll`` seconds the watcher looks at the exchange's ``inbound/`` (``hub.exchange``): folders that name one
+student but belong to another account go to the quarantine; of each student's own, the newest complete
+submission of each assignment is taken, once the rate limit allows (one grading per ``min_interval`` seconds;
+a submission held back is graded when its time comes). Each is graded as the instructor's ``make
+collect/autograde/feedback`` would, in a thread of its own:
 
-1. ``collect``: the submission's regular files (never links) into ``submitted/<student>/<assignment>``,
-   replacing an earlier one, so a resubmission replaces the earlier grade;
-2. ``autograde``: sandboxed, trusted verdicts, gradebook updated (an unchanged submission is not re-run);
-3. ``feedback``: the HTML report, released through the exchange (nbgrader's ``release_feedback``), so the
-   student's Assignments tab offers *Fetch Feedback*.
+1. its regular files are read once, from the student's own folder, into a folder of the grader's
+   (``exchange.stage``), then ``collect``\\ ed into ``submitted/<student>/<assignment>``, replacing an
+   earlier one, so a resubmission replaces the earlier grade;
+2. ``autograde``: sandboxed, trusted verdicts, within the on-submit budget per notebook
+   (``c.Watcher.notebook_timeout``), gradebook updated;
+3. ``feedback``: the HTML report, released through the exchange, so the student's Assignments tab offers
+   *Fetch Feedback*.
 
-The watcher keeps one grading engine (``engine.Engine``: a Dask cluster, each worker holding a kernel
-template) for as long as it runs, warmed up when it starts, so a submission of exercise 01 is graded and
-its feedback released within seconds instead of paying for a new cluster each time.
+The loop never waits for a grading: it starts at most one per worker of its engine (one Dask cluster, its
+kernel template warmed up at start) and goes on looking. Each student has at most one submission grading at
+a time, and when more are due than there are workers, students with fewer gradings in the last hour go first:
+no one's submissions can keep another student's feedback waiting for longer than one bounded grading.
 
-What happened is kept by ``hub.state`` and shown on the progress page (``hub.progress``). Nothing is ever
-deleted from the exchange (``hub.exchange`` reads it), and each step is idempotent: a watcher killed
-mid-grading grades the same submission again when it restarts. Re-grade requests come from the progress
-page or ``python -m course_utils.grading hub regrade``.
+What happened is kept by ``hub.state`` (queued, grading, graded, held until a time, failed, quarantined) and
+shown on the progress page (``hub.progress``): the instructor sees everyone, each student their own. Nothing
+is deleted from the exchange but forged folders, and each step is idempotent: a watcher killed mid-grading
+grades the same submission again when it restarts.
 """
 from __future__ import annotations
 
+import collections
 import os
 import pwd
 import shutil
 import tempfile
+import threading
 import time
 import traceback
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from course_utils.grading.course import Course
-from course_utils.grading.hub.exchange import Submission, latest_submissions, release_feedback, stage
+from course_utils.grading.hub.exchange import (
+    SUBMISSION_BYTES,
+    Submission,
+    SubmissionRefused,
+    latest_submissions,
+    quarantine,
+    release_feedback,
+    stage,
+)
 from course_utils.grading.hub.state import (
     FAILED,
     GRADED,
     GRADING,
+    QUARANTINED,
     QUEUED,
     WAITING,
     State,
@@ -50,13 +65,18 @@ from course_utils.grading.hub.state import (
 from course_utils.grading.pipeline.autograde import autograde
 from course_utils.grading.pipeline.collect import collect
 from course_utils.grading.pipeline.feedback import feedback
+from course_utils.grading.pipeline.references import make_references
+from course_utils.grading.pipeline.release import ensure_released
 from course_utils.grading.pipeline.results import load_result, result_totals
 from course_utils.grading.runner.engine import Engine
+
+#: how far back "recent" gradings count when deciding who goes first
+RECENT_SECONDS = 3600
 
 
 @dataclass
 class Settings:
-    """How the watcher runs (the command line's options)."""
+    """How the watcher runs (``c.Watcher`` in nbgrader_config.py, and the command line's options)."""
     course: Path
     exchange: Path
     min_interval: float = 60.0      # seconds between two gradings of one student's assignment
@@ -66,9 +86,9 @@ class Settings:
     check_owner: bool = True        # a submission folder must belong to the account of the student it names
     owner: str | None = None        # the instructor's account: gets the workspace files the watcher writes
     scheduler: str | None = None    # a Dask scheduler's address: grade on other machines (autograde's engine)
-
-
-# ---------------------------------------------------------------- deciding what to grade
+    notebook_timeout: int = 180     # wall seconds per notebook when grading on submission
+    submission_bytes: int = SUBMISSION_BYTES
+    read_delay: float = 0.0         # tests only: seconds between choosing a folder and reading it
 
 
 def due(sub: Submission, entry: dict, now: float, min_interval: float) -> str:
@@ -83,19 +103,16 @@ def due(sub: Submission, entry: dict, now: float, min_interval: float) -> str:
     return "grade" if now - started >= min_interval or entry.get("entry") == sub.path.name else "wait"
 
 
-# ---------------------------------------------------------------- grading one batch
-
-
-def grade(course: Course, settings: Settings, assignment: str, students: list[str], force: bool = False,
-          engine=None) -> None:
-    """autograde + feedback + release for ``students`` of one assignment (already collected), on ``engine``
-    (the watcher's long-lived one; None: a cluster made for this call, as ``make autograde`` does)."""
-    options = {"scheduler": settings.scheduler} if settings.scheduler else {}
-    autograde(course, [assignment], students=students, workers=settings.workers, sandboxed=settings.sandboxed,
-              force=force, progress=False, engine=engine, **options)
-    feedback(course, assignment, students)
-    for student in students:
-        release_feedback(course, settings.exchange, assignment, student)
+def hand_over(course: Course, owner: str | None) -> None:
+    """Give the instructor's account the workspace files the watcher (root) wrote, so the formgrader can edit."""
+    if not owner:
+        return
+    account = pwd.getpwnam(owner)
+    for root, dirs, files in os.walk(course.workspace):
+        for name in [*dirs, *files]:
+            path = os.path.join(root, name)
+            if os.lstat(path).st_uid != account.pw_uid:
+                os.lchown(path, account.pw_uid, account.pw_gid)
 
 
 def warm_up(course: Course, settings: Settings, engine, assignments: list[str] | None = None) -> dict[str, float]:
@@ -105,7 +122,6 @@ def warm_up(course: Course, settings: Settings, engine, assignments: list[str] |
     import nbformat
     from nbconvert import HTMLExporter
 
-    from course_utils.grading.pipeline.references import make_references
     seconds = {}
     started = time.perf_counter()
     if settings.sandboxed:
@@ -123,116 +139,175 @@ def warm_up(course: Course, settings: Settings, engine, assignments: list[str] |
     return seconds
 
 
-def grade_submissions(course: Course, settings: Settings, state: State, subs: list[Submission], engine=None) -> None:
-    """Collect ``subs``, grade them per assignment and record the outcome of each."""
-    for sub in subs:
-        state.update(sub.key, entry=sub.path.name, submitted=sub.timestamp, status=GRADING, started=time.time(),
-                     message="")
-    inbox = Path(tempfile.mkdtemp(prefix="inbox-", dir=service_dir(course)))
-    try:
-        refused = stage(subs, inbox, course.limits.disk_bytes)
-        report = collect(course, inbox)
-        report.problems += [f"{why}: not copied" for why in refused]
-    finally:
-        shutil.rmtree(inbox, ignore_errors=True)
-    by_assignment: dict[str, list[Submission]] = {}
-    for sub in subs:
-        by_assignment.setdefault(sub.assignment, []).append(sub)
-    for assignment, group in sorted(by_assignment.items()):
-        _grade_group(course, settings, state, assignment, group, report.problems, engine)
+@dataclass(frozen=True)
+class Task:
+    """One grading to do: a new submission (``sub``), or a re-grade of what a student already submitted."""
+    key: str                          # assignment/student
+    student: str
+    assignment: str
+    submitted: str                    # the submission's timestamp (first come, first graded among equals)
+    sub: Submission | None = None     # None: a re-grade of the collected submission
 
 
-def _grade_group(course, settings, state, assignment, group, problems, engine=None) -> None:
-    try:
-        grade(course, settings, assignment, [s.student for s in group], engine=engine)
-    except Exception as error:  # recorded for the instructor; the next submission or a re-grade retries
-        traceback.print_exc()
-        for sub in group:
-            state.update(sub.key, status=FAILED, message=f"grading failed: {error}")
-        return
-    for sub in group:
-        _record_outcome(course, state, sub, [p for p in problems if p.startswith(f"{sub.student}/")])
+class Watcher:
+    """The grader service: one engine, one grading per engine worker at a time, one per student."""
 
+    def __init__(self, course: Course, settings: Settings, engine=None):
+        self.course, self.settings, self.engine = course, settings, engine
+        course.limits = replace(course.limits, notebook_timeout=min(course.limits.notebook_timeout,
+                                                                    settings.notebook_timeout),
+                                cell_timeout=min(course.limits.cell_timeout, settings.notebook_timeout))
+        self.state = State(service_dir(course))
+        self.slots = max(1, engine.n_workers if engine is not None else settings.workers or os.cpu_count() or 1)
+        self.pool = ThreadPoolExecutor(self.slots, thread_name_prefix="grading")
+        self.running: dict[str, Future] = {}                 # student -> their grading in progress
+        self.history: dict[str, list[float]] = collections.defaultdict(list)   # student -> recent starts
+        self.regrades: dict[str, Task] = {}                  # key -> a re-grade the instructor asked for
+        self.lock = threading.RLock()      # the course's shared files: release, gradebook, feedback, exchange
+        self.assignment_locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
 
-def _record_outcome(course: Course, state: State, sub: Submission, problems: list[str]) -> None:
-    result = load_result(course, sub.assignment, sub.student)
-    if result is None:
-        state.update(sub.key, status=FAILED, message="; ".join(problems) or "no result was written")
-        return
-    score, top = result_totals(result)
-    state.update(sub.key, status=GRADED, score=score, max_score=top, graded=time.time(), message="; ".join(problems))
+    # ------------------------------------------------------------ one look
+    def step(self, now: float | None = None) -> list[Task]:
+        """One look at the exchange: start what is due (within the free slots), note what waits; never blocks
+        on a grading. Returns the tasks started."""
+        now = time.time() if now is None else now
+        self._reap()
+        inbound = Path(self.settings.exchange) / self.course.coursedir.course_id / "inbound"
+        assignments = set(self.course.assignments())
+        if self.settings.check_owner:
+            for name in quarantine(inbound, assignments, service_dir(self.course) / "quarantine"):
+                self.state.update(f"quarantine/{name}", status=QUARANTINED, student=name.split("+")[0],
+                                  message="this folder names a student but belongs to another account: moved "
+                                          "out of the exchange, never graded")
+        due_tasks = []
+        for key, sub in sorted(latest_submissions(inbound, assignments, self.settings.check_owner).items()):
+            entry = self.state.entries.get(key, {})
+            decision = due(sub, entry, now, self.settings.min_interval)
+            if decision == "grade":
+                due_tasks.append(Task(key, sub.student, sub.assignment, sub.timestamp, sub))
+            elif decision == "wait" and entry.get("waiting_for") != sub.path.name:
+                until = entry["started"] + self.settings.min_interval
+                self.state.update(key, status=WAITING, waiting_for=sub.path.name, until=until,
+                                  message=f"held: one grading per {self.settings.min_interval:g} s; this submission "
+                                          f"is graded at {time.strftime('%H:%M:%S', time.localtime(until))}")
+        for request in regrade_requests(self.course):
+            self._queue_regrades(request)
+        due_tasks += [t for t in self.regrades.values() if t.key not in {d.key for d in due_tasks}]
+        return self._dispatch(due_tasks, now)
 
-
-# ---------------------------------------------------------------- the loop
-
-
-def hand_over(course: Course, owner: str | None) -> None:
-    """Give the instructor's account the workspace files the watcher (root) wrote, so the formgrader can edit."""
-    if not owner:
-        return
-    account = pwd.getpwnam(owner)
-    for root, dirs, files in os.walk(course.workspace):
-        for name in [*dirs, *files]:
-            path = os.path.join(root, name)
-            if os.lstat(path).st_uid != account.pw_uid:
-                os.lchown(path, account.pw_uid, account.pw_gid)
-
-
-def _apply_requests(course: Course, settings: Settings, state: State, engine=None) -> bool:
-    """Act on the re-grade requests; True when there were any."""
-    requests = regrade_requests(course)
-    for request in requests:
+    def _queue_regrades(self, request: dict) -> None:
         assignment = request.get("assignment")
-        graded = [k.split("/", 1)[1] for k, e in state.entries.items() if k.startswith(f"{assignment}/")]
-        students = [s for s in (request.get("students") or graded) if f"{assignment}/{s}" in state.entries]
-        if not students:
-            continue
-        for student in students:
-            state.update(f"{assignment}/{student}", status=GRADING, message="re-grading (instructor's request)")
+        graded = [k.split("/", 1)[1] for k in self.state.entries if k.startswith(f"{assignment}/")]
+        for student in request.get("students") or graded:
+            key = f"{assignment}/{student}"
+            if key in self.state.entries:
+                self.regrades[key] = Task(key, student, assignment, self.state.entries[key].get("submitted", ""))
+                self.state.update(key, status=QUEUED, message="re-grade (the instructor's request)")
+
+    def _recent(self, student: str, now: float) -> int:
+        self.history[student] = [t for t in self.history[student] if now - t < RECENT_SECONDS]
+        return len(self.history[student])
+
+    def _dispatch(self, tasks: list[Task], now: float) -> list[Task]:
+        """Start the due tasks while slots are free: students with fewer recent gradings first, then first come."""
+        tasks.sort(key=lambda t: (self._recent(t.student, now), t.submitted, t.key))
+        started, waiting = [], 0
+        for task in tasks:
+            entry = self.state.entries.get(task.key, {})
+            if task.student in self.running and entry.get("status") == GRADING and (
+                    task.sub is None or entry.get("entry") == task.sub.path.name):
+                continue   # this very submission is grading now
+            if task.student in self.running or len(self.running) >= self.slots:
+                waiting += 1
+                why = ("waits for your other submission to finish grading" if task.student in self.running
+                       else f"queued: {waiting} submission(s) ahead of it or grading")
+                if self.state.entries.get(task.key, {}).get("message") != why:
+                    self.state.update(task.key, status=QUEUED, message=why)
+                continue
+            self._start(task, now)
+            started.append(task)
+        return started
+
+    def _start(self, task: Task, now: float) -> None:
+        fields = dict(status=GRADING, started=now, message="", waiting_for=None, until=None)
+        if task.sub is not None:
+            fields.update(entry=task.sub.path.name, submitted=task.submitted)
+        self.state.update(task.key, **fields)
+        self.history[task.student].append(now)
+        self.regrades.pop(task.key, None)
+        self.running[task.student] = self.pool.submit(self._grade, task)
+
+    def _reap(self) -> None:
+        for student, future in list(self.running.items()):
+            if future.done():
+                del self.running[student]
+
+    # ------------------------------------------------------------ one grading (in a thread of its own)
+    def _grade(self, task: Task) -> None:
+        problems: list[str] = []
         try:
-            grade(course, settings, assignment, students, force=True, engine=engine)
-        except Exception as error:
-            for student in students:
-                state.update(f"{assignment}/{student}", status=FAILED, message=f"re-grade failed: {error}")
-            continue
-        for student in students:
-            sub = Submission(student, assignment, state.entries[f"{assignment}/{student}"].get("submitted", ""),
-                             Path(state.entries[f"{assignment}/{student}"].get("entry", "")))
-            _record_outcome(course, state, sub, [])
-    return bool(requests)
+            if task.sub is not None:
+                problems = self._collect(task.sub)
+            self._references(task.assignment)
+            autograde(self.course, [task.assignment], students=[task.student], sandboxed=self.settings.sandboxed,
+                      force=task.sub is None, progress=False, engine=self.engine, lock=self.lock)
+            with self.lock:
+                feedback(self.course, task.assignment, [task.student])
+                release_feedback(self.course, self.settings.exchange, task.assignment, task.student)
+                hand_over(self.course, self.settings.owner)
+        except SubmissionRefused as error:
+            self.state.update(task.key, status=FAILED, message=f"not graded: {error}")
+            return
+        except Exception as error:  # recorded for the instructor; the next submission or a re-grade retries
+            traceback.print_exc()
+            self.state.update(task.key, status=FAILED, message=f"grading failed: {error}")
+            return
+        self._record_outcome(task, problems)
 
+    def _collect(self, sub: Submission) -> list[str]:
+        """The submission, read once from the student's folder into the grader's, then collected."""
+        if self.settings.read_delay:
+            time.sleep(self.settings.read_delay)
+        inbox = Path(tempfile.mkdtemp(prefix="inbox-", dir=service_dir(self.course)))
+        try:
+            refused = stage(sub, inbox / sub.student / sub.assignment, self.settings.submission_bytes,
+                            self.settings.check_owner)
+            with self.lock:
+                report = collect(self.course, inbox)
+        finally:
+            shutil.rmtree(inbox, ignore_errors=True)
+        return [p for p in report.problems if p.startswith(f"{sub.student}/")] + [f"{r}: not copied" for r in refused]
 
-def step(course: Course, settings: Settings, state: State, now: float | None = None, engine=None) -> list[Submission]:
-    """One look at the exchange: grade what is due, note what waits; return the submissions graded."""
-    now = time.time() if now is None else now
-    inbound = Path(settings.exchange) / course.coursedir.course_id / "inbound"
-    ready = []
-    for key, sub in sorted(latest_submissions(inbound, set(course.assignments()), settings.check_owner).items()):
-        entry = state.entries.get(key, {})
-        decision = due(sub, entry, now, settings.min_interval)
-        if decision == "grade":
-            ready.append(sub)
-        elif decision == "wait" and entry.get("waiting_for") != sub.path.name:
-            until = time.strftime("%H:%M:%S", time.localtime(entry["started"] + settings.min_interval))
-            state.update(key, status=WAITING, waiting_for=sub.path.name,
-                         message=f"resubmitted too soon: graded at {until} (one grading per {settings.min_interval:g} s)")
-    if ready:   # first come, first graded; in batches of one round of the engine's workers, so that the first
-        ready.sort(key=lambda sub: (sub.timestamp, sub.key))   # students' feedback need not wait for the last's
-        for sub in ready:
-            state.update(sub.key, status=QUEUED, message="")
-        size = max(1, engine.n_workers if engine is not None else settings.workers or os.cpu_count() or 1)
-        for first in range(0, len(ready), size):
-            grade_submissions(course, settings, state, ready[first:first + size], engine)
-    if _apply_requests(course, settings, state, engine) or ready:
-        hand_over(course, settings.owner)
-    return ready
+    def _references(self, assignment: str) -> None:
+        """The assignment's reference records, made once (by the first of its submissions to need them)."""
+        with self.lock:
+            ensure_released(self.course, assignment)
+        with self.assignment_locks[assignment]:
+            make_references(self.course, assignment, self.engine, self.settings.sandboxed)
+
+    def _record_outcome(self, task: Task, problems: list[str]) -> None:
+        result = load_result(self.course, task.assignment, task.student)
+        if result is None:
+            self.state.update(task.key, status=FAILED, message="; ".join(problems) or "no result was written")
+            return
+        score, top = result_totals(result)
+        self.state.update(task.key, status=GRADED, score=score, max_score=top, graded=time.time(),
+                          message="; ".join(problems))
+
+    def drain(self) -> None:
+        """Wait for every grading in progress (tests, and a watcher that stops)."""
+        for future in list(self.running.values()):
+            future.result()
+        self._reap()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 def watch(settings: Settings, stop_after: float | None = None, warm: list[str] | None = None) -> None:
     """Grade submissions as they arrive, until interrupted (or ``stop_after`` seconds, for tests), on one
     engine kept for the whole run and warmed up first (``warm``: assignments whose references to make now)."""
     course = Course.load(settings.course)
-    state = State(service_dir(course))
     for assignment in warm or []:
         course.check_assignment(assignment)
     with Engine(scheduler=settings.scheduler, workers=settings.workers) as engine:
@@ -240,12 +315,13 @@ def watch(settings: Settings, stop_after: float | None = None, warm: list[str] |
         print(f"grading engine ready: {engine.n_workers} workers ("
               + ", ".join(f"{part} {s:.1f} s" for part, s in seconds.items()) + ")", flush=True)
         hand_over(course, settings.owner)
+        watcher = Watcher(course, settings, engine)
         started = time.monotonic()
         print(f"watching {settings.exchange} for {course.coursedir.course_id} submissions", flush=True)
-        while stop_after is None or time.monotonic() - started < stop_after:
-            began = time.perf_counter()
-            for sub in step(course, settings, state, engine=engine):
-                entry = state.entries[sub.key]
-                print(f"{sub.key}: {entry['status']} {entry.get('score', '')} {entry.get('message', '')} "
-                      f"({time.perf_counter() - began:.1f} s)", flush=True)
-            time.sleep(settings.poll)
+        try:
+            while stop_after is None or time.monotonic() - started < stop_after:
+                for task in watcher.step():
+                    print(f"{task.key}: grading", flush=True)
+                time.sleep(settings.poll)
+        finally:
+            watcher.close()

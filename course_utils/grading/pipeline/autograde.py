@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,24 +226,27 @@ def _summarize(course: Course, report: AutogradeReport) -> list[dict]:
 
 def autograde(course: Course, assignments: list[str] | None = None, *, students: list[str] | None = None,
               workers: int | None = None, sandboxed: bool = True, force: bool = False, progress: bool = True,
-              scheduler: str | None = None, engine: Engine | None = None) -> list[AutogradeReport]:
+              scheduler: str | None = None, engine: Engine | None = None, lock=None) -> list[AutogradeReport]:
     """Grade ``students`` (default: every submission) of ``assignments`` (default: all) on one engine.
 
         >>> [r.summary() for r in autograde(course, ["01_tensors_vs_numpy"], workers=2)]  # doctest: +SKIP
 
     The engine is a Dask cluster: ``engine`` (one you keep between calls), else a cluster at ``scheduler``,
     else a LocalCluster of ``workers`` processes made for this call. Returns one report per assignment
-    (see the module docstring for what happens).
+    (see the module docstring for what happens). ``lock`` (held while the release and the gradebook are read
+    or written, never while notebooks run) lets several calls for different students share one course.
     """
+    lock = lock or contextlib.nullcontext()
     assignments = assignments or course.assignments()
     for assignment in assignments:
         course.check_assignment(assignment)
     if sandboxed:
         probe()
     plans = {}
-    for assignment in assignments:
-        ensure_released(course, assignment)
-        plans[assignment] = _plan(course, assignment, students, sandboxed, force)
+    with lock:
+        for assignment in assignments:
+            ensure_released(course, assignment)
+            plans[assignment] = _plan(course, assignment, students, sandboxed, force)
     if engine is not None:
         _run(course, plans, sandboxed, engine, progress)
     elif any(plan.jobs for plan in plans.values()) or any(None in p.references.values() for p in plans.values()):
@@ -250,7 +254,8 @@ def autograde(course: Course, assignments: list[str] | None = None, *, students:
             _run(course, plans, sandboxed, fresh, progress)
     results = [r for plan in plans.values() for r in _summarize(course, plan.report)]
     try:
-        write_scores(course, results)
+        with lock:
+            write_scores(course, results)
     except (OSError, SQLAlchemyError) as error:  # e.g. a full disk: the result files hold every decision
         raise CourseError(f"the gradebook {course.db_path} could not be updated ({str(error).splitlines()[0][:200]}); "
                           f"every result is kept in {course.results_dir}: free the space and run autograde again "

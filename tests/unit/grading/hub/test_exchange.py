@@ -3,11 +3,17 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from course_utils.grading.hub.exchange import (
     Submission,
+    SubmissionRefused,
     is_complete,
     latest_submissions,
     parse_entry,
+    quarantine,
+    release_feedback,
+    stage,
 )
 from course_utils.grading.hub.state import GRADED, GRADING
 from course_utils.grading.hub.watcher import due
@@ -70,3 +76,64 @@ def test_a_resubmission_within_the_rate_limit_waits_then_is_graded():
     assert due(new, entry, 1030.0, 60) == "wait"
     assert due(new, entry, 1061.0, 60) == "grade"
     assert due(new, {}, 0.0, 60) == "grade"
+
+
+# ---------------------------------------------------------------- reading a submission once, as its student's
+
+STUDENT = "nobody"          # a system account stands in for a student: its uid owns "their" files
+
+
+def owned_submission(inbound: Path, stamp: str = "2026-01-01 10:00:00 UTC") -> Path:
+    inbound.mkdir(exist_ok=True)
+    folder = submit(inbound, STUDENT, stamp)
+    for path in [folder, *folder.iterdir()]:
+        os.chown(path, 65534, 65534)
+    return folder
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="files of another account need root")
+def test_a_submission_is_copied_once_from_the_students_own_files(tmp_path):
+    folder = owned_submission(tmp_path / "inbound")
+    (folder / "shadow").symlink_to("/etc/shadow")
+    (folder / "roots.txt").write_text("not the student's")          # root's file in the student's folder
+    sub = parse_entry(folder)
+    refused = stage(sub, tmp_path / "copy", check_owner=True)
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["nb.ipynb", "timestamp.txt"]
+    assert sorted(refused) == [f"{STUDENT}/{A}/roots.txt: owned by another account", f"{STUDENT}/{A}/shadow: a link"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="files of another account need root")
+def test_a_folder_swapped_for_a_link_after_it_was_listed_is_refused(tmp_path):
+    folder = owned_submission(tmp_path / "inbound")
+    sub = parse_entry(folder)
+    secret = tmp_path / "solutions"
+    secret.mkdir()
+    (secret / "answer.ipynb").write_text("the solution")
+    folder.rename(tmp_path / "moved")
+    folder.symlink_to(secret, target_is_directory=True)
+    with pytest.raises(SubmissionRefused, match="changed while it was being read"):
+        stage(sub, tmp_path / "copy", check_owner=True)
+    assert not (tmp_path / "copy" / "answer.ipynb").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="files of another account need root")
+def test_a_folder_that_names_another_student_is_quarantined(tmp_path):
+    inbound = tmp_path / "inbound"
+    own = owned_submission(inbound)
+    forged = submit(inbound, STUDENT, "2026-01-01 11:00:00 UTC")      # root's folder, in nobody's name
+    moved = quarantine(inbound, {A}, tmp_path / "quarantine")
+    assert moved == [forged.name] and not forged.exists() and own.exists()
+    assert (tmp_path / "quarantine" / forged.name / "nb.ipynb").is_file()
+    assert latest_submissions(inbound, {A}, check_owner=True)[f"{A}/{STUDENT}"].path == own
+
+
+def test_feedback_is_never_filed_under_an_earlier_submissions_secret(tiny_course, tmp_path):
+    submitted = tiny_course.submitted_dir / "alice" / "hw"
+    submitted.mkdir(parents=True)
+    feedback = tiny_course.feedback_dir / "alice" / "hw"
+    feedback.mkdir(parents=True)
+    (feedback / "timestamp.txt").write_text("an earlier submission's")
+    (feedback / "submission_secret.txt").write_text("an earlier secret")
+    with pytest.raises(SubmissionRefused, match="no timestamp.txt or submission_secret.txt"):
+        release_feedback(tiny_course, tmp_path / "exchange", "hw", "alice")
+    assert not (feedback / "timestamp.txt").exists() and not (feedback / "submission_secret.txt").exists()
