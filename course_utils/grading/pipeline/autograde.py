@@ -232,7 +232,8 @@ def autograde(course: Course, assignments: list[str] | None = None, *, students:
         >>> [r.summary() for r in autograde(course, ["01_tensors_vs_numpy"], workers=2)]  # doctest: +SKIP
 
     The engine is a Dask cluster: ``engine`` (one you keep between calls), else a cluster at ``scheduler``,
-    else a LocalCluster of ``workers`` processes made for this call. Returns one report per assignment
+    else a local cluster of ``workers`` made for this call (``runner.engine``: threads of this process up to a
+    few, worker processes beyond). Returns one report per assignment
     (see the module docstring for what happens). ``lock`` (held while the release and the gradebook are read
     or written, never while notebooks run) lets several calls for different students share one course.
     """
