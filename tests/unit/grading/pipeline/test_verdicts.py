@@ -144,3 +144,18 @@ def test_classifier_kind_names_a_weight_that_is_not_a_tensor():
     numpy = {**weights, "1.bias": {"__what__": "a numpy.ndarray of shape (128,) and dtype float32"}}
     assert "the weight '1.bias' of the state_dict should be a tensor, but it is a numpy.ndarray" in compare_records(
         {"ex07/w": entry(numpy, "classifier")}, reference)["ex07"].message
+
+
+def test_a_missing_record_carries_the_reason_the_test_cell_stopped():
+    from course_utils.grading.pipeline.verdicts import stop_of
+    from course_utils.wording import unanswered
+
+    reference = {"ex_a/visible": entry(torch.ones(2), visible=True, expected=torch.ones(2)),
+                 "ex_a/hidden": entry(torch.ones(2))}
+    failing = {"ex_a/visible": entry(torch.zeros(2))}
+    said = compare_records(failing, reference)["ex_a"].message.split("failed: ", 2)[-1].splitlines()[0]
+    verdict = compare_records(failing, reference, {"ex_a": stop_of("CheckFailure", said)})["ex_a"]
+    assert verdict.message.endswith("1 test did not run ('hidden'): the test cell stopped at the failure above")
+    verdict = compare_records({}, reference, {"ex_a": stop_of("NotImplementedError", unanswered("f"))})["ex_a"]
+    assert verdict.message == unanswered("f")
+    assert compare_records({}, reference, {"ex_a": stop_of("NotImplementedError", "")})["ex_a"].message == unanswered()
