@@ -64,14 +64,16 @@ def _cell_source(fn) -> tuple[str | None, str | None]:
 
 
 def _passed_name(fn, caller) -> str:
-    """The name the test cell passed ``fn`` under (``constrained(log_sigmoid, ...)``), else ``fn.__name__``."""
+    """The name the test cell passed ``fn`` under (``constrained(log_sigmoid, ...)``), when that name holds ``fn``
+    in the learner's namespace; else ``fn.__name__``."""
     fallback = getattr(fn, "__name__", None) or repr(fn)
+    target = inspect.unwrap(fn) if callable(fn) else fn
+    namespace = getattr(target.__init__ if inspect.isclass(target) else target, "__globals__", {})
     try:
         source = "".join(linecache.getlines(caller.f_code.co_filename))
         for node in ast.walk(ast.parse(source)):
             if (isinstance(node, ast.Call) and node.lineno <= caller.f_lineno <= node.end_lineno and node.args
-                    and isinstance(node.args[0], ast.Name)
-                    and caller.f_locals.get(node.args[0].id, caller.f_globals.get(node.args[0].id)) is fn):
+                    and isinstance(node.args[0], ast.Name) and namespace.get(node.args[0].id) is fn):
                 return node.args[0].id
     except Exception:  # no source (exec'd code): the function's own name
         pass

@@ -1,6 +1,6 @@
 """Sentences a learner reads in the test cell, in Validate and in the grade, written once so all three agree.
 
-    >>> unanswered("arange_matrix")[:72]
+    >>> unanswered("arange_matrix")[:73]
     '`arange_matrix` is not written yet: replace `raise NotImplementedError()`'
 
 No imports: Validate (in the Jupyter server) and the grader read these without loading torch.

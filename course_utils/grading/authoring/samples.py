@@ -227,6 +227,10 @@ BYPASSES = {
     "matmul:helper in another cell": ("ex02_matmul_by_broadcasting", dict(
         answer="def matmul_by_broadcasting(A, B):\n    return product_helper(A, B)\n",
         extra_cells=["def product_helper(A, B):\n    return torch.matmul(A, B)\n"])),
+    # cov(Z) is a matrix product: rows of A and columns of B, centred by their negatives, meet in one block of it
+    "matmul:torch.cov": ("ex02_matmul_by_broadcasting", dict(answer=_matmul(
+        "(torch.cov(torch.cat([torch.cat([A, B.T]), -torch.cat([A, B.T])], 1))[:A.shape[0], A.shape[0]:] "
+        "* (2 * A.shape[1] - 1) / 2).to(torch.result_type(A, B))"))),
     "autograd:popped guard": ("ex03_logaddexp_gradient", dict(answer=(
         "def logaddexp_grads(x, y):\n"
         "    pop = torch.builtins.getattr(torch.sys.modules['torch.overrides'], '_pop_mode_temporarily')\n"
@@ -256,6 +260,9 @@ BYPASSES = {
     "loss:softplus": ("ex05_bce_with_logits_by_hand", dict(answer=(
         "def bce_with_logits_by_hand(logits, targets):\n"
         "    return (F.softplus(logits) - targets * logits).mean()\n"))),
+    "loss:distributions.Bernoulli": ("ex05_bce_with_logits_by_hand", dict(answer=(
+        "def bce_with_logits_by_hand(logits, targets):\n"
+        "    return -torch.distributions.Bernoulli(logits=logits, validate_args=False).log_prob(targets).mean()\n"))),
     "loss:BCEWithLogitsLoss module": ("ex05_bce_with_logits_by_hand", dict(answer=(
         "def bce_with_logits_by_hand(logits, targets):\n"
         "    return torch.nn.BCEWithLogitsLoss()(logits, targets)\n"))),
@@ -277,6 +284,8 @@ BYPASSES = {
     "sigmoid:Softplus module": ("ex06_log_sigmoid", dict(answer=_LOG_SIGMOID.format("-torch.nn.Softplus()(-z)"))),
     "sigmoid:torch.ops": ("ex06_log_sigmoid", dict(answer=_LOG_SIGMOID.format(
         "torch.ops.aten.log_sigmoid_forward(z)[0]"))),
+    "sigmoid:distributions.Bernoulli": ("ex06_log_sigmoid", dict(answer=_LOG_SIGMOID.format(
+        "torch.distributions.Bernoulli(logits=z).log_prob(torch.ones_like(z))"))),
     "sigmoid:in-place sigmoid_": ("ex06_sigmoid_slope", dict(answer=(
         "def sigmoid_slope(z):\n    s = z.clone().sigmoid_()\n    return s * (1 - s)\n"))),
     "sigmoid:Sigmoid module": ("ex06_forward", dict(answer=(
@@ -314,6 +323,13 @@ BYPASSES = {
         "    sampler.set_epoch(epoch)\n"
         "    return torch.tensor(list(sampler))\n"))),
 }
+
+#: bypasses that patch the kernel's own check: by design only the grade can see through them (the learner's kernel
+#: runs whatever the notebook did to it; the grade runs the answer cell alone)
+KERNEL_ATTACKS = frozenset({"matmul:patched kernel check"})
+
+#: bypasses whose answer cell reads clean: only the run-time guard stops them (in the test cell and the task's job)
+RUN_TIME_ONLY = frozenset({"matmul:torch.cov", "sigmoid:distributions.Bernoulli", "loss:distributions.Bernoulli"})
 
 #: legitimate answers a stated constraint must accept, in the test cell and in the grade (the false positives the
 #: issue (#27) found, and more of the kinds): name -> (task, keyword arguments of :func:`violating`)

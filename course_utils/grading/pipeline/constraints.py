@@ -40,3 +40,17 @@ def answer_problems(answer: str | None, reference: dict) -> dict[str, str]:
             problems[key] = summary(found)
     return problems
 
+
+
+def constraint_problems(notebook, reference: dict) -> dict[str, str]:
+    """grade id -> what the test cell says of the task's answer cell in ``notebook`` (a NotebookNode), for each
+    constrained task of ``reference`` whose answer cell breaks its constraint (the first broken record's words)."""
+    from course_utils.grading.pipeline.tasks import answer_id_of, answer_source
+
+    found = {}
+    for task in dict.fromkeys(key.split("/")[0] for key in constraint_keys(reference)):
+        records = {k: v for k, v in reference.items() if k.startswith(task + "/")}
+        problems = answer_problems(answer_source(notebook, answer_id_of(notebook, task)), records)
+        if problems:
+            found[task] = next(iter(problems.values()))
+    return found
