@@ -9,6 +9,8 @@ Modules, each with one job (a module only imports those above it in this list):
 * ``competition``: the case study's folder of CSVs and PNGs, submissions and their score;
 * ``train``, ``plots``: the training loop helpers and the figures the lessons draw;
 * ``checks``: what the exercises' test cells call in the learner's kernel (``check_*``, ``record``);
+* ``constraint_rules`` and ``constraints``: stated constraints ("without @"), the rules of an answer cell and the
+  guard that runs the learner's function; ``wording``: sentences the test cell, Validate and the grade share;
 * ``grading/``: the instructor's side (nbgrader, the sandbox, trusted verdicts).
 
 The names below are imported on first use, so ``import course_utils.grading.pipeline.feedback`` (say) does not

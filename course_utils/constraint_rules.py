@@ -299,6 +299,13 @@ def _canonical_import(node, alias) -> bool:
     return node.level == 0 and bound in MODULES and f"{node.module}.{alias.name}" == MODULES[bound]
 
 
+def _root(node) -> str | None:
+    """The name an attribute or subscript chain starts from (``torch`` for ``torch.Tensor.sum``)."""
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
 def _is_false(node) -> bool:
     return isinstance(node, ast.Constant) and node.value in (False, None)
 
@@ -344,6 +351,9 @@ def cell_problems(source: str, function: str, rules, allowed=()) -> list[str]:
 
     magics = bool(_magics(tree))
     for node in ast.walk(tree):
+        if (isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del))
+                and _root(node) in MODULES):
+            add(node, f"changes `{_dotted(node)}`", why="a constrained answer cell may not change torch, nn, F or math")
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             for alias in node.names:
                 if not _canonical_import(node, alias):

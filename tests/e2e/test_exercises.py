@@ -365,3 +365,31 @@ def test_the_sample_class_knows_exercise_01s_tasks_and_points():
     cells = graded_cells(notebook_path("solutions", "01_tensors_vs_numpy"))
     assert {c.grade_id: c.points for c in cells if c.autograded} == POINTS
     assert list(POINTS) == TASKS
+
+
+#: names a test cell may take from another task's answer cell, because its task is about using it
+SHARED = {"ex05_save_and_load": {"MLP"},       # save and load networks built by Task 1's MLP
+          "ex09_resume": {"save_checkpoint"}}  # resume from what Task 1's save_checkpoint wrote
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_test_cell_runs_on_its_own(assignment):
+    """A test cell reads only its own names, the set-up cells', Python's and its own task's answer cell's: no name
+    of another test cell, no other task's function (so no task hangs on another), but the SHARED ones."""
+    import builtins
+
+    from course_utils.constraint_rules import global_references, module_bindings, python_source
+
+    nb = read("solutions", assignment)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    setup = set().union(*(module_bindings(python_source(c.source)) for c in code
+                          if not nbgrader_meta(c).get("solution") and not nbgrader_meta(c).get("grade")))
+    for cell in code:
+        task = grade_id(cell)
+        if not nbgrader_meta(cell).get("grade") or nbgrader_meta(cell).get("solution"):
+            continue
+        answer = next(c for c in code if grade_id(c) == f"{task}_answer")
+        python = python_source(cell.source)
+        foreign = (global_references(python) - module_bindings(python) - setup - set(dir(builtins))
+                   - module_bindings(python_source(answer.source)) - SHARED.get(task, set()))
+        assert not foreign, f"{task}'s test cell uses {sorted(foreign)} from elsewhere"

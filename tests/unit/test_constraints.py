@@ -117,6 +117,8 @@ def test_each_rule_names_what_it_forbids(rule, body, named):
     ("def f(z):\n    return torch.utils.data.DistributedSampler(z)\n", "`torch.utils`"),
     ("def f(z):\n    return torch.os.system('ls')\n", "`torch.os`"),
     ("def f(z):\n    return z.tanh.__self__\n", "private attribute"),
+    ("torch.Tensor.tanh = torch.Tensor.sigmoid\ndef f(z):\n    return z.tanh()\n", "changes `torch.Tensor.tanh`"),
+    ("def f(z):\n    del F.softplus\n    return z\n", "changes `F.softplus`"),
 ])
 def test_escape_hatches_are_refused(source, named):
     problems = cell_problems(source, "f", ["self_contained"])

@@ -61,7 +61,18 @@ class Stop:
     unanswered: bool = False
 
 
-def stop_of(ename: str, evalue: str) -> Stop:
+_STUB_FRAME = re.compile(r"^.*?, in ([\w.]+)\(.*\n(?:.*\n)*-+> *\d+ +raise NotImplementedError\(\)\s*$")
+
+
+def _stub_function(traceback) -> str | None:
+    """The function whose body is still nbgrader's stub, when a traceback ends in it (else None): what the learner's
+    kernel names in the same words (``checks``), for kernels where IPython's handler was not installed."""
+    frames = [_ANSI.sub("", str(line)) for line in traceback or []]
+    match = _STUB_FRAME.match(frames[-2]) if len(frames) >= 2 else None
+    return match.group(1) if match else None
+
+
+def stop_of(ename: str, evalue: str, traceback=()) -> Stop:
     """The stop of a test cell that raised ``ename: evalue``, worded as the test cell and Validate word it.
 
         >>> stop_of("CheckFailure", "result has shape (2,), expected shape (3,).").reason
@@ -72,7 +83,7 @@ def stop_of(ename: str, evalue: str) -> Stop:
     text = _ANSI.sub("", str(evalue)).strip()
     text = text if len(text) <= 500 else text[:497] + "..."
     if ename == "NotImplementedError":
-        return Stop(text or unanswered(), unanswered=True)
+        return Stop(text or unanswered(_stub_function(traceback)), unanswered=True)
     if ename == "CheckFailure":
         return Stop(text)
     return Stop(f"{ename}: {text}" if text else str(ename))
@@ -92,7 +103,8 @@ def stopped_cells(notebook) -> dict[str, Stop]:
                 continue
             error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
             if error is not None:
-                stops[gid] = stop_of(str(error.get("ename", "")), str(error.get("evalue", "")))
+                stops[gid] = stop_of(str(error.get("ename", "")), str(error.get("evalue", "")),
+                                     error.get("traceback") or ())
         return stops
     except Exception:  # an unreadable notebook explains nothing
         return {}
