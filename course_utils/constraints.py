@@ -101,6 +101,10 @@ def _requires_grad(values) -> bool:
     return False
 
 
+#: rules -> {ATen operator: the first rule that forbids it, or None}, shared by every guarded call of the kernel
+_VERDICTS: dict[tuple, dict] = {}
+
+
 class _Guard:
     """One guarded call: the rules, the learner's cell, the library function in progress, what was stopped."""
 
@@ -108,7 +112,7 @@ class _Guard:
         self.function, self.rules, self.filename = function, rules, filename
         self.grad_rule = next((r for r in rules if r.grad), None)
         self.paused, self.outer, self.violations = 0, None, []
-        self.operators: dict = {}   # ATen operator -> the rule that forbids it, or None
+        self.operators = _VERDICTS.setdefault(tuple(r.name for r in rules), {})  # operator -> rule forbidding it
 
     def where(self) -> tuple[int | None, str]:
         """The line of the learner's cell running now (its number and its text), from the innermost frame."""
