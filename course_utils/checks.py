@@ -276,6 +276,8 @@ def check_grad_fn(grad_fn, fn, inputs, *, rtol: float = 1e-4, atol: float = 1e-6
             warnings.simplefilter("ignore")
             grads = grad_fn(*[x.detach().clone() for x in inputs])
     except Exception as error:  # the learner's function failed: say so, and keep its traceback as the cause
+        if isinstance(error, NotImplementedError) and not error.args:
+            raise  # nbgrader's stub: the task is not written yet, said in the one wording every side uses
         message = f"{{name}} raised {type(error).__name__}: {str(error)[:200]}"
         if key is not None:
             _valid(key, "grad_fn")

@@ -502,3 +502,12 @@ def test_a_value_too_large_to_record_fails_its_own_check_in_the_kernel_and_the_g
 def test_without_recording_a_big_value_is_refused_all_the_same():
     with pytest.raises(CheckFailure, match="too large to check"):
         check_tensor(torch.zeros(5 * 10**6), torch.zeros(1))
+
+
+def test_an_unanswered_gradient_function_says_it_is_not_written_yet():
+    """nbgrader's stub inside check_grad_fn is not "raised NotImplementedError": it is the one unanswered sentence."""
+    def stub(x):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        check_grad_fn(stub, lambda x: (x ** 2).sum(), (torch.ones(2),))
