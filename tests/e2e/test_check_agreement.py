@@ -525,7 +525,7 @@ def constraint_variants(run: Run, call: Call) -> dict:
         "as is": CellVariant(source),
         "forbidden call": first(f"_unused = {forbidden}") if forbidden else na("the rule forbids no library call"),
         "`@`": first("_unused = (lambda a, b: a @ b)") if "matmul" in entry.rules else na("not a matrix-product rule"),
-        "import": first("import math"),
+        "import": first("import numpy"),  # torch, math, nn and F may be imported in the cell itself
         "outside name": CellVariant(_with_first_line(source, name, "_unused = helper_from_another_cell"),
                                     ("helper_from_another_cell = None\n",)),
         "escape hatch": first("_unused = getattr(torch, 'ones')"),

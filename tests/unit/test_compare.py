@@ -250,7 +250,7 @@ def test_format_number_uses_the_fewest_digits_that_read_back():
 
 
 @pytest.mark.parametrize("got, want, says", [
-    (torch.tensor([0.5, 1.0]), torch.tensor([0.25, 0.5]), "doubled (2 times the expected): did the gradient accumulate"),
+    (torch.tensor([0.5, 1.0]), torch.tensor([0.25, 0.5]), "doubled (2 times the expected): did the gradient"),
     (torch.tensor([4.0, 8.0, 0.0]), torch.tensor([1.0, 2.0, 0.0]), "4 times the expected: a sum instead of a mean"),
     (torch.tensor([0.25, 0.5]), torch.tensor([1.0, 2.0]), "1/4 of the expected: a mean instead of a sum"),
 ])

@@ -1,7 +1,7 @@
 """The trusted side of stated constraints: the submitted answer cell, checked by the rules the test cell applies.
 
     >>> answer_problems(answer_cell_source, task_reference)  # doctest: +SKIP
-    {'ex02_matmul_by_broadcasting/constraint': '`matmul_by_broadcasting` uses `@` (matrix multiplication) on line 5, ...'}
+    {'ex02_matmul_by_broadcasting/constraint': '`matmul_by_broadcasting` uses `@` (matrix multiplication) on ...'}
 
 A constrained task's test cell calls ``course_utils.constraints.constrained``, which records (kind
 ``"constraint"``) the function it constrains, the rules, the names of the functions the test cell provides
