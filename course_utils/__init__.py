@@ -15,8 +15,8 @@ notebooks and graded kernels import.
   and the comparison rules the checks and the grader share;
 * ``records``: the record file the checks write and the grader reads (its format, checked reading);
 * ``checks``: what the exercises' test cells call in the learner's kernel (``check_*``, ``record``);
-* ``constraint_rules``, ``constraints``: stated constraints ("without @") as rules on the source, and enforced
-  in the learner's kernel;
+* ``constraint_rules`` and ``constraints``: stated constraints ("without @"), the rules of an answer cell and
+  the guard that runs the learner's function; ``wording``: sentences the test cell, Validate and the grade share;
 * ``grading/``: everything else, by audience (the instructor's pipeline, the runner, the learner's lab, the
   hub, authoring tools): see its ``__init__``.
 

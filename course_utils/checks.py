@@ -39,6 +39,7 @@ from course_utils import records as record_file
 from course_utils.answers import answer, as_number, describe, problem_marker
 from course_utils.classifier import classifier_report
 from course_utils.compare import expected_tensor, format_number, judge, with_hint
+from course_utils.wording import unanswered
 
 #: the environment variable naming the record file (set by the grader only)
 RECORD_ENV = record_file.ENV
@@ -72,15 +73,55 @@ _RECORDS: dict = {}
 _RECORD_PATH: list = [None]
 
 
+def _size(value) -> int:
+    """About how many bytes plain data takes in a record file (tensors by their elements, text by its length)."""
+    total, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            total += item.numel() * item.element_size()
+        elif isinstance(item, (str, bytes)):
+            total += len(item)
+        elif isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple)):
+            stack += item
+        else:
+            total += 8
+    return total
+
+
+def _bounded(value, params: dict | None = None, used: int = 0):
+    """``value``, or a problem marker when it (with its rule) is more than one record may hold, or more than the
+    record file has room left for: a big answer then fails its own check with a sentence, in the kernel and in
+    the grade alike, instead of making the grader refuse the whole file."""
+    size = _size(value) + (_size(params) if params else 0)
+    mib = size / 2**20
+    if size > record_file.MAX_ENTRY_BYTES:
+        return problem_marker(f"{{name}} is too large to check: about {mib:.0f} MiB, over the "
+                              f"{record_file.MAX_ENTRY_BYTES // 2**20} MiB one check may record (is it the result "
+                              "asked for, and not, say, the whole data set?)")
+    if used + size > record_file.MAX_KERNEL_BYTES:
+        return problem_marker(f"{{name}} could not be recorded: the notebook's checks have recorded "
+                              f"{record_file.MAX_KERNEL_BYTES // 2**20} MiB already (recorded values are too large)")
+    return value
+
+
 def _store(key: str, kind: str, value, params: dict) -> None:
-    """Write ``value`` (already plain data) under ``key`` if recording is on."""
+    """Write ``value`` (already plain data) under ``key`` if recording is on (within the record file's room)."""
     path = os.environ.get(RECORD_ENV, "").strip()
     if not path:
         return
     if _RECORD_PATH[0] != path:
         _RECORDS.clear()
         _RECORD_PATH[0] = path
-    _RECORDS[key] = {"kind": kind, "value": value, "params": answer("value", params)}
+    params = answer("value", params)
+    if _size(params) > record_file.MAX_ENTRY_BYTES // 4:  # the grader reads the rule from the solution's record
+        params = {k: v for k, v in params.items() if _size(v) <= 2**20}
+    used = sum(_size(entry) for k, entry in _RECORDS.items() if k != key)
+    if used + _size(value) + _size(params) > record_file.MAX_KERNEL_BYTES:
+        value = _bounded(value, None, used + _size(params))
+    _RECORDS[key] = {"kind": kind, "value": value, "params": params}
     record_file.write(Path(path), _RECORDS)
 
 
@@ -96,7 +137,7 @@ def record(key: str, value, *, kind: str = "tensor", **params) -> None:
     """
     _valid(key, kind)
     if os.environ.get(RECORD_ENV, "").strip():
-        _store(key, kind, answer(kind, value), params)
+        _store(key, kind, _bounded(answer(kind, value)), params)
 
 
 _valid = record_file.check_key
@@ -108,6 +149,7 @@ _valid = record_file.check_key
 def _check(kind: str, value, key: str | None, rule: dict, passed: str) -> None:
     """Record the plain ``value`` with its ``rule`` (when keyed), judge it, report."""
     __tracebackhide__ = True
+    value = _bounded(value, rule)
     if key is not None:
         _valid(key, kind)
         _store(key, kind, value, {**rule, "visible": True})
@@ -234,6 +276,8 @@ def check_grad_fn(grad_fn, fn, inputs, *, rtol: float = 1e-4, atol: float = 1e-6
             warnings.simplefilter("ignore")
             grads = grad_fn(*[x.detach().clone() for x in inputs])
     except Exception as error:  # the learner's function failed: say so, and keep its traceback as the cause
+        if isinstance(error, NotImplementedError) and not error.args:
+            raise  # nbgrader's stub: the task is not written yet, said in the one wording every side uses
         message = f"{{name}} raised {type(error).__name__}: {str(error)[:200]}"
         if key is not None:
             _valid(key, "grad_fn")
@@ -278,7 +322,7 @@ def check_classifier(model, *, min_accuracy: float = 0.0, max_params: int | None
     __tracebackhide__ = True
     rule = dict(architecture="sequential", max_params=max_params, required_layers=list(required_layers),
                 input_shape=[int(n) for n in input_shape], min_accuracy=float(min_accuracy), name=name, hint=hint)
-    value = answer("classifier", model)
+    value = _bounded(answer("classifier", model), rule)
     if key is not None:
         _valid(key, "classifier")
         _store(key, "classifier", value, {**rule, "visible": True})
@@ -335,8 +379,7 @@ def _unanswered(tb) -> str | None:
     if code.co_name == "<module>":
         return ("This cell is not written yet: replace `raise NotImplementedError()` with your code, "
                 "then run the cell again.")
-    return (f"`{code.co_qualname}` is not written yet: replace `raise NotImplementedError()` in its cell with "
-            "your code, run that cell, then run this test again.")
+    return unanswered(getattr(code, "co_qualname", code.co_name))
 
 
 def _explain_unanswered(shell, etype, value, tb, tb_offset=None):

@@ -250,13 +250,63 @@ def _values_problem(got, want, bad, rtol, atol, name, reveal) -> str:
     left, right = _pair(g, w, got.dtype, want.dtype)
     if _exact(got.dtype) and _exact(want.dtype):
         detail = "integers and bools must match exactly"
+    elif _both_nan(g, w):
+        detail = NAN_EQUAL
     else:
         detail = _tolerance_detail(g, w, rtol, atol)
     advice = ""
     signed = got.dtype == want.dtype and (got.is_floating_point() or got.is_complex())
     if n > 1 and signed and bool((got == -want).all()):
         advice = " Every value has the opposite sign: check the sign of your formula or update."
+    elif signed and not got.is_complex():
+        advice = _factor_advice(_factor(got, want), "Every value" if n > 1 else "It")
     return f"{name} has the wrong values: {count}. First{at}: got {left}, expected {right} ({detail}).{advice}"
+
+
+NAN_EQUAL = ("NaN never equals NaN unless the check passes equal_nan=True, which this one does not: a NaN here is an "
+             "error")
+
+
+def _both_nan(g, w) -> bool:
+    return isinstance(g, float) and isinstance(w, float) and math.isnan(g) and math.isnan(w)
+
+
+def _factor(got: torch.Tensor, want: torch.Tensor) -> float | None:
+    """k (or 1/k) when ``got`` is ``want`` times a whole number k >= 2 (or divided by it) everywhere, else None:
+    the mark of a gradient accumulated k times or a sum taken for a mean (or the other way round)."""
+    try:
+        finite = torch.isfinite(got) & torch.isfinite(want)
+        if not bool(finite.all()):
+            return None
+        nonzero = want != 0
+        if not bool(nonzero.any()) or bool((got[~nonzero] != 0).any()):
+            return None
+        ratio = (got[nonzero].double() / want[nonzero].double())
+        r = float(ratio.median())
+        if not bool(((ratio - r).abs() <= 1e-4 * abs(r)).all()):
+            return None
+        for value in (r, 1 / r if r else 0.0):
+            k = round(value)
+            if k >= 2 and abs(value - k) <= 1e-4 * k:
+                return float(k) if value == r else 1 / k
+    except Exception:  # a message must never fail
+        return None
+    return None
+
+
+def _factor_advice(factor: float | None, subject: str) -> str:
+    """What a value off by a whole factor usually means (``subject``: "Every value" or "It")."""
+    if factor is None:
+        return ""
+    if factor == 2:
+        return (f" {subject} is doubled (2 times the expected): did the gradient accumulate over two backward() "
+                "calls (zero_grad() missing)? Or is it a sum over 2 values where a mean is asked for?")
+    if factor > 2:
+        k = int(factor)
+        return (f" {subject} is {k} times the expected: a sum instead of a mean (over {k} values)? Or a gradient "
+                f"accumulated over {k} backward() calls (zero_grad() missing)?")
+    k = round(1 / factor)
+    return f" {subject} is 1/{k} of the expected: a mean instead of a sum (over {k} values)?"
 
 
 def _tolerance_detail(g, w, rtol, atol) -> str:
@@ -306,7 +356,11 @@ def scalar_problem(actual, expected, *, rtol: float | None = None, atol: float |
         return (f"{name} is {format_number(a)}, which is not within the allowed tolerance of the expected value "
                 f"(rtol={rtol:g}, atol={atol:g}).")
     left, right = _pair(a, b)
-    return f"{name} is {left}, expected {right} ({_tolerance_detail(a, b, rtol, atol)})."
+    if _both_nan(a, b):
+        return f"{name} is {left}, expected {right}: {NAN_EQUAL}."
+    advice = _factor_advice(_factor(torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)),
+                            "It")
+    return f"{name} is {left}, expected {right} ({_tolerance_detail(a, b, rtol, atol)}).{advice}"
 
 
 def _as_float(number) -> float:
@@ -501,5 +555,8 @@ def judge(kind: str, value, expected, *, reveal: bool = True, hint: str | None =
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        problem = JUDGES[kind](value, expected, reveal=reveal, **rule)
+        if kind in ("scalar", "value") and is_problem(value):  # e.g. a value too large to record
+            problem = stated(value, rule.get("name", "result"))
+        else:
+            problem = JUDGES[kind](value, expected, reveal=reveal, **rule)
     return with_hint(problem, hint) if problem else None

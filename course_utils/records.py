@@ -27,6 +27,10 @@ FILE_NAME = "records.pt"
 ENV = env.RECORD_FILE
 MAX_DEPTH = 16
 MAX_ITEMS = 100_000
+#: the most one record may hold (its value and its rule), and the most one kernel records in all: the checks
+#: refuse a bigger answer in the learner's kernel (``checks``), so it fails its own test and never the file
+MAX_ENTRY_BYTES = 16 * 2**20
+MAX_KERNEL_BYTES = 48 * 2**20
 
 
 class RecordError(ValueError):

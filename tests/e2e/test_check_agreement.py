@@ -28,7 +28,9 @@ message. The batteries, by kind of answer:
 * constrained functions (records of kind ``constraint``): the answer cell as written (compliant) and
   rewritten to break the constraint (a forbidden call, ``@``, an import, a name from another cell, an escape
   hatch, a private attribute, a ``global``, a lambda instead of a ``def``, a required helper left unused, a
-  tensor that requires gradients).
+  tensor that requires gradients), and every answer of ``samples.BYPASSES`` (ways around a constraint, which
+  both sides must deny) and ``samples.ACCEPTED`` (legitimate answers, which both must accept) for that task.
+  The trusted side runs as the task's own grading job does: the answer cell alone, then the test call.
 
 A variant that does not apply to an answer (NumPy for a ragged list, a transpose of a 1-D tensor, ``@`` for a
 rule that is not about matrix products...) is *not applicable*: skipped and counted, never a crash.
@@ -61,10 +63,12 @@ from torch import nn
 
 from course_utils import checks, constraints
 from course_utils.compare import answer, judge
+from course_utils.constraint_rules import defining_cells
+from course_utils.grading.authoring.samples import ACCEPTED, BYPASSES, KERNEL_ATTACKS
 from course_utils.grading.cells import grade_id as cell_grade_id
 from course_utils.grading.course import working_folder
 from course_utils.grading.pipeline import references
-from course_utils.grading.pipeline.constraints import constraint_problems
+from course_utils.grading.pipeline.constraints import answer_problems
 from course_utils.grading.pipeline.verdicts import compare_records
 from course_utils.grading.runner.sandbox import JobLimits
 from course_utils.networks import build_sequential, count_parameters, describe_layer
@@ -107,7 +111,7 @@ class Constrained:
     """One ``constrained(fn, *rules, key=..., uses=..., require=...)`` call, and the first call of what it returned."""
     function: str
     rules: tuple
-    uses: list
+    uses: dict      # name -> the course's version the test cell provides
     require: list
     first_call: tuple | None = None  # (args, kwargs)
 
@@ -175,9 +179,9 @@ def run_solution(path: Path, record_file: Path) -> Run:
             return originals[name](*args, **kwargs)
         return wrapper
 
-    def constrained_spy(fn, *rules, key=None, uses=(), require=()):
+    def constrained_spy(fn, *rules, key=None, uses=None, require=()):
         safe = original_constrained(fn, *rules, key=key, uses=uses, require=require)
-        entry = Constrained(fn.__name__, rules, [getattr(u, "__name__", u) for u in uses], list(require))
+        entry = Constrained(fn.__name__, rules, dict(uses or {}), list(require))
         if key is not None:
             constrained_calls[key] = entry
 
@@ -509,7 +513,7 @@ def _with_first_line(source: str, function: str, line: str) -> str:
 def constraint_variants(run: Run, call: Call) -> dict:
     """Answer cells for a constrained task: the solution's (compliant), and rewritten to break the constraint."""
     entry = run.constrained[call.key]
-    index = constraints.defining_cells(run.sources, entry.function)[0]
+    index = defining_cells(run.sources, entry.function)[0]
     source, name = run.sources[index], entry.function
     na = NotApplicable
 
@@ -521,7 +525,7 @@ def constraint_variants(run: Run, call: Call) -> dict:
         "as is": CellVariant(source),
         "forbidden call": first(f"_unused = {forbidden}") if forbidden else na("the rule forbids no library call"),
         "`@`": first("_unused = (lambda a, b: a @ b)") if "matmul" in entry.rules else na("not a matrix-product rule"),
-        "import": first("import math"),
+        "import": first("import numpy"),  # torch, math, nn and F may be imported in the cell itself
         "outside name": CellVariant(_with_first_line(source, name, "_unused = helper_from_another_cell"),
                                     ("helper_from_another_cell = None\n",)),
         "escape hatch": first("_unused = getattr(torch, 'ones')"),
@@ -531,10 +535,15 @@ def constraint_variants(run: Run, call: Call) -> dict:
         "requires_grad=True": (first("_unused = torch.ones(1, requires_grad=True)") if "autograd" in entry.rules
                                else na("not an autograd rule")),
     }
+    for name, (task, kwargs) in {**BYPASSES, **ACCEPTED}.items():
+        answer = kwargs.get("answer")
+        if task == call.task and name not in KERNEL_ATTACKS and answer and f"def {entry.function}(" in answer:
+            kind = "bypass" if name in BYPASSES else "accepted"
+            out[f"{kind} {name}"] = CellVariant(answer, tuple(kwargs.get("extra_cells", ())))
     if entry.require:
         helper = entry.require[0]
         own = f"_own_{helper}"
-        helper_source = run.sources[constraints.defining_cells(run.sources, helper)[0]]
+        helper_source = run.sources[defining_cells(run.sources, helper)[0]]
         renamed = re.sub(rf"\b{helper}\b", own, source) + "\n\n" + re.sub(rf"\bdef {helper}\b", f"def {own}", helper_source)
         out["required helper unused"] = CellVariant(renamed)
     else:
@@ -613,42 +622,51 @@ def evaluate(call: Call, reference: dict, variant_name: str, variant, tmp: Path)
     return _outcome(call, ref, variant_name, visible, record_file, problems)
 
 
+def _constrained_verdict(namespace: dict, cells, entry: Constrained, call: Call, tag: str) -> tuple[bool, str]:
+    """Run ``cells`` in ``namespace``, then the test cell's ``constrained(...)`` and its first call of the function."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        for i, source in enumerate(cells):
+            filename = _register(f"<{tag} {i}>", source)
+            exec(compile(source, filename, "exec"), namespace)
+        function = namespace[entry.function]
+        try:
+            safe = constraints.constrained(function, *entry.rules, key=call.key, uses=entry.uses,
+                                           require=entry.require)
+            if entry.first_call is not None:
+                args, kwargs = _snapshot(entry.first_call)
+                safe(*args, **kwargs)
+            return True, ""
+        except checks.CheckFailure as failure:
+            return False, str(failure)
+
+
 def evaluate_constraint(run: Run, call: Call, variant_name: str, variant: CellVariant, tmp: Path) -> Outcome:
     """The two verdicts on one way of writing a constrained function's answer cell.
 
-    Visible: the cell runs in (a copy of) the notebook's namespace, then the test cell's ``constrained(...)``
-    and its first call of the function, as in the kernel. Trusted: the record that left, and the grader's
-    static check of the notebook with this answer cell (``grading.constraints``), as ``grading.scoring``
-    combines them.
+    Visible: the cells it needs and the answer cell run in (a copy of) the notebook's namespace, then the test
+    cell's ``constrained(...)`` and its first call of the function, as in the learner's kernel. Trusted: as the
+    task's own job runs it, the answer cell alone (in a copy of the namespace without the cells before it) with
+    the same test call, its record compared with the reference, together with the grader's static check of the
+    answer cell (``grading.constraints``), as ``grading.scoring`` combines them.
     """
     entry, ref = run.constrained[call.key], run.reference[call.key]
-    index = constraints.defining_cells(run.sources, entry.function)[0]
-    sources = [*run.sources[:index], *variant.before, variant.source, *run.sources[index + 1:]]
     record_file, problems = tmp / "student.pt", []
-    namespace = dict(run.namespace)
+    tag = f"{run.notebook} {call.key} {variant_name}"
     _reset_recording(record_file)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            for i, source in enumerate([*variant.before, variant.source]):
-                filename = _register(f"<{run.notebook} {call.key} {variant_name} {i}>", source)
-                exec(compile(source, filename, "exec"), namespace)
-            function = namespace[entry.function]
-            try:
-                safe = constraints.constrained(function, *entry.rules, key=call.key, uses=entry.uses,
-                                               require=entry.require)
-                if entry.first_call is not None:
-                    args, kwargs = _snapshot(entry.first_call)
-                    safe(*args, **kwargs)
-                visible = (True, "")
-            except checks.CheckFailure as failure:
-                visible = (False, str(failure))
+        visible = _constrained_verdict(dict(run.namespace), [*variant.before, variant.source], entry, call, tag)
     except Exception as error:
         visible = (None, f"{type(error).__name__}: {error}")
         problems.append(f"the learner's side raised {type(error).__name__}: {error}")
+    _reset_recording(record_file)
+    try:
+        namespace = {k: v for k, v in run.namespace.items() if k != entry.function}
+        _constrained_verdict(namespace, [variant.source], entry, call, tag + " (task job)")
+    except Exception:  # the task's job stops here too: its record says what it saw, if anything
+        pass
     finally:
         os.environ.pop(checks.RECORD_ENV, None)
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
-    static = constraint_problems(notebook, {call.key: ref}).get(call.task)
+    static = answer_problems(variant.source, {call.key: ref}).get(call.key)
     return _outcome(call, ref, variant_name, visible, record_file, problems, static)
 
 
@@ -759,6 +777,22 @@ def test_constraint_and_network_batteries_hold_passing_and_failing_answers(runs,
             assert 0 < passed < len(mine), (call.key, [(o.variant, o.visible) for o in mine])
             checked[call.kind] += 1
     assert checked["constraint"] >= 15 and checked["classifier"] >= 4 and checked["check_classifier"] >= 2, checked
+
+
+def test_every_bypass_is_caught_and_every_legitimate_answer_accepted_on_both_sides(runs, judged):
+    """samples.BYPASSES (but the attacks on the kernel's own check) and samples.ACCEPTED, each answer cell put in
+    place of the solution's: the test cell and the grade deny every bypass and accept every legitimate answer."""
+    tried = defaultdict(set)
+    for notebook in runs:
+        outcomes, _ = judged(notebook)
+        for o in outcomes:
+            kind = column(o.variant)
+            if kind in ("bypass", "accepted"):
+                tried[kind].add(o.variant)
+                assert bool(o.visible[0]) == bool(o.trusted[0]) == (kind == "accepted"), (o.key, o.variant, o.visible,
+                                                                                            o.trusted)
+    assert {v.split(" ", 1)[1] for v in tried["bypass"]} == set(BYPASSES) - KERNEL_ATTACKS
+    assert {v.split(" ", 1)[1] for v in tried["accepted"]} == set(ACCEPTED)
 
 
 def test_a_visible_check_without_a_key_can_only_fail_the_grade_too():
@@ -982,7 +1016,12 @@ COLUMNS = ["as is", "other float dtype", "NumPy array", "NumPy scalar", "Python 
            "wrong value", "transposed", "meta", "sparse", "2 elements", "raises", "other",
            "over budget", "unknown layer", "subclass", "state_dict",
            "forbidden call", "`@`", "import", "outside name", "escape hatch", "private attribute", "global", "lambda",
-           "requires_grad=True", "required helper unused"]
+           "requires_grad=True", "required helper unused", "bypass", "accepted"]
+
+
+def column(variant: str) -> str:
+    """The table's column of an answer variant (the batteries of samples.BYPASSES and ACCEPTED, one column each)."""
+    return variant.split(" ")[0] if variant.startswith(("bypass ", "accepted ")) else variant
 
 
 def table(all_outcomes: list[Outcome], skipped: list[tuple] = ()) -> str:
@@ -990,15 +1029,15 @@ def table(all_outcomes: list[Outcome], skipped: list[tuple] = ()) -> str:
     and how many variants did not apply to the task's answers."""
     cells, rows, not_applicable = defaultdict(lambda: [0, 0, 0]), [], defaultdict(int)
     for o in all_outcomes:
-        for column in (o.variant, "all"):
-            cell = cells[o.task, column]
+        for name in (column(o.variant), "all"):
+            cell = cells[o.task, name]
             cell[0] += o.agree
             cell[1] += 1
             cell[2] += bool(o.visible[0])
         rows.append(o.task) if o.task not in rows else None
     for task, *_ in skipped:
         not_applicable[task] += 1
-    unknown = {o.variant for o in all_outcomes} - set(COLUMNS)
+    unknown = {column(o.variant) for o in all_outcomes} - set(COLUMNS)
     assert not unknown, f"variants without a column: {unknown}"
     used = [c for c in COLUMNS if any((task, c) in cells for task in rows)]
     lines = ["| task | " + " | ".join(used) + " | n/a | agreement |", "|---" * (len(used) + 3) + "|"]

@@ -6,8 +6,9 @@
   locked test cell holding visible checks (with keys) and hidden record(...) calls, and nothing else hidden;
 - no task can be passed by copying: the normalised code of no solution appears in a lesson or in the task's
   prompt (``grading.copying``), and the statements that do overlap weigh little;
-- every stated constraint is checked (``constrained(...)`` in the test cell): the solution passes the grader's
-  static check, a violating answer fails it with a message naming the forbidden operation;
+- every stated constraint is checked (``constrained(...)`` in the test cell): the solution's answer cell passes
+  the grader's static check, a violating answer cell fails it with a message naming the forbidden operation, and
+  so does every bypass of ``samples.BYPASSES`` that the answer cell's text gives away;
 - executed, the solutions pass every test cell and record every graded task; the untouched release fails
   every graded test cell with CheckFailure or NotImplementedError (and the kernel survives); a typical wrong
   answer scores partially in the trusted comparison.
@@ -24,7 +25,9 @@ import pytest
 
 from course_utils.grading.authoring.copying import copied_share, copy_report
 from course_utils.grading.authoring.samples import (
+    ACCEPTED,
     BYPASSES,
+    RUN_TIME_ONLY,
     VIOLATIONS,
     solved,
     violating,
@@ -189,7 +192,7 @@ def constraint_references(nb) -> dict:
                 kw = {k.arg: k.value for k in node.keywords}
                 found[kw["key"].value] = {"kind": "constraint", "value": [], "params": {
                     "function": node.args[0].id, "rules": [a.value for a in node.args[1:]],
-                    "uses": [e.id for e in kw["uses"].elts] if "uses" in kw else [],
+                    "uses": sorted(k.value for k in kw["uses"].keys) if "uses" in kw else [],
                     "require": [e.value for e in kw["require"].elts] if "require" in kw else [], "visible": True}}
     return found
 
@@ -224,12 +227,20 @@ def test_a_violation_fails_its_task_with_a_message_naming_the_operation(task):
 
 
 @pytest.mark.parametrize("bypass", sorted(BYPASSES))
-def test_ways_around_the_kernel_check_fail_in_the_grader(bypass):
+def test_ways_around_a_constraint_fail_the_graders_static_check(bypass):
     task, kwargs = BYPASSES[bypass]
     assignment = next(a for a in ASSIGNMENTS if a.startswith(task[2:4]))
     problems = constraint_problems(violating(read("exercises", assignment), read("solutions", assignment), task,
                                              **kwargs), CONSTRAINED[assignment])
-    assert set(problems) == {task}, problems
+    assert set(problems) == (set() if bypass in RUN_TIME_ONLY else {task}), problems
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_legitimate_answers_pass_the_graders_static_check(name):
+    task, kwargs = ACCEPTED[name]
+    assignment = next(a for a in ASSIGNMENTS if a.startswith(task[2:4]))
+    assert constraint_problems(violating(read("exercises", assignment), read("solutions", assignment), task,
+                                         **kwargs), CONSTRAINED[assignment]) == {}
 
 
 # ---------------------------------------------------------------- behaviour (executes notebooks)
@@ -354,3 +365,31 @@ def test_the_sample_class_knows_exercise_01s_tasks_and_points():
     cells = graded_cells(notebook_path("solutions", "01_tensors_vs_numpy"))
     assert {c.grade_id: c.points for c in cells if c.autograded} == POINTS
     assert list(POINTS) == TASKS
+
+
+#: names a test cell may take from another task's answer cell, because its task is about using it
+SHARED = {"ex05_save_and_load": {"MLP"},       # save and load networks built by Task 1's MLP
+          "ex09_resume": {"save_checkpoint"}}  # resume from what Task 1's save_checkpoint wrote
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_test_cell_runs_on_its_own(assignment):
+    """A test cell reads only its own names, the set-up cells', Python's and its own task's answer cell's: no name
+    of another test cell, no other task's function (so no task hangs on another), but the SHARED ones."""
+    import builtins
+
+    from course_utils.constraint_rules import global_references, module_bindings, python_source
+
+    nb = read("solutions", assignment)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    setup = set().union(*(module_bindings(python_source(c.source)) for c in code
+                          if not nbgrader_meta(c).get("solution") and not nbgrader_meta(c).get("grade")))
+    for cell in code:
+        task = grade_id(cell)
+        if not nbgrader_meta(cell).get("grade") or nbgrader_meta(cell).get("solution"):
+            continue
+        answer = next(c for c in code if grade_id(c) == f"{task}_answer")
+        python = python_source(cell.source)
+        foreign = (global_references(python) - module_bindings(python) - setup - set(dir(builtins))
+                   - module_bindings(python_source(answer.source)) - SHARED.get(task, set()))
+        assert not foreign, f"{task}'s test cell uses {sorted(foreign)} from elsewhere"

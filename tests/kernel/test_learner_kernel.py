@@ -5,6 +5,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from course_utils.wording import unanswered
+
 
 @pytest.fixture(scope="module")
 def kernel_outputs():
@@ -28,8 +30,7 @@ def text(error) -> str:
 def test_an_unanswered_task_names_the_function_to_write_and_still_fails_the_cell(kernel_outputs):
     [error] = kernel_outputs[2]  # an "error" output: nbgrader grades the cell as failed
     assert error.ename == "NotImplementedError"
-    assert error.evalue == ("`arange_matrix` is not written yet: replace `raise NotImplementedError()` in its cell "
-                            "with your code, run that cell, then run this test again.")
+    assert error.evalue == unanswered("arange_matrix")  # the sentence Validate and the grade say too
     assert text(error) == f"NotImplementedError: {error.evalue}"
     [other] = kernel_outputs[4]  # any other NotImplementedError keeps its usual traceback
     assert other.evalue == "not a stub" and "Traceback" in text(other)

@@ -470,3 +470,44 @@ def test_huge_or_deeply_nested_answers_are_described_and_never_break_the_record_
         load_record_bytes(record_file.read_bytes(), cap=64 * 2 ** 20)  # the grader reads the whole file
     assert "a list of length 200000, too large to check" in failure(check_tensor, huge, torch.ones(1))
     assert "a list of length 1, nested too deeply" in str(answer("tensor", deep))
+
+
+# ---------------------------------------------------------------- a big answer fails its own check, never the file
+
+
+def test_a_value_too_large_to_record_fails_its_own_check_in_the_kernel_and_the_grade(tmp_path, monkeypatch):
+    """A 10**7-element tensor would make a record file over the grader's cap (every task 0): the visible check
+    refuses it in the kernel, recording a short marker, and the grader fails that check alone, in the same words."""
+    from course_utils.records import MAX_ENTRY_BYTES, load_record_bytes
+
+    path = tmp_path / "records.pt"
+    monkeypatch.setenv(checks.RECORD_ENV, str(path))
+    big = torch.zeros(10**7)
+    with pytest.raises(CheckFailure) as info:
+        check_tensor(big, big, key="ex_big/visible")
+    assert "is too large to check" in str(info.value)
+    record("ex_big/hidden", big)
+    record("ex_small/hidden", torch.ones(2))
+    assert path.stat().st_size < MAX_ENTRY_BYTES
+    records = load_record_bytes(path.read_bytes(), 64 * 2**20)
+    reference = {"ex_big/visible": {"kind": "tensor", "value": torch.zeros(1), "params": {"visible": True,
+                                                                                          "expected": torch.zeros(1)}},
+                 "ex_big/hidden": {"kind": "tensor", "value": torch.zeros(1), "params": {}},
+                 "ex_small/hidden": {"kind": "tensor", "value": torch.ones(2), "params": {}}}
+    verdicts = compare_records(records, reference)
+    assert verdicts["ex_small"].passed and not verdicts["ex_big"].passed
+    assert str(info.value) in verdicts["ex_big"].message
+
+
+def test_without_recording_a_big_value_is_refused_all_the_same():
+    with pytest.raises(CheckFailure, match="too large to check"):
+        check_tensor(torch.zeros(5 * 10**6), torch.zeros(1))
+
+
+def test_an_unanswered_gradient_function_says_it_is_not_written_yet():
+    """nbgrader's stub inside check_grad_fn is not "raised NotImplementedError": it is the one unanswered sentence."""
+    def stub(x):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        check_grad_fn(stub, lambda x: (x ** 2).sum(), (torch.ones(2),))

@@ -19,6 +19,7 @@ from course_utils.compare import (
     DTYPES,
     answer,
     format_number,
+    judge,
     scalar_problem,
     tensor_problem,
     tolerances,
@@ -246,3 +247,24 @@ def test_format_number_uses_the_fewest_digits_that_read_back():
     assert format_number(0.1 + 0.2) == "0.30000000000000004"
     assert format_number(torch.tensor(1.0).item(), torch.float32) == "1.0"
     assert format_number(3) == "3" and format_number(math.nan) == "nan"
+
+
+@pytest.mark.parametrize("got, want, says", [
+    (torch.tensor([0.5, 1.0]), torch.tensor([0.25, 0.5]), "doubled (2 times the expected): did the gradient"),
+    (torch.tensor([4.0, 8.0, 0.0]), torch.tensor([1.0, 2.0, 0.0]), "4 times the expected: a sum instead of a mean"),
+    (torch.tensor([0.25, 0.5]), torch.tensor([1.0, 2.0]), "1/4 of the expected: a mean instead of a sum"),
+])
+def test_a_value_off_by_a_whole_factor_names_the_usual_mistake(got, want, says):
+    assert says in tensor_problem(got, want)
+    assert says.split(":")[0].split("(")[0].strip() not in (tensor_problem(got, want, reveal=False) or "")
+
+
+def test_a_number_off_by_a_factor_of_two_says_so_too():
+    assert "doubled" in judge("scalar", 0.5, 0.25) and "doubled" not in judge("scalar", 0.5, 0.3)
+
+
+def test_nan_against_nan_explains_equal_nan():
+    nan = torch.tensor([math.nan])
+    assert "unless the check passes equal_nan=True" in tensor_problem(nan, nan)
+    assert "unless the check passes equal_nan=True" in judge("scalar", math.nan, math.nan)
+    assert judge("scalar", math.nan, math.nan, equal_nan=True) is None

@@ -3,7 +3,8 @@
 1. the solution notebooks' records are loaded from the cache (``references``) or made first, on the engine;
 2. each submitted notebook becomes a job (its bytes, its files, the gradebook's snapshot of its source) that
    a Dask worker sanitizes with nbgrader and runs in a jailed kernel forked from the worker's template
-   (``engine``, ``jobs``);
+   (``engine``, ``jobs``); each constrained task becomes one more job, its answer cell alone with its test
+   cell (``tasks``), so nothing else in the notebook can change that task's grade;
 3. this process, the only writer, reads each notebook's records back safely (``records``), compares them
    with the references (``scoring``, ``verdicts``), writes ``autograded/<student>/<assignment>/`` and the
    student's result file (``results``) as soon as the student's notebooks are all back, and at the end
@@ -30,11 +31,11 @@ from course_utils.grading import files as tree
 from course_utils.grading.cells import grade_id as grade_id_of
 from course_utils.grading.cells import graded_cells
 from course_utils.grading.course import Course, CourseError
-from course_utils.grading.pipeline.constraints import shipped_modules
 from course_utils.grading.pipeline.gradebook import write_scores
 from course_utils.grading.pipeline.references import (
     REFERENCE,
     cached_reference,
+    job_names,
     reference_job,
     reference_key,
     store_reference,
@@ -42,7 +43,15 @@ from course_utils.grading.pipeline.references import (
 from course_utils.grading.pipeline.release import ensure_released
 from course_utils.grading.pipeline.results import load_result, result_notes, result_totals, write_result
 from course_utils.grading.pipeline.sanitize import SourceSnapshot
-from course_utils.grading.pipeline.scoring import score_notebook
+from course_utils.grading.pipeline.scoring import TaskRun, score_notebook
+from course_utils.grading.pipeline.tasks import (
+    answer_id_of,
+    answer_source,
+    job_name,
+    read_submitted,
+    split_job_name,
+    task_notebook,
+)
 from course_utils.grading.runner.engine import Engine
 from course_utils.grading.runner.jobs import Job, JobOutput, read_files
 from course_utils.grading.runner.sandbox import probe
@@ -97,20 +106,25 @@ def _annotate(nb_json: str, scores) -> str:
 
 
 def _finish_student(course: Course, assignment: str, student: str, outputs: list[JobOutput],
-                    references: dict, fingerprint: str, cells_of: dict[str, list]) -> dict:
-    """Score one student's notebooks, write the autograded copies and the result file; return the result."""
+                    references: dict, fingerprint: str, cells_of: dict[str, list], answers: dict) -> dict:
+    """Score one student's notebooks (each with its constrained tasks' own jobs), write the autograded copies and
+    the result file; return the result. ``answers`` maps a task's job name to the answer cell it ran."""
     result = {"student": student, "assignment": assignment, "fingerprint": fingerprint, "notebooks": {}}
     target = course.autograded_dir / student / assignment
-    shipped = shipped_modules(rel for rel in tree.regular_files(course.submitted_dir / student / assignment)
-                              if not rel.endswith(".ipynb"))  # .py files it brings
-    for out in sorted(outputs, key=lambda o: o.notebook):
+    cap = course.limits.record_bytes
+    task_outputs = [o for o in outputs if split_job_name(o.notebook)[1] is not None]
+    for out in sorted((o for o in outputs if split_job_name(o.notebook)[1] is None), key=lambda o: o.notebook):
         cells = cells_of[out.notebook]
-        records = out.records(course.limits.record_bytes)
+        records = out.records(cap)
+        tasks = {split_job_name(t.notebook)[1]: TaskRun(answers.get(t.notebook), t.records(cap), references[t.notebook],
+                                                        t.notebook_json, t.problem, t.limits_hit)
+                 for t in task_outputs if split_job_name(t.notebook)[0] == out.notebook}
         scores = score_notebook(cells, records, references[out.notebook], problem=out.problem,
-                                limits_hit=out.limits_hit, notebook=out.notebook_json, shipped=shipped)
+                                limits_hit=out.limits_hit, notebook=out.notebook_json, tasks=tasks)
         answer_of = {c.grade_id: c.answer_id for c in cells}
+        seconds = out.seconds + sum(t.seconds for t in task_outputs if split_job_name(t.notebook)[0] == out.notebook)
         result["notebooks"][out.notebook] = {
-            "seconds": round(out.seconds, 2), "limits_hit": out.limits_hit, "problem": out.problem,
+            "seconds": round(seconds, 2), "limits_hit": out.limits_hit, "problem": out.problem,
             "cells": [dict(s.to_dict(), answer_id=answer_of[s.grade_id]) for s in scores]}
         if out.notebook_json is not None:
             write_atomically(target / f"{out.notebook}.ipynb", _annotate(out.notebook_json, scores))
@@ -126,11 +140,12 @@ class _Plan:
     """What one assignment needs from the engine: its missing references and its students' notebooks."""
     report: AutogradeReport
     key: str
-    references: dict = field(default_factory=dict)    # notebook -> records (None: being computed)
+    references: dict = field(default_factory=dict)    # job name -> records (None: being computed)
     cells: dict = field(default_factory=dict)         # notebook -> graded cells of the source, read once
     jobs: list[Job] = field(default_factory=list)
     pending: dict = field(default_factory=dict)        # student -> [JobOutput]
     fingerprints: dict = field(default_factory=dict)   # student -> fingerprint
+    answers: dict = field(default_factory=dict)        # student -> {task's job name: the answer cell it runs}
 
 
 def _notebook_bytes(path: Path, cap: int) -> bytes | None:
@@ -146,8 +161,10 @@ def _plan(course: Course, assignment: str, students, sandboxed: bool, force: boo
     key = reference_key(course, assignment)
     notebooks = course.notebooks(assignment)
     plan = _Plan(AutogradeReport(assignment), key,
-                 {nb: cached_reference(course, assignment, nb, key) for nb in notebooks},
+                 {name: cached_reference(course, assignment, name, key) for name in job_names(course, assignment)},
                  {nb: graded_cells(course.source_notebook(assignment, nb)) for nb in notebooks})
+    sources = {nb: nbformat.read(course.source_notebook(assignment, nb), as_version=4) for nb in notebooks}
+    task_jobs = [split_job_name(name) for name in plan.references if split_job_name(name)[1] is not None]
     snapshots = {nb: SourceSnapshot.from_gradebook(course.db_url, course.coursedir.course_id, assignment, nb)
                  for nb in notebooks}
     limits, keep = course.limits, course.setting("Grader", "keep_jobs")
@@ -162,10 +179,19 @@ def _plan(course: Course, assignment: str, students, sandboxed: bool, force: boo
         plan.fingerprints[student], plan.pending[student] = fingerprint, []
         names = {rel for rel, _ in course_files}
         files = [(rel, data) for rel, data in read_files(folder, limits.disk_bytes) if rel not in names]
+        submitted = {}
         for notebook in notebooks:
-            plan.jobs.append(Job(student, assignment, notebook,
-                                 _notebook_bytes(folder / f"{notebook}.ipynb", limits.notebook_bytes),
+            submitted[notebook] = _notebook_bytes(folder / f"{notebook}.ipynb", limits.notebook_bytes)
+            plan.jobs.append(Job(student, assignment, notebook, submitted[notebook],
                                  course_files + files, snapshots[notebook], limits, sandboxed, keep))
+        plan.answers[student] = {}
+        mine = {nb: read_submitted(data) for nb, data in submitted.items()
+                if task_jobs and len(data or b"") <= limits.notebook_bytes}
+        for notebook, task in task_jobs:  # the answer cell alone, with the source's set-up and test cells
+            name = job_name(notebook, task)
+            plan.answers[student][name] = answer_source(mine.get(notebook), answer_id_of(sources[notebook], task))
+            data = nbformat.writes(task_notebook(sources[notebook], mine.get(notebook), task)).encode("utf-8")
+            plan.jobs.append(Job(student, assignment, name, data, course_files, None, limits, sandboxed, keep))
     return plan
 
 
@@ -181,7 +207,7 @@ def _finish_ready(course: Course, plan: _Plan) -> None:
             else:
                 try:
                     _finish_student(course, plan.report.assignment, student, outputs, plan.references,
-                                    plan.fingerprints[student], plan.cells)
+                                    plan.fingerprints[student], plan.cells, plan.answers.get(student, {}))
                     plan.report.graded.append(student)
                 except OSError as error:  # e.g. the grading folder's disk is full: keep the old result
                     plan.report.not_graded[student] = f"its result could not be written ({error})"
@@ -195,7 +221,8 @@ def _take(course: Course, plans: dict[str, _Plan], out: JobOutput) -> None:
         plan.report.reference_seconds += out.seconds
     else:
         plan.pending[out.student].append(out)
-        plan.report.seconds_per_notebook.append(out.seconds)
+        if split_job_name(out.notebook)[1] is None:
+            plan.report.seconds_per_notebook.append(out.seconds)
         plan.report.stages.append(out.stages)
     _finish_ready(course, plan)
 

@@ -196,10 +196,11 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
 
     inbox.mkdir(parents=True, exist_ok=True)
     write("full", full, FULL, "all", how="zip")
-    write("untouched", release_nb, 0, "not recorded", how="ipynb")
-    write("partial", answered(release_nb, {t: answers[t] for t in TASKS[:2]}), earned(*TASKS[:2]), "not recorded")
+    write("untouched", release_nb, 0, "is not written yet", how="ipynb")
+    write("partial", answered(release_nb, {t: answers[t] for t in TASKS[:2]}), earned(*TASKS[:2]),
+          "is not written yet")
     raises = {**answers, TASKS[0]: "def arange_matrix(rows, cols, dtype=torch.float32):\n    raise ValueError('oops')\n"}
-    write("raises", answered(release_nb, raises), FULL - POINTS[TASKS[0]], "not recorded")
+    write("raises", answered(release_nb, raises), FULL - POINTS[TASKS[0]], "ValueError: oops")
     write("infinite_loop", answered(release_nb, {**answers, TASKS[0]: "while True:\n    pass\n"}), FULL - POINTS[TASKS[0]], "cell time limit")
     # ignores the interrupt sent at the cell time limit, so only the notebook wall-time limit stops it;
     # it sleeps rather than spins so that it holds a worker, not a CPU core, until then
@@ -215,7 +216,7 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
     edited = answered(release_nb, {t: answers[t] for t in TASKS[:2]})
     for task in TASKS[2:]:
         cell_of(edited, task).source = f"print('all tests passed')\nrecord('{task}/fake', 1)\n"
-    write("edited_tests", edited, earned(*TASKS[:2]), "not recorded")
+    write("edited_tests", edited, earned(*TASKS[:2]), "is not written yet")
     deleted = copy.deepcopy(full)
     deleted.cells = [c for c in deleted.cells if grade_id(c) != TASKS[0]]
     write("deleted_test", deleted, FULL, "all")

@@ -144,3 +144,32 @@ def test_classifier_kind_names_a_weight_that_is_not_a_tensor():
     numpy = {**weights, "1.bias": {"__what__": "a numpy.ndarray of shape (128,) and dtype float32"}}
     assert "the weight '1.bias' of the state_dict should be a tensor, but it is a numpy.ndarray" in compare_records(
         {"ex07/w": entry(numpy, "classifier")}, reference)["ex07"].message
+
+
+def test_a_missing_record_carries_the_reason_the_test_cell_stopped():
+    from course_utils.grading.pipeline.verdicts import stop_of
+    from course_utils.wording import unanswered
+
+    reference = {"ex_a/visible": entry(torch.ones(2), visible=True, expected=torch.ones(2)),
+                 "ex_a/hidden": entry(torch.ones(2))}
+    failing = {"ex_a/visible": entry(torch.zeros(2))}
+    said = compare_records(failing, reference)["ex_a"].message.split("failed: ", 2)[-1].splitlines()[0]
+    verdict = compare_records(failing, reference, {"ex_a": stop_of("CheckFailure", said)})["ex_a"]
+    assert verdict.message.endswith("1 test did not run ('hidden'): the test cell stopped at the failure above")
+    verdict = compare_records({}, reference, {"ex_a": stop_of("NotImplementedError", unanswered("f"))})["ex_a"]
+    assert verdict.message == unanswered("f")
+    assert compare_records({}, reference, {"ex_a": stop_of("NotImplementedError", "")})["ex_a"].message == unanswered()
+
+
+def test_an_unanswered_task_is_named_from_the_kernels_traceback_when_its_handler_was_not_installed():
+    """A graded kernel imports the course before IPython's shell exists, so its NotImplementedError carries no
+    sentence: the grade names the function from the traceback, in the words the learner's kernel uses."""
+    from course_utils.grading.pipeline.verdicts import stop_of
+    from course_utils.wording import unanswered
+
+    traceback = ["\x1b[0;31mNotImplementedError\x1b[0m  Traceback (most recent call last)",
+                 "Cell In[2], line 4, in log_sigmoid(z)\n      1 def log_sigmoid(z):\n      3     # YOUR CODE HERE\n"
+                 "----> 4     raise NotImplementedError()\n", "NotImplementedError: "]
+    assert stop_of("NotImplementedError", "", traceback).reason == unanswered("log_sigmoid")
+    other = [*traceback[:1], "Cell In[2], line 4, in f(z)\n----> 4     raise NotImplementedError('later')\n", "x"]
+    assert stop_of("NotImplementedError", "", other).reason == unanswered()
