@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from course_utils import env
+from course_utils.grading.runner.cgroups import bind_args
 from course_utils.records import FILE_NAME as RECORD_FILE_NAME
 
 #: the course_utils package, which every jailed kernel imports
@@ -56,6 +57,8 @@ class JobLimits:
     max_cells: int = 2000
     record_bytes: int = 64 * 2**20
     threads: int = 1
+    message_bytes: int = 32 * 2**20
+    render_seconds: int = 30
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,10 +125,12 @@ def template_argv() -> list[str]:
     return [sys.executable, "-P", "-m", "course_utils.grading.runner.template"]
 
 
-def template_command(spool: Path, limits: JobLimits, rootless: bool | None = None) -> list[str]:
+def template_command(spool: Path, limits: JobLimits, rootless: bool | None = None,
+                     cgroups: dict[str, Path] | None = None) -> list[str]:
     """bwrap around the kernel template: a read-only view of the system and the course, the spool folder
-    (where the grader hands over each job's files and takes its results) and the mount points each job's
-    tmpfs folders go on. The template keeps the powers it needs to make each job's namespaces.
+    (where the grader hands over each job's files and takes its results), the template's cgroup folders
+    (``runner.cgroups``) and the mount points each job's tmpfs folders go on. The template keeps the powers
+    it needs to make each job's namespaces.
 
         >>> template_command(Path("/tmp/cg-spool"), JobLimits())[-4:]  # doctest: +ELLIPSIS
         [..., '-P', '-m', 'course_utils.grading.runner.template']
@@ -141,6 +146,7 @@ def template_command(spool: Path, limits: JobLimits, rootless: bool | None = Non
         args += [*_parents_world_readable(path), "--ro-bind", str(path), str(path)]
     args += ["--dir", WORK_MOUNT, "--dir", RECORDS_MOUNT, *_parents_world_readable(spool),
              "--bind", str(spool), str(spool)]
+    args += bind_args(cgroups or {})
     for key, value in jail_env(limits, f"{RECORDS_MOUNT}/{RECORD_FILE_NAME}").items():
         args += ["--setenv", key, value]
     args += ["--chdir", "/", "--cap-add", ",".join(TEMPLATE_CAPS), "--"]
