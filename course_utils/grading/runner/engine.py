@@ -12,7 +12,7 @@ starts one template and no worker process (on 2 cores that saves a template's 2.
 and 2 s of cluster start; see the README's Performance); a larger one has worker processes of up to that
 many threads each. Isolation is the same either way: every notebook runs in a kernel forked fresh for it,
 in its own jail, as its own uid; a worker only drives kernels, and no kernel message over
-``kernel.MESSAGE_BYTES`` reaches it. A job is plain data and its result comes back as plain data (the
+``c.Limits.message_bytes`` (all its parts) reaches it. A job is plain data and its result comes back as plain data (the
 record file as bytes), so the grader's process stays the single writer of results and the gradebook.
 When a worker dies mid-job, the scheduler runs the job again on another worker; the grader keeps the
 first result of each job, so nothing is lost or counted twice. A job whose result cannot be had at all

@@ -120,6 +120,13 @@ def jail_env(limits: JobLimits, record_file: str, home: str = "/tmp") -> dict[st
     }
 
 
+def _cap_args() -> list[str]:
+    """bwrap's --cap-add, once per capability (bwrap reads one name per option: a comma-separated list kept
+    only CAP_SYS_ADMIN without root, so the template could neither drop its kernels' bounding set nor read
+    their /proc/<pid>/fd)."""
+    return [arg for cap in TEMPLATE_CAPS for arg in ("--cap-add", cap)]
+
+
 def template_argv() -> list[str]:
     """The template's own command: the venv's Python with the working folder kept off ``sys.path``."""
     return [sys.executable, "-P", "-m", "course_utils.grading.runner.template"]
@@ -149,7 +156,7 @@ def template_command(spool: Path, limits: JobLimits, rootless: bool | None = Non
     args += bind_args(cgroups or {})
     for key, value in jail_env(limits, f"{RECORDS_MOUNT}/{RECORD_FILE_NAME}").items():
         args += ["--setenv", key, value]
-    args += ["--chdir", "/", "--cap-add", ",".join(TEMPLATE_CAPS), "--"]
+    args += ["--chdir", "/", *_cap_args(), "--"]
     return args + template_argv()
 
 
@@ -169,7 +176,7 @@ def probe() -> str:
            "--dev", "/dev", "--tmpfs", "/tmp"]
     if how == "rootless":
         cmd += ["--unshare-user", "--uid", "0", "--gid", "0"]
-    cmd += ["--cap-add", ",".join(TEMPLATE_CAPS), "--", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", "/tmp"]
+    cmd += [*_cap_args(), "--", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", "/tmp"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         hint = ("Unprivileged user namespaces seem to be disabled: ask the administrator to allow them "
