@@ -120,7 +120,10 @@ atexit.register(Renderer.close_all)
 
 def plain_notebook_json(nb_json: str, why: str) -> str:
     """The notebook made safe without rendering: markdown and HTML as escaped text, with a note saying ``why``."""
-    nb = escaped_notebook(nbformat.reads(nb_json, as_version=4))
+    try:
+        nb = escaped_notebook(nbformat.reads(nb_json, as_version=4))
+    except Exception:  # noqa: BLE001 - not even a notebook nbformat can read: shown as nothing but the note
+        nb = nbformat.v4.new_notebook()
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"[grader: this notebook is shown as plain text: {why}]"))
     return nbformat.writes(nb)
 

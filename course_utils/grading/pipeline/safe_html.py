@@ -39,10 +39,17 @@ METADATA_KEPT = ("nbgrader", "kernelspec", "language_info")
 IMAGE_DATA = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*$")
 
 
+#: URL schemes nh3 keeps: its own, and data: (which ``_local_images_only`` allows for images only)
+URL_SCHEMES = nh3.ALLOWED_URL_SCHEMES | {"data"}
+
+
 def _local_images_only(tag: str, attribute: str, value: str) -> str | None:
-    """nh3's attribute filter: an image's source must be data it carries (a URL would load when the page opens)."""
+    """nh3's attribute filter: an image's source must be data it carries (a URL would load when the page opens);
+    nothing else may be a data: URL."""
     if tag == "img" and attribute in ("src", "srcset"):
         return value if IMAGE_DATA.match(value) else None
+    if value.strip().lower().startswith("data:"):
+        return None
     return value
 
 
@@ -53,7 +60,7 @@ def clean(html: str) -> str:
         >>> clean('<b onclick="x()">hi</b><script>alert(1)</script><img src="https://tracker.example/p.png">')
         '<b>hi</b><img>'
     """
-    return nh3.clean(html, attribute_filter=_local_images_only)
+    return nh3.clean(html, attribute_filter=_local_images_only, url_schemes=URL_SCHEMES)
 
 
 def markdown_as_safe_html(source: str) -> str:
@@ -165,6 +172,21 @@ def _normalised(nb, markdown, output) -> None:
             cell.execution_count = execution_count(cell.get("execution_count"))
             outputs = cell.get("outputs")
             cell.outputs = [output(o) for o in outputs] if isinstance(outputs, list) else []
+    for drop in (_notebook_metadata, _cells_metadata):   # what the format still refuses goes, in that order
+        try:
+            nbformat.validate(nb)
+            return
+        except nbformat.ValidationError:
+            drop(nb)
+
+
+def _notebook_metadata(nb) -> None:
+    nb.metadata = {}
+
+
+def _cells_metadata(nb) -> None:
+    for cell in nb.cells:
+        cell.metadata = {}
 
 
 def safe_notebook(nb):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellExecutionComplete, DeadKernelError
 
 from course_utils.grading.runner.provisioner import Template, template_kernel_manager
 from course_utils.grading.runner.sandbox import JobLimits
@@ -70,7 +70,7 @@ class CappedClient(NotebookClient):
         super().__init__(nb, store_widget_state=False, **kw)
         self.comm_open_handlers = {}
         self.output_budget = output_bytes
-        self.output_dropped = False
+        self.output_dropped = self.malformed_dropped = False
 
     async def _check_raise_for_error(self, cell, cell_index, exec_reply):
         content = (exec_reply or {}).get("content", {})
@@ -97,7 +97,16 @@ class CappedClient(NotebookClient):
         if msg.get("msg_type", "").startswith("comm"):
             return None  # widgets are not graded: their messages are counted above, never kept
         self._current_cell = cell
-        return super().process_message(msg, cell, cell_index)
+        try:
+            return super().process_message(msg, cell, cell_index)
+        except CellExecutionComplete:
+            raise
+        except Exception:  # content the notebook format refuses (an execution count "x"...): dropped, noted
+            if not self.malformed_dropped:
+                cell.outputs.append(nbformat.v4.new_output(
+                    "stream", name="stderr", text="[grader] an output not in the notebook format was dropped\n"))
+            self.malformed_dropped = True
+            return None
 
     def _update_display_id(self, display_id, msg) -> None:
         """nbclient copies a display update into every earlier output with its id: each copy counts."""
