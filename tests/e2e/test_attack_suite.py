@@ -14,6 +14,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -47,9 +48,8 @@ LEAKER = ("import os, torch\nsources = []\nip = get_ipython()\n"
           "               os.environ['COURSE_RECORD_FILE'])\n"
           "ip.events.register('post_run_cell', save)\n" + RIGHT)
 OPT_OUT = ("k = get_ipython().kernel\n"
-           "k.session.send(k.iopub_socket, 'execute_result', {'data': {'text/plain': 'x'}, 'metadata': {},\n"
-           "               'execution_count': 'x'}, parent=k.get_parent())\n" + RIGHT +
-           "import time; time.sleep(1); import os; os._exit(1)\n")
+           "_ = k.session.send(k.iopub_socket, 'execute_result', {'data': {'text/plain': 'x'}, 'metadata': {},\n"
+           "                   'execution_count': 'x'}, parent=k.get_parent())\n" + RIGHT)
 PATHOLOGICAL = "*a " * 3300 + "x" + " a*" * 3300
 
 
@@ -162,8 +162,9 @@ def test_the_class_is_graded_in_a_memory_limited_cgroup_and_the_honest_exactly(g
     assert "NOT GRADED" not in done.stdout, done.stdout
     print(f"grader's peak RSS over the attack suite: {peak_kib / 1024:.0f} MiB")
     assert peak_kib < 1536 * 1024, f"the grader's peak RSS was {peak_kib // 1024} MiB"
-    for student in ("honest1", "honest2", "honest3", "leaker", "markdown", "pixel", "opt_out"):
+    for student in ("honest1", "honest2", "honest3", "markdown", "pixel", "opt_out"):
         assert score(course, student) == 2.0, (student, notes(course, student))
+    assert score(course, "leaker") == 0.0 and "malformed: the key of entry 1" in notes(course, "leaker")
     assert "message size limit (32 MiB for one message, all its parts)" in notes(course, "bomb")
     assert "output limit (1024 KiB): later output dropped" in notes(course, "amplifier")
     assert "memory limit (2048 MiB" in notes(course, "memfd")
@@ -178,8 +179,8 @@ def test_no_feedback_page_or_result_holds_the_hidden_tests_and_none_stops_the_ot
     assert feedback.returncode == 0, feedback.stderr[-3000:]
     pages = {p.parent.parent.name: p.read_text() for p in (course.feedback_dir).rglob("*.html")}
     assert set(pages) >= {"honest1", "leaker", "bad_field", "opt_out", "markdown", "bomb", "memfd"}
-    for student, page in pages.items():
-        assert "arange(3.0)" not in page and "LEAK" not in page, student
+    for student, page in pages.items():   # (the leaker's page shows its own code, which names "LEAK:")
+        assert "arange(3.0)" not in page and "LEAK:assert" not in page and "LEAK:import" not in page, student
         assert "img-src 'self' data:" in page, student
     for result in (course.results_dir).rglob("*.json"):
         assert "arange(3.0)" not in result.read_text() and "LEAK" not in result.read_text(), result
@@ -197,10 +198,10 @@ def test_every_autograded_notebook_is_valid_and_slow_markdown_is_shown_as_text(g
 
 def test_no_page_loads_anything_from_elsewhere_in_a_browser(graded, tmp_path):
     # before: nh3 kept <img src="https://...">: an external image loaded when the instructor opened a page
-    from browser_support import browser, free_port
+    from e2e.browser_support import browser, free_port
     course, _, _, _, pixel = graded
     page = course.feedback_dir / "pixel" / "hw" / "hw.html"
-    assert pixel not in page.read_text()
+    assert not re.search(r"""<img[^>]*src\s*=\s*["']?""" + re.escape(pixel), page.read_text())   # text in code only
     port, token = free_port(), "attack-suite-token"
     server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", f"--port={port}",
                                "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", "--allow-root",
@@ -220,7 +221,7 @@ def test_no_page_loads_anything_from_elsewhere_in_a_browser(graded, tmp_path):
             except OSError:
                 time.sleep(1)
         assert policy and "img-src 'self' data:" in policy and "default-src 'self'" in policy, policy
-        assert pixel not in body
+        assert not re.search(r"""<img[^>]*src\s*=\s*["']?""" + re.escape(pixel), body)
         Pixels.hits.clear()
         with browser() as chromium:
             tab = chromium.new_page()

@@ -92,7 +92,7 @@ def _listening(process: psutil.Process) -> set:
 
 def test_the_in_process_cluster_serves_no_web_pages_and_listens_on_loopback_only():
     # before: 8787 and random ports on 0.0.0.0 served /json/identity.json, /info/logs, /metrics, /eventstream
-    from test_cluster import http_answers
+    from kernel.test_cluster import http_answers
     with Engine(workers=2):
         ports = _listening(psutil.Process())
         assert ports and all(laddr.ip == "127.0.0.1" for laddr in ports), ports
@@ -101,7 +101,7 @@ def test_the_in_process_cluster_serves_no_web_pages_and_listens_on_loopback_only
 
 def test_worker_processes_speak_tls_on_loopback_and_a_student_cannot_join():
     # before: scheduler, nannies and workers on TCP without TLS; a student's Client ran code as root
-    from test_cluster import attack_as_student, http_answers
+    from kernel.test_cluster import attack_as_student, http_answers
     with Engine(workers=6) as engine:
         ports = _listening(psutil.Process())
         assert ports and all(laddr.ip == "127.0.0.1" for laddr in ports), ports

@@ -35,6 +35,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from course_utils.grading.pipeline.rendering import Renderer
 from course_utils.grading.runner import cluster
 from course_utils.grading.runner.jobs import Job, JobOutput, run_job
 from course_utils.grading.runner.provisioner import Template
@@ -110,6 +111,7 @@ class Engine:
         if self.cluster is not None:
             self.cluster.close()
             Template.close_shared()  # the in-process workers' templates go with the cluster
+            Renderer.close_all()     # and their threads' rendering helpers
 
     @property
     def n_workers(self) -> int:
