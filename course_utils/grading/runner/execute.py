@@ -38,13 +38,15 @@ SIGNAL_NAMES = {6: "SIGABRT", 7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIG
 
 
 def traffic_budget(limits: JobLimits, code_cells: int) -> int:
-    """Every byte a kernel may send in all: its largest message, four times its output budget (message
-    headers, outputs it sends past the budget) and a fixed allowance per code cell.
+    """Every byte a kernel may send in all, each message costing ``MESSAGE_COST`` more (what it costs the
+    grader to read one, however small): twice its largest message, eight times its output budget (message
+    headers, output it prints past the budget, which is dropped) and a fixed allowance per code cell.
+    It bounds both the grader's work for one kernel and what its ZMQ queues can ever hold of it.
 
         >>> traffic_budget(JobLimits(message_bytes=2**20, output_bytes=2**10), 2)
-        1085440
+        2138112
     """
-    return limits.message_bytes + 4 * limits.output_bytes + CELL_TRAFFIC * code_cells
+    return 2 * limits.message_bytes + 8 * limits.output_bytes + CELL_TRAFFIC * code_cells
 
 
 @dataclass

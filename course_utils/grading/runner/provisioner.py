@@ -36,11 +36,10 @@ from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Any, Type
 
 from course_utils.grading.runner import cgroups
+from course_utils.grading.runner.relay import MESSAGE_COST
 from course_utils.grading.runner.sandbox import JobLimits, SandboxUnavailable, mode, template_argv, template_command
 
 READY_TIMEOUT = 180.0
-#: what each message costs the meter beyond its bytes (so that floods of tiny messages count)
-MESSAGE_OVERHEAD = 64
 #: where spool folders go: never under /tmp, which every job covers with a tmpfs of its own
 SPOOL_PARENT = "/var/tmp" if os.access("/var/tmp", os.W_OK) else os.path.expanduser("~")
 
@@ -48,7 +47,7 @@ SPOOL_PARENT = "/var/tmp" if os.access("/var/tmp", os.W_OK) else os.path.expandu
 class JobHandle:
     """What jupyter_client's provisioner needs of a kernel "process": poll, wait, kill (a template job)."""
 
-    def __init__(self, template: "Template", job: str, pid: int):
+    def __init__(self, template: Template, job: str, pid: int):
         self.template, self.job, self.pid = template, job, pid
         self.returncode: int | None = None
         self._started = threading.Event()
@@ -108,7 +107,7 @@ class Template:
             raise SandboxUnavailable(f"the kernel template did not start: {log}")
 
     @classmethod
-    def shared(cls, sandboxed: bool, limits: JobLimits) -> "Template":
+    def shared(cls, sandboxed: bool, limits: JobLimits) -> Template:
         """This process's template for ``sandboxed`` (started on first use, started again if it died); every
         worker thread of the process uses the same one."""
         key = (sandboxed, limits.threads)
@@ -229,7 +228,7 @@ class Meter:
     def count(self, frames) -> bool:
         """Count one message; False when it must be dropped unparsed."""
         self.messages += 1
-        self.used += MESSAGE_OVERHEAD + sum(len(frame) for frame in frames)
+        self.used += MESSAGE_COST + sum(len(frame) for frame in frames)
         if self.used > self.budget and self.tripped is None:
             self.tripped = "traffic"
         return self.tripped is None

@@ -17,9 +17,10 @@ job's memory) relays bytes between them and the sockets the grader connects to. 
 it reads the ZMTP 3 framing (greeting, then frame headers: flags and size) and adds up each message's
 frames; the header of a frame that would take a message past ``limit`` is never passed on, nor anything
 after it, and the supervisor stops the job with a note. Anything that is not ZMTP 3 with the NULL
-mechanism (what libzmq speaks to libzmq) stops the job too, and so does sending more than ``total`` bytes in
-all (the job's traffic budget: ``runner.execute.traffic_budget``). So whatever the grader's ZMQ queues
-holds, it never holds more than ``total`` bytes of one kernel, nor a message over ``limit``.
+mechanism (what libzmq speaks to libzmq) stops the job too, and so does sending more than ``total`` in all
+(bytes, plus ``MESSAGE_COST`` a message: the job's traffic budget, ``runner.execute.traffic_budget``). So
+whatever the grader's ZMQ queues hold, they never hold more than ``total`` bytes of one kernel, nor a message
+over ``limit``.
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ MORE, LONG, COMMAND = 0x01, 0x02, 0x04
 #: millions of empty frames counts too
 FRAME_OVERHEAD = 64
 COMMAND_BYTES = 64 * 1024
+#: what one whole message costs against the job's traffic budget beyond its bytes: about what it costs the
+#: grader to read one, however small, so that floods of tiny messages (status to nobody) count
+MESSAGE_COST = 2048
 #: bytes buffered per direction before the relay stops reading from that side (back-pressure)
 BUFFER_BYTES = 1 << 20
 CHUNK = 256 * 1024
@@ -288,10 +292,12 @@ class Relay:
             if from_grader:
                 link.to_kernel += data
             else:
+                before = link.counter.messages
                 allowed = link.counter.feed(data)
-                if self.forwarded + allowed > self.total:
-                    allowed, link.counter.violation = self.total - self.forwarded, "traffic"
-                self.forwarded += allowed
+                cost = allowed + MESSAGE_COST * (link.counter.messages - before)
+                if self.forwarded + cost > self.total:
+                    allowed, link.counter.violation = max(0, min(allowed, self.total - self.forwarded)), "traffic"
+                self.forwarded += cost
                 link.to_grader += data[:allowed]
                 if link.counter.violation:
                     self.violation = link.counter.violation

@@ -248,7 +248,7 @@ def _setup_job_filesystem(spec: dict) -> None:
     _mount("none", "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)  # the template's root is shared: not writable here
     _mount("none", "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
     source = os.path.join(spec["job_dir"], "in")
-    for root, dirs, files in os.walk(source):
+    for root, _dirs, files in os.walk(source):
         rel = os.path.relpath(root, source)
         target_dir = os.path.normpath(os.path.join("/submission", rel))
         os.makedirs(target_dir, exist_ok=True)
@@ -360,8 +360,8 @@ class _Usage:
             self._sample_processes(memory=False)
         if cpu is not None:   # minus this supervisor's own (it is in the job's cgroup)
             self.cpu_seconds = max(self.cpu_seconds, cpu - own.user - own.system)
-        if tasks is not None:
-            self.tasks = max(0, tasks - 1)
+        if tasks is not None:   # less this supervisor and the process that forked it (both in the cgroup)
+            self.tasks = max(0, tasks - 2)
         self.memory = cgroup.memory()
         self.oom_kills = cgroup.oom_kills()
 

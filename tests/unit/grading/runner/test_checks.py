@@ -9,6 +9,7 @@ from course_utils.grading.runner.engine import checked_output
 from course_utils.grading.runner.execute import _cap_notebook_size, _kernel_death_reason, traffic_budget
 from course_utils.grading.runner.jobs import Job, JobOutput
 from course_utils.grading.runner.provisioner import Meter
+from course_utils.grading.runner.relay import MESSAGE_COST
 from course_utils.grading.runner.sandbox import JobLimits
 
 JOB = Job("alice", "hw", "hw", b"{}", [], None, JobLimits(), True)
@@ -37,7 +38,7 @@ def test_a_forged_or_broken_worker_result_becomes_an_internal_error_of_that_note
 
 
 def test_the_meter_counts_every_message_and_trips_past_its_budget():
-    meter = Meter(budget=10_000)
+    meter = Meter(budget=30 * (MESSAGE_COST + 200) + 100)   # every message costs MESSAGE_COST beyond its bytes
     assert all(meter.count([b"x" * 100, b"y" * 100]) for _ in range(30))
     assert not meter.count([b"z" * 5000]) and meter.tripped == "traffic" and meter.messages == 31
 
