@@ -2,11 +2,16 @@
 
 ``make_tiny_course`` makes a whole nbgrader course in a folder, with the repository's ``nbgrader_config.py``
 and one assignment ``hw`` of one notebook with one task (``ex_double``: write ``double(x)``; a visible check
-and a hidden record). The grading modules' tests run on it.
+and a hidden record). The grading modules' tests run on it. ``local_user`` makes a real unprivileged account
+for an attack (as root), ``passable_by_others`` lets it reach the venv's Python.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import stat
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -67,3 +72,41 @@ def execute(nb, cwd: Path, record_file: Path | None = None, **variables: str):
                             resources={"metadata": {"path": str(cwd)}})
     client.execute(env=env)
     return nb
+
+
+@contextlib.contextmanager
+def passable_by_others(paths):
+    """Add o+x to every folder on the way to ``paths`` that lacks it; put the modes back afterwards."""
+    changed = {}
+    for path in paths:
+        for folder in [Path(path), *Path(path).parents]:
+            mode = folder.stat().st_mode
+            if folder.is_dir() and not mode & stat.S_IXOTH and folder not in changed:
+                changed[folder] = mode
+                os.chmod(folder, stat.S_IMODE(mode) | stat.S_IXOTH)
+    try:
+        yield
+    finally:
+        for folder, mode in changed.items():
+            os.chmod(folder, stat.S_IMODE(mode))
+
+
+@contextlib.contextmanager
+def local_user(name: str):
+    """A real, unprivileged local account (a student with a shell), removed afterwards; yields its pwd entry."""
+    import pwd
+    subprocess.run(["userdel", name], capture_output=True)
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", name], check=True, capture_output=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def as_user(user, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run ``argv`` as ``user`` (a pwd entry), with no groups and a minimal environment."""
+    import sys
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
+    return subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", *argv],
+                          env=env, capture_output=True, text=True, **kwargs)

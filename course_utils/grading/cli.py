@@ -11,6 +11,9 @@
     $ python -m course_utils.grading lab update                   # make update
     $ python -m course_utils.grading hub up --roster r.csv --instructor teacher    # make hub
     $ python -m course_utils.grading --course /srv/.../course hub watch --exchange /srv/.../exchange
+    $ python -m course_utils.grading cluster certs                # grading past one machine: TLS certificate
+    $ python -m course_utils.grading cluster scheduler --host 10.0.0.5
+    $ python -m course_utils.grading cluster worker tls://10.0.0.5:8786 --nworkers 4 --host 10.0.0.6
 
 Each command is a ``Command``: a one-line help, a function that adds its options, a function that runs it,
 and whether it needs the course (``--course``, default ``.``, before or after the command). Modules are
@@ -96,13 +99,18 @@ def engine_settings(course: Course, args) -> dict:
             "scheduler": args.scheduler or course.setting("Grader", "scheduler") or None}
 
 
+def _certificates(course: Course) -> Path | None:
+    folder = course.setting("Grader", "certificates")
+    return Path(folder).expanduser() if folder else None
+
+
 def _autograde(course, args) -> int | None:
     from course_utils.grading.pipeline.autograde import autograde
     _with_limits(course, args)
     if args.no_sandbox:
         print("WARNING: --no-sandbox: student code runs with your permissions.", file=sys.stderr)
     reports = autograde(course, args.assignments or None, students=args.student, sandboxed=not args.no_sandbox,
-                        force=args.force, **engine_settings(course, args))
+                        force=args.force, certificates=_certificates(course), **engine_settings(course, args))
     for report in reports:
         print(report.summary())
     missed = sum(len(report.not_graded) for report in reports)
@@ -161,6 +169,55 @@ def _lab_update(args) -> None:
     for note in update(args.repo):
         print(f"note: {note}")
     print("The course is up to date; your edits and outputs are kept.")
+
+
+# ---------------------------------------------------------------- grading past one machine
+
+
+def _folder(parser) -> None:
+    parser.add_argument("--certificates", type=Path, default=None,
+                        help="folder of the cluster's certificate and key (default: ~/.config/course-grading/cluster)")
+
+
+def _certs_arguments(parser) -> None:
+    _folder(parser)
+    parser.add_argument("--export", type=Path, default=None, metavar="DIR",
+                        help="also copy them to DIR (private), to carry to the worker machines")
+
+
+def _certs(args) -> None:
+    from course_utils.grading.runner.cluster import DEFAULT_FOLDER, export, make_certificates
+    folder = make_certificates(args.certificates or DEFAULT_FOLDER)
+    print(f"cluster certificate and key in {folder} (yours only: whoever holds the key can run code on the cluster)")
+    if args.export:
+        print(f"copied to {export(folder, args.export)}: put them in ~/.config/course-grading/cluster on each worker "
+              "machine (or pass --certificates), readable by the grading user only")
+
+
+def _scheduler_arguments(parser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8786)
+    _folder(parser)
+
+
+def _scheduler(args) -> None:
+    from course_utils.grading.runner.cluster import run_scheduler
+    run_scheduler(args.host, args.port, args.certificates)
+
+
+def _worker_arguments(parser) -> None:
+    parser.add_argument("scheduler", help="the scheduler's address, tls://host:8786")
+    parser.add_argument("--nworkers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--nthreads", type=int, default=1, help="notebooks each worker process grades at once")
+    parser.add_argument("--host", default="127.0.0.1", help="address the workers listen on (this machine's, "
+                        "reachable from the scheduler)")
+    parser.add_argument("--name", default=None, help="the workers' name (numbered past one)")
+    _folder(parser)
+
+
+def _worker(args) -> None:
+    from course_utils.grading.runner.cluster import run_workers
+    run_workers(args.scheduler, args.nworkers, args.nthreads, args.host, args.name, args.certificates)
 
 
 # ---------------------------------------------------------------- the classroom
@@ -293,6 +350,12 @@ COMMANDS = {
     "config": Command("every grading setting (c.Limits, c.Grader, c.Watcher) with its value", _nothing, _config),
 }
 GROUPS = {
+    "cluster": ("grading past one machine: a Dask cluster over TLS", {
+        "certs": Command("make the cluster's certificate (once) and say where it is", _certs_arguments, _certs, False),
+        "scheduler": Command("run the cluster's scheduler", _scheduler_arguments, _scheduler, False),
+        "worker": Command("run grading workers for a scheduler (from the course folder)", _worker_arguments, _worker,
+                          False),
+    }),
     "lab": ("the learner's JupyterLab", {
         "enable": Command("turn on Validate's per-task summary in this Python's Jupyter", _nothing, _lab_enable, False),
         "update": Command("pull the course's updates, keeping your edits (make update)", _lab_update_arguments,
@@ -348,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     from course_utils.grading.runner.sandbox import SandboxUnavailable
     try:
         return run(argv)
+    except KeyboardInterrupt:
+        return 130
     except (CourseError, SandboxUnavailable, FileNotFoundError, RosterError, GitError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

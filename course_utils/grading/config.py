@@ -32,6 +32,10 @@ class Limits(Configurable):
     max_cells = Int(2000, help="Most cells a submitted notebook may have.").tag(config=True)
     record_bytes = Int(64 * 2**20, help="Largest record file read back from a kernel (unpacked).").tag(config=True)
     threads = Int(1, help="OMP/MKL threads per kernel (the workers already use every core).").tag(config=True)
+    message_bytes = Int(32 * 2**20, help="Largest message (all its parts) the grader takes from a kernel; a kernel "
+                        "that sends a bigger one is stopped before the grader reads any of it.").tag(config=True)
+    render_seconds = Int(30, help="Seconds to make one notebook safe to show (markdown, outputs), in a helper "
+                         "process; past them it is shown as plain text.").tag(config=True)
 
     def job_limits(self) -> JobLimits:
         """These settings as the frozen value a grading job carries. Without ``c.Limits.cell_timeout``, nbgrader's
@@ -53,6 +57,8 @@ class Grader(Configurable):
                         ).tag(config=True)
     keep_jobs = Bool(False, help="Keep each job's spool folder (its files, the kernel's log, the supervisor's "
                                  "status.json) to debug the grader.").tag(config=True)
+    certificates = Unicode("", help="Folder of the grading cluster's TLS certificate and key, for --scheduler "
+                           "(default: ~/.config/course-grading/cluster; `cluster certs` makes them)").tag(config=True)
 
 
 class Watcher(Configurable):

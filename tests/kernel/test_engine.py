@@ -7,6 +7,7 @@ import shutil
 import threading
 
 import nbformat
+import psutil
 import pytest
 
 from course_utils.grading.runner.engine import Engine
@@ -82,3 +83,32 @@ def test_a_jailed_template_outlives_the_thread_that_started_it():
         assert out.problem is None and printed(out) == "42\n"
     finally:
         Template.close_shared()
+
+
+def _listening(process: psutil.Process) -> set:
+    return {c.laddr for p in [process, *process.children(recursive=True)] for c in p.net_connections()
+            if c.status == "LISTEN"}
+
+
+def test_the_in_process_cluster_serves_no_web_pages_and_listens_on_loopback_only():
+    # before: 8787 and random ports on 0.0.0.0 served /json/identity.json, /info/logs, /metrics, /eventstream
+    from kernel.test_cluster import http_answers
+    with Engine(workers=2):
+        ports = _listening(psutil.Process())
+        assert ports and all(laddr.ip == "127.0.0.1" for laddr in ports), ports
+        assert http_answers(ports) == {}
+
+
+def test_worker_processes_speak_tls_on_loopback_and_a_student_cannot_join():
+    # before: scheduler, nannies and workers on TCP without TLS; a student's Client ran code as root
+    from kernel.test_cluster import attack_as_student, http_answers
+    with Engine(workers=6) as engine:
+        ports = _listening(psutil.Process())
+        assert ports and all(laddr.ip == "127.0.0.1" for laddr in ports), ports
+        address = engine.client.scheduler_info()["address"]
+        workers = list(engine.client.scheduler_info()["workers"])
+        assert address.startswith("tls://127.0.0.1:") and all(w.startswith("tls://127.0.0.1:") for w in workers)
+        assert http_answers(ports) == {}
+        tcp = address.replace("tls://", "tcp://")
+        tried = attack_as_student([address, tcp, workers[0]], [])
+    assert "ran code" not in tried.values(), tried

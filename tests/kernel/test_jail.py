@@ -68,7 +68,7 @@ def test_memory_counts_every_process_of_the_kernel_together():
            "'import time; x = bytearray(700 * 2**20); time.sleep(30)']) for _ in range(4)]\n"
            "import time; time.sleep(30)")
     out, _ = jailed(hog, limits=JobLimits(cell_timeout=40, notebook_timeout=60, memory_bytes=2 * 2**30))
-    assert any("memory limit (2048 MiB for all the kernel's processes)" in hit for hit in out.limits_hit), out.limits_hit
+    assert any("memory limit (2048 MiB for all the kernel's processes" in hit for hit in out.limits_hit), out.limits_hit
 
 
 def test_cpu_time_counts_every_process_of_the_kernel_together():

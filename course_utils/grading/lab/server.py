@@ -11,6 +11,13 @@ When the server's root holds the course (``nbgrader_config.py`` beside ``solutio
 it also creates the grading workspace and the exchange on start (``ensure_workspace``), so the formgrader
 and the Assignment List work from a fresh clone.
 
+Every formgrader page (where the instructor opens students' notebooks) gets a Content-Security-Policy that
+forbids loading anything from elsewhere (``FORMGRADER_CSP``: images only from the server or carried as
+data, no outside script, style, font or connection), so a submission cannot make the instructor's browser
+call out (a tracking pixel) even if something slipped past the sanitizer. The formgrader's own scripts are
+inline and use ``eval`` (underscore's templates), hence those two allowances; MathJax, which nbconvert
+loads from a CDN, does not load, so formulas show as TeX there.
+
     $ jupyter server extension list 2>&1 | grep course_utils   # course_utils.grading.lab.server enabled
 """
 from __future__ import annotations
@@ -28,6 +35,22 @@ from tornado import web
 
 #: nbgrader's authoring sidebar, for instructors only
 AUTHORING = "@jupyter/nbgrader:create-assignment"
+FORMGRADER_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' "
+                  "'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+                  "frame-ancestors 'self'; form-action 'self'; base-uri 'self'; object-src 'none'")
+
+
+class FormgraderPolicy(web.OutputTransform):
+    """Puts ``FORMGRADER_CSP`` on every response under ``<base_url>formgrader`` (tornado calls it per request)."""
+
+    def __init__(self, request, prefix: str = "/formgrader"):
+        super().__init__(request)
+        self.applies = request.path.startswith(prefix)
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        if self.applies:
+            headers["Content-Security-Policy"] = FORMGRADER_CSP
+        return status_code, headers, chunk
 
 
 class SummaryValidateHandler(ValidateAssignmentHandler):
@@ -68,6 +91,8 @@ def _load_jupyter_server_extension(serverapp) -> None:
     base = web_app.settings["base_url"]
     web_app.add_handlers(".*$", [(url_path_join(base, "/assignments/validate"), SummaryValidateHandler),
                                  (url_path_join(base, "/nbgrader_version"), VersionHandler)])
+    prefix = url_path_join(base, "/formgrader")
+    web_app.add_transform(lambda request: FormgraderPolicy(request, prefix))
     root = Path(serverapp.root_dir)
     if (root / "nbgrader_config.py").is_file() and (root / "solutions").is_dir() and os.access(root, os.W_OK):
         try:

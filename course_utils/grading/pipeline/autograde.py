@@ -94,8 +94,12 @@ def _submission_fingerprint(folder: Path, reference: str, limits, sandboxed: boo
 
 
 def _annotate(nb_json: str, scores) -> str:
-    """The executed notebook with each test cell's trusted verdict appended to its outputs."""
-    nb = nbformat.reads(nb_json, as_version=4)
+    """The executed notebook with each test cell's trusted verdict appended to its outputs; ValueError if it is
+    not a valid notebook (the job makes it safe and valid: only a broken or forged result is not)."""
+    errors: dict = {}
+    nb = nbformat.reads(nb_json, as_version=4, capture_validation_error=errors)
+    if errors:
+        raise ValueError("the executed notebook is not a valid notebook")
     by_id = {s.grade_id: s for s in scores}
     for cell in nb.cells:
         score = by_id.get(grade_id_of(cell))
@@ -127,7 +131,11 @@ def _finish_student(course: Course, assignment: str, student: str, outputs: list
             "seconds": round(seconds, 2), "limits_hit": out.limits_hit, "problem": out.problem,
             "cells": [dict(s.to_dict(), answer_id=answer_of[s.grade_id]) for s in scores]}
         if out.notebook_json is not None:
-            write_atomically(target / f"{out.notebook}.ipynb", _annotate(out.notebook_json, scores))
+            try:
+                annotated = _annotate(out.notebook_json, scores)
+            except (ValueError, RecursionError, AttributeError, TypeError):
+                continue   # nothing to show in the formgrader; the scores stand
+            write_atomically(target / f"{out.notebook}.ipynb", annotated)
     write_result(course, result)
     return result
 
@@ -253,7 +261,8 @@ def _summarize(course: Course, report: AutogradeReport) -> list[dict]:
 
 def autograde(course: Course, assignments: list[str] | None = None, *, students: list[str] | None = None,
               workers: int | None = None, sandboxed: bool = True, force: bool = False, progress: bool = True,
-              scheduler: str | None = None, engine: Engine | None = None, lock=None) -> list[AutogradeReport]:
+              scheduler: str | None = None, engine: Engine | None = None, lock=None,
+              certificates: Path | None = None) -> list[AutogradeReport]:
     """Grade ``students`` (default: every submission) of ``assignments`` (default: all) on one engine.
 
         >>> [r.summary() for r in autograde(course, ["01_tensors_vs_numpy"], workers=2)]  # doctest: +SKIP
@@ -278,7 +287,7 @@ def autograde(course: Course, assignments: list[str] | None = None, *, students:
     if engine is not None:
         _run(course, plans, sandboxed, engine, progress)
     elif any(plan.jobs for plan in plans.values()) or any(None in p.references.values() for p in plans.values()):
-        with Engine(scheduler=scheduler, workers=workers) as fresh:
+        with Engine(scheduler=scheduler, workers=workers, certificates=certificates) as fresh:
             _run(course, plans, sandboxed, fresh, progress)
     results = [r for plan in plans.values() for r in _summarize(course, plan.report)]
     try:

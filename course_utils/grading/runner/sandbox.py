@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from course_utils import env
+from course_utils.grading.runner.cgroups import bind_args
 from course_utils.records import FILE_NAME as RECORD_FILE_NAME
 
 #: the course_utils package, which every jailed kernel imports
@@ -56,6 +57,8 @@ class JobLimits:
     max_cells: int = 2000
     record_bytes: int = 64 * 2**20
     threads: int = 1
+    message_bytes: int = 32 * 2**20
+    render_seconds: int = 30
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,15 +120,24 @@ def jail_env(limits: JobLimits, record_file: str, home: str = "/tmp") -> dict[st
     }
 
 
+def _cap_args() -> list[str]:
+    """bwrap's --cap-add, once per capability (bwrap reads one name per option: a comma-separated list kept
+    only CAP_SYS_ADMIN without root, so the template could neither drop its kernels' bounding set nor read
+    their /proc/<pid>/fd)."""
+    return [arg for cap in TEMPLATE_CAPS for arg in ("--cap-add", cap)]
+
+
 def template_argv() -> list[str]:
     """The template's own command: the venv's Python with the working folder kept off ``sys.path``."""
     return [sys.executable, "-P", "-m", "course_utils.grading.runner.template"]
 
 
-def template_command(spool: Path, limits: JobLimits, rootless: bool | None = None) -> list[str]:
+def template_command(spool: Path, limits: JobLimits, rootless: bool | None = None,
+                     cgroups: dict[str, Path] | None = None) -> list[str]:
     """bwrap around the kernel template: a read-only view of the system and the course, the spool folder
-    (where the grader hands over each job's files and takes its results) and the mount points each job's
-    tmpfs folders go on. The template keeps the powers it needs to make each job's namespaces.
+    (where the grader hands over each job's files and takes its results), the template's cgroup folders
+    (``runner.cgroups``) and the mount points each job's tmpfs folders go on. The template keeps the powers
+    it needs to make each job's namespaces.
 
         >>> template_command(Path("/tmp/cg-spool"), JobLimits())[-4:]  # doctest: +ELLIPSIS
         [..., '-P', '-m', 'course_utils.grading.runner.template']
@@ -141,9 +153,10 @@ def template_command(spool: Path, limits: JobLimits, rootless: bool | None = Non
         args += [*_parents_world_readable(path), "--ro-bind", str(path), str(path)]
     args += ["--dir", WORK_MOUNT, "--dir", RECORDS_MOUNT, *_parents_world_readable(spool),
              "--bind", str(spool), str(spool)]
+    args += bind_args(cgroups or {})
     for key, value in jail_env(limits, f"{RECORDS_MOUNT}/{RECORD_FILE_NAME}").items():
         args += ["--setenv", key, value]
-    args += ["--chdir", "/", "--cap-add", ",".join(TEMPLATE_CAPS), "--"]
+    args += ["--chdir", "/", *_cap_args(), "--"]
     return args + template_argv()
 
 
@@ -163,7 +176,7 @@ def probe() -> str:
            "--dev", "/dev", "--tmpfs", "/tmp"]
     if how == "rootless":
         cmd += ["--unshare-user", "--uid", "0", "--gid", "0"]
-    cmd += ["--cap-add", ",".join(TEMPLATE_CAPS), "--", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", "/tmp"]
+    cmd += [*_cap_args(), "--", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", "/tmp"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         hint = ("Unprivileged user namespaces seem to be disabled: ask the administrator to allow them "
