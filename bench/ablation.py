@@ -10,6 +10,7 @@ average (1 minute) when it started and when it finished. Compare timings only fr
 measures each recipe's step in CPU time of one thread (``time.thread_time``: time the process waits for a
 core does not count), the variants interleaved in one process, median of three rounds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,27 +34,31 @@ MLP_ROWS = {
     "+ batch norm": dict(max_shift=1, flip=True, hidden=(1024, 512), epochs=20, norm=True),
     "512-512, batch norm, 40 epochs": dict(max_shift=1, flip=True, hidden=(512, 512), epochs=40, norm=True),
     "1024-1024, batch norm, 15 epochs": dict(max_shift=1, flip=True, hidden=(1024, 1024), epochs=15, norm=True),
-    "1024-512, batch 2048, lr 0.006": dict(max_shift=1, flip=True, hidden=(1024, 512), epochs=20, norm=True,
-                                           batch_size=2048, max_lr=0.006),
+    "1024-512, batch 2048, lr 0.006": dict(
+        max_shift=1, flip=True, hidden=(1024, 512), epochs=20, norm=True, batch_size=2048, max_lr=0.006
+    ),
     "512-256, shifts, 60 epochs": dict(max_shift=1, epochs=60),
     "512-256, shifts and flips, 60 epochs": dict(max_shift=1, flip=True, epochs=60),
     "512-256, batch norm, shifts, 40 epochs": dict(max_shift=1, norm=True, epochs=40),
     "512-256, batch norm, shifts and flips, 40 epochs": dict(max_shift=1, flip=True, norm=True, epochs=40),
     "512-256, shifts, batch 2048, lr 0.006, 50 epochs": dict(max_shift=1, epochs=50, batch_size=2048, max_lr=0.006),
     "512-256, shifts, 45 epochs": dict(max_shift=1, epochs=45),
-    "recipe with batches of 2048, peak lr 0.006": dict(max_shift=1, norm=True, epochs=40, batch_size=2048,
-                                                       max_lr=0.006),
+    "recipe with batches of 2048, peak lr 0.006": dict(
+        max_shift=1, norm=True, epochs=40, batch_size=2048, max_lr=0.006
+    ),
     "recipe, 25 epochs (lesson 08's MLP in the CNN's time)": dict(max_shift=1, norm=True, epochs=25),
 }
 
-FAST = dict(widths=(32, 64), head=128, dropout=0.0, pool_first=True, batch_size=256, max_lr=0.004,
-            weight_decay=0.05, bf16=True)
+FAST = dict(
+    widths=(32, 64), head=128, dropout=0.0, pool_first=True, batch_size=256, max_lr=0.004, weight_decay=0.05, bf16=True
+)
 CNN_ROWS = {
     "today: small CNN, batch 128, 9 epochs": dict(today=True),
     "fast net (pool first, no dropout), batch 256, bf16, 12 epochs": dict(FAST, epochs=12),
     "+ shifts of 1 px and flips": dict(FAST, epochs=12, max_shift=1, flip=True),
-    "+ a third block (32-64-128), no hidden layer": dict(FAST, epochs=12, max_shift=1, flip=True,
-                                                         widths=(32, 64, 128), head=0),
+    "+ a third block (32-64-128), no hidden layer": dict(
+        FAST, epochs=12, max_shift=1, flip=True, widths=(32, 64, 128), head=0
+    ),
     "lesson 08's short run: fast net, shifts and flips, 4 epochs": dict(FAST, epochs=4, max_shift=1, flip=True),
     "the same in float32": dict(FAST, epochs=4, max_shift=1, flip=True, bf16=False),
 }
@@ -72,8 +77,14 @@ def _row(name, kind, config, train):
     load_before = os.getloadavg()[0]
     result = train(**config)
     settings = {k: v for k, v in config.items() if k not in ("x", "y", "x_eval", "y_eval")}
-    return {"kind": kind, "row": name, "config": settings,
-            **result, "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0]}
+    return {
+        "kind": kind,
+        "row": name,
+        "config": settings,
+        **result,
+        "load_1min_before": load_before,
+        "load_1min_after": os.getloadavg()[0],
+    }
 
 
 def run_rows(kind: str, names=None) -> list[dict]:
@@ -100,6 +111,7 @@ def _epoch_of(train, config: dict, x, y, n: int):
     from torch import nn
 
     from course_utils.train import Augment, TensorBatches, train_epoch
+
     torch.manual_seed(0)
     if train == "mlp":
         model = recipes.mlp(config["hidden"], norm=config["norm"])
@@ -108,10 +120,14 @@ def _epoch_of(train, config: dict, x, y, n: int):
     else:
         model = recipes.conv_net(config["widths"], config["head"], config["dropout"], config["pool_first"])
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["max_lr"], weight_decay=config["weight_decay"],
-                                  fused=True)
-    augment = (Augment(config["max_shift"], config["flip"], fill=float(x.min()))
-               if config["max_shift"] or config["flip"] else None)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config["max_lr"], weight_decay=config["weight_decay"], fused=True
+    )
+    augment = (
+        Augment(config["max_shift"], config["flip"], fill=float(x.min()))
+        if config["max_shift"] or config["flip"]
+        else None
+    )
     batches = TensorBatches(x[:n], y[:n], config["batch_size"], shuffle=True, transform=augment)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
     bf16 = bool(config.get("bf16"))
@@ -146,8 +162,17 @@ def main(argv=None) -> int:
     parser.add_argument("kind", choices=("mlp", "cnn", "cost"))
     parser.add_argument("--rows", nargs="*", help="rows to train (a unique part of the name is enough)")
     args = parser.parse_args(argv)
-    print(json.dumps({"cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-                      "load_1min": os.getloadavg()[0], "started": time.strftime("%Y-%m-%d %H:%M:%S")}), flush=True)
+    print(
+        json.dumps(
+            {
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "threads": torch.get_num_threads(),
+                "load_1min": os.getloadavg()[0],
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+        ),
+        flush=True,
+    )
     if args.kind == "cost":
         print(json.dumps({"us_cpu_per_image": cpu_cost(), "load_1min_after": os.getloadavg()[0]}))
         return 0

@@ -20,6 +20,7 @@
 
 Timing covers training only (data already in memory); accuracy is on the 10,000 official test images.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from course_utils.data import load_fashion_mnist, normalize_images, split_indices
 from course_utils.train import Augment, TensorBatches, evaluate, fast_bfloat16, fit, predict
 
-TARGETS = {"improved_mlp": dict(accuracy=0.91, seconds=60.0), "small_cnn": dict(accuracy=0.935, seconds=150.0),
-           "lesson08_short_cnn": dict(seconds=30.0)}
+TARGETS = {
+    "improved_mlp": dict(accuracy=0.91, seconds=60.0),
+    "small_cnn": dict(accuracy=0.935, seconds=150.0),
+    "lesson08_short_cnn": dict(seconds=30.0),
+}
 
 
 def mlp(hidden=(512, 256), dropout=0.0, n_in=784, n_out=10, norm: bool = False) -> nn.Sequential:
@@ -47,11 +51,20 @@ def mlp(hidden=(512, 256), dropout=0.0, n_in=784, n_out=10, norm: bool = False) 
 
 def small_cnn(dropout: float = 0.25) -> nn.Sequential:
     """Lesson 08's CNN: [N, 1, 28, 28] -> 10 scores, two conv blocks (32 and 64 filters) and a small head."""
+
     def block(c_in, c_out):
         return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
 
-    return nn.Sequential(*block(1, 32), *block(32, 64), nn.Flatten(), nn.Dropout(dropout),
-                         nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(dropout), nn.Linear(128, 10))
+    return nn.Sequential(
+        *block(1, 32),
+        *block(32, 64),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(64 * 7 * 7, 128),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(128, 10),
+    )
 
 
 def fashion_tensors(standardised: bool, images_shape: str = "flat"):
@@ -72,8 +85,13 @@ def _train_and_score(model, batches, optimizer, epochs, x_test, y_test, n_images
     fit(model, batches, optimizer, epochs, scheduler=scheduler, seed=0, progress=False, **kwargs)
     seconds = time.perf_counter() - started
     _, test_acc = evaluate(model, (x_test, y_test))
-    return {"test_accuracy": test_acc, "train_seconds": seconds, "images_per_second": epochs * n_images / seconds,
-            "epochs": epochs, "train_images": n_images}
+    return {
+        "test_accuracy": test_acc,
+        "train_seconds": seconds,
+        "images_per_second": epochs * n_images / seconds,
+        "epochs": epochs,
+        "train_images": n_images,
+    }
 
 
 def article_baseline(quick: bool = False) -> dict:
@@ -97,8 +115,19 @@ def quickstart(quick: bool = False) -> dict:
 
 # Lesson 07's final MLP recipe (issue 29): batch norm after each hidden layer, random shifts of one pixel, 40 epochs;
 # chosen on lesson 07's validation split (bench/RECIPES.md).
-IMPROVED_MLP = dict(hidden=(512, 256), norm=True, batch_size=1024, max_lr=0.004, weight_decay=0.1,
-                    label_smoothing=0.1, epochs=40, max_shift=1, flip=False, ema=None, flip_tta=False)
+IMPROVED_MLP = dict(
+    hidden=(512, 256),
+    norm=True,
+    batch_size=1024,
+    max_lr=0.004,
+    weight_decay=0.1,
+    label_smoothing=0.1,
+    epochs=40,
+    max_shift=1,
+    flip=False,
+    ema=None,
+    flip_tta=False,
+)
 
 
 def improved_mlp_parts(seed: int = 0, dropout: float = 0.0):
@@ -106,8 +135,9 @@ def improved_mlp_parts(seed: int = 0, dropout: float = 0.0):
     ``dropout`` > 0 adds dropout after each ReLU (not part of the recipe: the benchmark measures its cost)."""
     torch.manual_seed(seed)
     model = mlp(IMPROVED_MLP["hidden"], dropout=dropout, norm=IMPROVED_MLP["norm"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=IMPROVED_MLP["max_lr"],
-                                  weight_decay=IMPROVED_MLP["weight_decay"], fused=True)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=IMPROVED_MLP["max_lr"], weight_decay=IMPROVED_MLP["weight_decay"], fused=True
+    )
     return model, optimizer, nn.CrossEntropyLoss(label_smoothing=IMPROVED_MLP["label_smoothing"])
 
 
@@ -136,9 +166,22 @@ SMALL_CNN = dict(batch_size=128, max_lr=0.003, label_smoothing=0.1, epochs=9)  #
 # The CNN recipe (issue 29): two conv blocks that pool right after the convolution, no dropout, random shifts
 # and flips, bfloat16 autocast where the CPU has it natively, test-time flips. Chosen on lesson 08's
 # validation split (bench/RECIPES.md).
-FAST_CNN = dict(widths=(32, 64), head=128, dropout=0.0, pool_first=True, batch_size=256, max_lr=0.004,
-                weight_decay=0.05, label_smoothing=0.1, epochs=15, max_shift=1, flip=True, flip_tta=True,
-                bf16="auto", ema=None)
+FAST_CNN = dict(
+    widths=(32, 64),
+    head=128,
+    dropout=0.0,
+    pool_first=True,
+    batch_size=256,
+    max_lr=0.004,
+    weight_decay=0.05,
+    label_smoothing=0.1,
+    epochs=15,
+    max_shift=1,
+    flip=True,
+    flip_tta=True,
+    bf16="auto",
+    ema=None,
+)
 LESSON08_SHORT = dict(FAST_CNN, epochs=4)  # the run a learner makes in lesson 08 (on 54,000 images)
 LESSON08_MLP = dict(IMPROVED_MLP, epochs=25)  # lesson 07's MLP given about as long as LESSON08_SHORT
 
@@ -176,8 +219,14 @@ def lesson08_same_time_mlp(quick: bool = False) -> dict:
     return _short_run(train_mlp, LESSON08_MLP, "flat", quick)
 
 
-RECIPES = {"article_baseline": article_baseline, "quickstart": quickstart, "improved_mlp": improved_mlp,
-           "small_cnn": cnn, "lesson08_short_cnn": lesson08_short_cnn, "lesson08_same_time_mlp": lesson08_same_time_mlp}
+RECIPES = {
+    "article_baseline": article_baseline,
+    "quickstart": quickstart,
+    "improved_mlp": improved_mlp,
+    "small_cnn": cnn,
+    "lesson08_short_cnn": lesson08_short_cnn,
+    "lesson08_same_time_mlp": lesson08_same_time_mlp,
+}
 
 
 def run_recipe(name: str, quick: bool = False) -> dict:
@@ -195,8 +244,20 @@ def run_recipe(name: str, quick: bool = False) -> dict:
 
 # ---------------------------------------------------------------- configurable recipes (bench/ablation.py)
 
-MLP_DEFAULTS = dict(hidden=(512, 256), norm=False, batch_size=1024, max_lr=0.004, weight_decay=0.1, label_smoothing=0.1,
-                    epochs=30, max_shift=0, flip=False, ema=None, flip_tta=False, seed=0)
+MLP_DEFAULTS = dict(
+    hidden=(512, 256),
+    norm=False,
+    batch_size=1024,
+    max_lr=0.004,
+    weight_decay=0.1,
+    label_smoothing=0.1,
+    epochs=30,
+    max_shift=0,
+    flip=False,
+    ema=None,
+    flip_tta=False,
+    seed=0,
+)
 
 
 def _scores(model, x_eval, y_eval) -> dict:
@@ -210,25 +271,45 @@ def _train(model, x, y, x_eval, y_eval, cfg, optimizer, keep_model: bool = False
     (the averaged weights if ``ema``, test-time flips if ``flip_tta``), the other variants beside it."""
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    augment = (Augment(cfg["max_shift"], cfg["flip"], fill=float(x.min()), seed=cfg["seed"])
-               if cfg["max_shift"] or cfg["flip"] else None)
+    augment = (
+        Augment(cfg["max_shift"], cfg["flip"], fill=float(x.min()), seed=cfg["seed"])
+        if cfg["max_shift"] or cfg["flip"]
+        else None
+    )
     batches = TensorBatches(x, y, cfg["batch_size"], shuffle=True, seed=cfg["seed"], transform=augment)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["max_lr"],
-                                                    total_steps=cfg["epochs"] * len(batches))
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
-           if cfg["ema"] else None)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg["max_lr"], total_steps=cfg["epochs"] * len(batches)
+    )
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True) if cfg["ema"] else None
     bf16 = fast_bfloat16() if cfg.get("bf16") == "auto" else bool(cfg.get("bf16"))
     started = time.perf_counter()
-    fit(model, batches, optimizer, cfg["epochs"], scheduler=scheduler, progress=False, averaged=ema, bf16=bf16,
-        loss_fn=nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"]), seed=cfg["seed"])
+    fit(
+        model,
+        batches,
+        optimizer,
+        cfg["epochs"],
+        scheduler=scheduler,
+        progress=False,
+        averaged=ema,
+        bf16=bf16,
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"]),
+        seed=cfg["seed"],
+    )
     seconds = time.perf_counter() - started
     result = {"plain_" + k: v for k, v in _scores(model, x_eval, y_eval).items()}
     if ema is not None:
         result.update({f"ema_{k}": v for k, v in _scores(ema.module, x_eval, y_eval).items()})
     key = ("ema_" if ema is not None else "plain_") + ("accuracy_flip_tta" if cfg.get("flip_tta") else "accuracy")
-    return {"accuracy": result[key], **result, "train_seconds": seconds, "epochs": cfg["epochs"],
-            "train_images": len(y), "images_per_second": cfg["epochs"] * len(y) / seconds, "bf16": bf16,
-            **({"model": model if ema is None else ema.module} if keep_model else {})}
+    return {
+        "accuracy": result[key],
+        **result,
+        "train_seconds": seconds,
+        "epochs": cfg["epochs"],
+        "train_images": len(y),
+        "images_per_second": cfg["epochs"] * len(y) / seconds,
+        "bf16": bf16,
+        **({"model": model if ema is None else ema.module} if keep_model else {}),
+    }
 
 
 def train_mlp(x, y, x_eval, y_eval, keep_model: bool = False, **changes) -> dict:
@@ -240,9 +321,23 @@ def train_mlp(x, y, x_eval, y_eval, keep_model: bool = False, **changes) -> dict
     return _train(model, x, y, x_eval, y_eval, cfg, optimizer, keep_model)
 
 
-CNN_DEFAULTS = dict(widths=(32, 64), head=128, dropout=0.25, pool_first=False, batch_size=128, max_lr=0.003,
-                    weight_decay=0.0, label_smoothing=0.1, epochs=9, max_shift=0, flip=False, ema=None, seed=0,
-                    bf16=False, flip_tta=False)
+CNN_DEFAULTS = dict(
+    widths=(32, 64),
+    head=128,
+    dropout=0.25,
+    pool_first=False,
+    batch_size=128,
+    max_lr=0.003,
+    weight_decay=0.0,
+    label_smoothing=0.1,
+    epochs=9,
+    max_shift=0,
+    flip=False,
+    ema=None,
+    seed=0,
+    bf16=False,
+    flip_tta=False,
+)
 
 
 def conv_net(widths=(32, 64), head=128, dropout=0.25, pool_first=False) -> nn.Sequential:

@@ -23,15 +23,22 @@ notebooks and graded kernels import.
 The names below are imported on first use, so ``import course_utils.grading.pipeline.feedback`` (say) does not
 pay for torch.
 """
+
 from __future__ import annotations
 
 import importlib
 
 _HOMES = {
-    "get_device": "device", "device_report": "device",
-    "CLASS_NAMES": "data", "FashionMNIST": "data", "load_fashion_mnist": "data", "make_loaders": "data",
-    "export_competition_layout": "competition", "read_competition_layout": "competition",
-    "write_submission": "competition", "score_submission": "competition",
+    "get_device": "device",
+    "device_report": "device",
+    "CLASS_NAMES": "data",
+    "FashionMNIST": "data",
+    "load_fashion_mnist": "data",
+    "make_loaders": "data",
+    "export_competition_layout": "competition",
+    "read_competition_layout": "competition",
+    "write_submission": "competition",
+    "score_submission": "competition",
 }
 
 __all__ = sorted(_HOMES)

@@ -7,7 +7,8 @@
 Two jobs, kept apart on purpose:
 
 * **Teach** (visible tests): ``check_tensor``, ``check_scalar``, ``check_at_least``, ``check_grad``,
-  ``check_grad_fn``, ``check_module`` and ``check_classifier`` compare the learner's answer with an expected one and either print
+  ``check_grad_fn``, ``check_module`` and ``check_classifier`` compare the learner's answer with an expected one and
+  either print
   a one-line confirmation or raise :class:`CheckFailure` with a short message saying what is wrong and what
   to try (never a bare ``assert``). In Jupyter the failure shows the learner's cell and the message, not
   this library's frames.
@@ -24,6 +25,7 @@ Keys are ``"<grade_id>/<label>"``: the grade id of the nbgrader test cell, then 
 Importing this module in IPython also makes an unanswered task (nbgrader's ``raise NotImplementedError()``
 stub) say which function to write.
 """
+
 from __future__ import annotations
 
 import linecache
@@ -45,8 +47,15 @@ from course_utils.wording import unanswered
 RECORD_ENV = record_file.ENV
 
 __all__ = [
-    "CheckFailure", "check_tensor", "check_scalar", "check_at_least", "check_grad", "check_grad_fn",
-    "check_module", "check_classifier", "record",
+    "CheckFailure",
+    "check_tensor",
+    "check_scalar",
+    "check_at_least",
+    "check_grad",
+    "check_grad_fn",
+    "check_module",
+    "check_classifier",
+    "record",
 ]
 _HERE = {__file__, *(sys.modules[f"course_utils.{name}"].__file__ for name in ("compare", "answers", "classifier"))}
 
@@ -54,7 +63,7 @@ _HERE = {__file__, *(sys.modules[f"course_utils.{name}"].__file__ for name in ("
 class CheckFailure(AssertionError):
     """A check failed; the message says what is wrong and, often, what to try.
 
-        >>> raise CheckFailure("result has shape (2,), expected (3,)")  # doctest: +SKIP
+    >>> raise CheckFailure("result has shape (2,), expected (3,)")  # doctest: +SKIP
     """
 
     def _render_traceback_(self):
@@ -98,12 +107,16 @@ def _bounded(value, params: dict | None = None, used: int = 0):
     size = _size(value) + (_size(params) if params else 0)
     mib = size / 2**20
     if size > record_file.MAX_ENTRY_BYTES:
-        return problem_marker(f"{{name}} is too large to check: about {mib:.0f} MiB, over the "
-                              f"{record_file.MAX_ENTRY_BYTES // 2**20} MiB one check may record (is it the result "
-                              "asked for, and not, say, the whole data set?)")
+        return problem_marker(
+            f"{{name}} is too large to check: about {mib:.0f} MiB, over the "
+            f"{record_file.MAX_ENTRY_BYTES // 2**20} MiB one check may record (is it the result "
+            "asked for, and not, say, the whole data set?)"
+        )
     if used + size > record_file.MAX_KERNEL_BYTES:
-        return problem_marker(f"{{name}} could not be recorded: the notebook's checks have recorded "
-                              f"{record_file.MAX_KERNEL_BYTES // 2**20} MiB already (recorded values are too large)")
+        return problem_marker(
+            f"{{name}} could not be recorded: the notebook's checks have recorded "
+            f"{record_file.MAX_KERNEL_BYTES // 2**20} MiB already (recorded values are too large)"
+        )
     return value
 
 
@@ -159,9 +172,19 @@ def _check(kind: str, value, key: str | None, rule: dict, passed: str) -> None:
     _passed(passed)
 
 
-def check_tensor(actual, expected, *, rtol: float | None = None, atol: float | None = None,
-                 equal_nan: bool = False, check_dtype: bool = True, check_device: bool = False,
-                 name: str = "result", hint: str | None = None, key: str | None = None) -> None:
+def check_tensor(
+    actual,
+    expected,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    equal_nan: bool = False,
+    check_dtype: bool = True,
+    check_device: bool = False,
+    name: str = "result",
+    hint: str | None = None,
+    key: str | None = None,
+) -> None:
     """Fail with a clear message unless ``actual`` is a tensor close to ``expected``.
 
         >>> check_tensor(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]))
@@ -172,14 +195,29 @@ def check_tensor(actual, expected, *, rtol: float | None = None, atol: float | N
     for compatibility).
     """
     __tracebackhide__ = True
-    rule = dict(expected=expected_tensor(expected), rtol=rtol, atol=atol, equal_nan=equal_nan,
-                check_dtype=check_dtype, name=name, hint=hint)
+    rule = dict(
+        expected=expected_tensor(expected),
+        rtol=rtol,
+        atol=atol,
+        equal_nan=equal_nan,
+        check_dtype=check_dtype,
+        name=name,
+        hint=hint,
+    )
     _check("tensor", answer("tensor", actual), key, rule, name)
 
 
-def check_scalar(actual, expected: float, *, rtol: float | None = None, atol: float | None = None,
-                 equal_nan: bool = False, name: str = "result", hint: str | None = None,
-                 key: str | None = None) -> None:
+def check_scalar(
+    actual,
+    expected: float,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    equal_nan: bool = False,
+    name: str = "result",
+    hint: str | None = None,
+    key: str | None = None,
+) -> None:
     """Fail unless ``actual`` is a number (Python, NumPy or a one-element tensor) close to ``expected``.
 
         >>> check_scalar(0.1 + 0.2, 0.3)
@@ -198,22 +236,32 @@ def check_scalar(actual, expected: float, *, rtol: float | None = None, atol: fl
 def check_at_least(actual, minimum: float, *, name: str = "result", hint: str | None = None) -> None:
     """Fail unless ``actual`` is a number of at least ``minimum`` (feedback only: it records nothing).
 
-        >>> check_at_least(0.91, 0.8, name="validation accuracy")
-        ✔ validation accuracy: passed
+    >>> check_at_least(0.91, 0.8, name="validation accuracy")
+    ✔ validation accuracy: passed
     """
     __tracebackhide__ = True
     number = as_number(actual)
     if number is None:
         raise CheckFailure(with_hint(f"{name} should be a number, but it is {describe(actual)}.", hint)) from None
     if not number >= minimum:
-        raise CheckFailure(with_hint(f"{name} is {format_number(number)}, it should be at least "
-                                     f"{format_number(minimum)}.", hint)) from None
+        raise CheckFailure(
+            with_hint(f"{name} is {format_number(number)}, it should be at least {format_number(minimum)}.", hint)
+        ) from None
     _passed(name)
 
 
-def check_grad(tensor, expected, *, rtol: float | None = None, atol: float | None = None,
-               equal_nan: bool = False, check_dtype: bool = True, name: str = "x", hint: str | None = None,
-               key: str | None = None) -> None:
+def check_grad(
+    tensor,
+    expected,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    equal_nan: bool = False,
+    check_dtype: bool = True,
+    name: str = "x",
+    hint: str | None = None,
+    key: str | None = None,
+) -> None:
     """Fail unless ``tensor.grad`` exists and is close to ``expected`` (same rules as ``check_tensor``).
 
         >>> x = torch.ones(2, requires_grad=True); (3 * x).sum().backward(); check_grad(x, [3.0, 3.0])
@@ -225,8 +273,9 @@ def check_grad(tensor, expected, *, rtol: float | None = None, atol: float | Non
     expected = expected_tensor(expected)
     if not (expected.is_floating_point() or expected.is_complex()):
         expected = expected.to(torch.get_default_dtype())
-    rule = dict(expected=expected, rtol=rtol, atol=atol, equal_nan=equal_nan, check_dtype=check_dtype,
-                name=name, hint=hint)
+    rule = dict(
+        expected=expected, rtol=rtol, atol=atol, equal_nan=equal_nan, check_dtype=check_dtype, name=name, hint=hint
+    )
     _check("grad", answer("grad", tensor), key, rule, f"{name}.grad")
 
 
@@ -256,8 +305,18 @@ def _finite_difference(fn, x: torch.Tensor, others: tuple, index: int, eps: floa
     return grad
 
 
-def check_grad_fn(grad_fn, fn, inputs, *, rtol: float = 1e-4, atol: float = 1e-6, eps: float = 1e-6,
-                  name: str = "your gradient", hint: str | None = None, key: str | None = None) -> None:
+def check_grad_fn(
+    grad_fn,
+    fn,
+    inputs,
+    *,
+    rtol: float = 1e-4,
+    atol: float = 1e-6,
+    eps: float = 1e-6,
+    name: str = "your gradient",
+    hint: str | None = None,
+    key: str | None = None,
+) -> None:
     """Fail unless ``grad_fn(*inputs)`` equals the gradient of scalar ``fn`` by autograd and finite differences.
 
         >>> check_grad_fn(lambda x: 2 * x, lambda x: (x ** 2).sum(), (torch.tensor([1.0, -2.0]),))
@@ -268,9 +327,16 @@ def check_grad_fn(grad_fn, fn, inputs, *, rtol: float = 1e-4, atol: float = 1e-6
     __tracebackhide__ = True
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     reference = _autograd_gradient(fn, inputs)
-    rule = dict(expected=[expected_tensor(torch.zeros_like(x) if g is None else g) for x, g in zip(inputs, reference)],
-                numeric=[_finite_difference(fn, x, inputs, i, eps) for i, x in enumerate(inputs)],
-                rtol=rtol, atol=atol, numeric_rtol=1e-3, numeric_atol=1e-5, name=name, hint=hint)
+    rule = dict(
+        expected=[expected_tensor(torch.zeros_like(x) if g is None else g) for x, g in zip(inputs, reference)],
+        numeric=[_finite_difference(fn, x, inputs, i, eps) for i, x in enumerate(inputs)],
+        rtol=rtol,
+        atol=atol,
+        numeric_rtol=1e-3,
+        numeric_atol=1e-5,
+        name=name,
+        hint=hint,
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -286,9 +352,17 @@ def check_grad_fn(grad_fn, fn, inputs, *, rtol: float = 1e-4, atol: float = 1e-6
     _check("grad_fn", answer("grad_fn", grads), key, rule, name)
 
 
-def check_module(module, *, layer_types=None, n_params: int | None = None, sample_input=None,
-                 output_shape=None, name: str = "your module", hint: str | None = None,
-                 key: str | None = None) -> None:
+def check_module(
+    module,
+    *,
+    layer_types=None,
+    n_params: int | None = None,
+    sample_input=None,
+    output_shape=None,
+    name: str = "your module",
+    hint: str | None = None,
+    key: str | None = None,
+) -> None:
     """Fail unless ``module`` is an ``nn.Module`` with these leaf layer types, parameter count and output shape.
 
         >>> check_module(nn.Linear(3, 2), layer_types=["Linear"], n_params=8)
@@ -297,15 +371,31 @@ def check_module(module, *, layer_types=None, n_params: int | None = None, sampl
     Layer types are the class names of the leaf modules in order, e.g. ``["Linear", "ReLU", "Linear"]``.
     """
     __tracebackhide__ = True
-    expected = {"layers": [[t, None] for t in layer_types] if layer_types is not None else None,
-                "n_params": n_params, "output_shape": list(output_shape) if output_shape is not None else None}
-    _check("module", answer("module", module, sample_input=sample_input), key,
-           dict(expected=expected, name=name, hint=hint), name)
+    expected = {
+        "layers": [[t, None] for t in layer_types] if layer_types is not None else None,
+        "n_params": n_params,
+        "output_shape": list(output_shape) if output_shape is not None else None,
+    }
+    _check(
+        "module",
+        answer("module", module, sample_input=sample_input),
+        key,
+        dict(expected=expected, name=name, hint=hint),
+        name,
+    )
 
 
-def check_classifier(model, *, min_accuracy: float = 0.0, max_params: int | None = None, required_layers=(),
-                     input_shape=(28, 28), name: str = "your network", hint: str | None = None,
-                     key: str | None = None) -> None:
+def check_classifier(
+    model,
+    *,
+    min_accuracy: float = 0.0,
+    max_params: int | None = None,
+    required_layers=(),
+    input_shape=(28, 28),
+    name: str = "your network",
+    hint: str | None = None,
+    key: str | None = None,
+) -> None:
     """Fail unless ``model`` is a network the grader can rebuild, within the spec, reaching ``min_accuracy``.
 
         >>> check_classifier(build_classifier(), max_params=110_000)  # the design only  # doctest: +SKIP
@@ -320,8 +410,15 @@ def check_classifier(model, *, min_accuracy: float = 0.0, max_params: int | None
     test images.
     """
     __tracebackhide__ = True
-    rule = dict(architecture="sequential", max_params=max_params, required_layers=list(required_layers),
-                input_shape=[int(n) for n in input_shape], min_accuracy=float(min_accuracy), name=name, hint=hint)
+    rule = dict(
+        architecture="sequential",
+        max_params=max_params,
+        required_layers=list(required_layers),
+        input_shape=[int(n) for n in input_shape],
+        min_accuracy=float(min_accuracy),
+        name=name,
+        hint=hint,
+    )
     value = _bounded(answer("classifier", model), rule)
     if key is not None:
         _valid(key, "classifier")
@@ -377,8 +474,10 @@ def _unanswered(tb) -> str | None:
     if line != "raise NotImplementedError()":
         return None
     if code.co_name == "<module>":
-        return ("This cell is not written yet: replace `raise NotImplementedError()` with your code, "
-                "then run the cell again.")
+        return (
+            "This cell is not written yet: replace `raise NotImplementedError()` with your code, "
+            "then run the cell again."
+        )
     return unanswered(getattr(code, "co_qualname", code.co_name))
 
 

@@ -22,6 +22,7 @@ answer cell; the outcome is recorded under ``key`` (kind ``"constraint"``). The 
 the answer cell alone, in a fresh kernel (``course_utils.grading.pipeline.tasks``), so nothing else in the
 notebook can change the verdict.
 """
+
 from __future__ import annotations
 
 import ast
@@ -72,8 +73,13 @@ def _passed_name(fn, caller) -> str:
     try:
         source = "".join(linecache.getlines(caller.f_code.co_filename))
         for node in ast.walk(ast.parse(source)):
-            if (isinstance(node, ast.Call) and node.lineno <= caller.f_lineno <= node.end_lineno and node.args
-                    and isinstance(node.args[0], ast.Name) and namespace.get(node.args[0].id) is fn):
+            if (
+                isinstance(node, ast.Call)
+                and node.lineno <= caller.f_lineno <= node.end_lineno
+                and node.args
+                and isinstance(node.args[0], ast.Name)
+                and namespace.get(node.args[0].id) is fn
+            ):
                 return node.args[0].id
     except Exception:  # no source (exec'd code): the function's own name
         pass
@@ -167,8 +173,11 @@ class _FunctionGuard(TorchFunctionMode):
             return func(*args, **kwargs)
         name = _torch_name(func)
         if func in _TO_NUMPY:
-            guard.stop(f"converts a tensor to NumPy (`{name}`)", None,
-                       "a constrained answer computes with torch alone, where the check can see it")
+            guard.stop(
+                f"converts a tensor to NumPy (`{name}`)",
+                None,
+                "a constrained answer computes with torch alone, where the check can see it",
+            )
         rule = next((r for r in guard.rules if r.forbids(name.rsplit(".", 1)[-1])), None)
         if rule is not None:
             guard.stop(f"calls `{name}`", rule)
@@ -199,15 +208,21 @@ class _DispatchGuard(TorchDispatchMode):
             rule = guard.operator_rule(func)
             if rule is not None:
                 guard.stop(f"runs the operator `{func.overloadpacket}`{guard.through}", rule)
-            if (guard.grad_rule is not None and torch.is_grad_enabled()
-                    and (_requires_grad(args) or _requires_grad(kwargs.values()))):
-                guard.stop(f"computes with a tensor that requires gradients (`{func.overloadpacket}`"
-                           f"{guard.through})", guard.grad_rule)
+            if (
+                guard.grad_rule is not None
+                and torch.is_grad_enabled()
+                and (_requires_grad(args) or _requires_grad(kwargs.values()))
+            ):
+                guard.stop(
+                    f"computes with a tensor that requires gradients (`{func.overloadpacket}`{guard.through})",
+                    guard.grad_rule,
+                )
         return func(*args, **kwargs)
 
 
 def _provided(guard: _Guard, name: str, implementation):
     """The course's version of an earlier task's function, run with the guard paused (it is not the learner's)."""
+
     @functools.wraps(implementation)
     def course_version(*args, **kwargs):
         guard.paused += 1
@@ -215,6 +230,7 @@ def _provided(guard: _Guard, name: str, implementation):
             return implementation(*args, **kwargs)
         finally:
             guard.paused -= 1
+
     course_version.__name__ = name
     return course_version
 
@@ -247,8 +263,9 @@ def constrained(fn, *rules: str, key: str | None = None, uses=None, require=()):
         return CheckFailure(said)
 
     if not (inspect.isfunction(inspect.unwrap(fn)) if callable(fn) else False) and not inspect.isclass(fn):
-        raise fail(f"`{name}` should be a function you define with `def` in its answer cell, not "
-                   f"{type(fn).__name__}") from None
+        raise fail(
+            f"`{name}` should be a function you define with `def` in its answer cell, not {type(fn).__name__}"
+        ) from None
     source, filename = _cell_source(fn)
     if source is not None:
         problems = answer_cell_problems(source, name, rules, uses=sorted(provided), require=require)

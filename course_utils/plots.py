@@ -18,6 +18,7 @@ same input always draws the same picture. What each lesson draws:
 
 Graph layouts come from networkx (pure Python); the drawing is matplotlib's.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,9 @@ def _to_numpy(values) -> np.ndarray:
     return np.asarray(values)
 
 
-def plot_image_grid(images, labels, class_names=CLASS_NAMES, ncols: int = 8, predictions=None,
-                    title: str | None = None) -> Figure:
+def plot_image_grid(
+    images, labels, class_names=CLASS_NAMES, ncols: int = 8, predictions=None, title: str | None = None
+) -> Figure:
     """A grid of grayscale images titled with their class names (and predictions, if given).
 
         >>> fig = plot_image_grid(torch.zeros(4, 28, 28), [0, 1, 2, 3])
@@ -63,7 +65,9 @@ def plot_image_grid(images, labels, class_names=CLASS_NAMES, ncols: int = 8, pre
         text, color = class_names[labels[i]], "black"
         if predictions is not None:
             correct = predictions[i] == labels[i]
-            text = class_names[predictions[i]] if correct else f"{class_names[predictions[i]]}\n({class_names[labels[i]]})"
+            text = (
+                class_names[predictions[i]] if correct else f"{class_names[predictions[i]]}\n({class_names[labels[i]]})"
+            )
             color = "black" if correct else "red"
         ax.set_title(text, fontsize=8, color=color)
     if title:
@@ -72,11 +76,12 @@ def plot_image_grid(images, labels, class_names=CLASS_NAMES, ncols: int = 8, pre
     return fig
 
 
-def plot_loss_curves(train_losses, val_losses=None, xlabel: str = "epoch", ylabel: str = "loss",
-                     title: str | None = None) -> Figure:
+def plot_loss_curves(
+    train_losses, val_losses=None, xlabel: str = "epoch", ylabel: str = "loss", title: str | None = None
+) -> Figure:
     """Training (and validation) loss against epoch, on one axis.
 
-        >>> fig = plot_loss_curves([0.9, 0.6], [1.0, 0.7])
+    >>> fig = plot_loss_curves([0.9, 0.6], [1.0, 0.7])
     """
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
@@ -98,8 +103,8 @@ def plot_loss_curves(train_losses, val_losses=None, xlabel: str = "epoch", ylabe
 def confusion_matrix(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
     """Counts[i, j] = how many items of true class i were predicted as class j.
 
-        >>> confusion_matrix([0, 1, 1], [0, 1, 0], n_classes=2).tolist()
-        [[1, 0], [1, 1]]
+    >>> confusion_matrix([0, 1, 1], [0, 1, 0], n_classes=2).tolist()
+    [[1, 0], [1, 1]]
     """
     y_true, y_pred = _to_numpy(y_true).astype(int), _to_numpy(y_pred).astype(int)
     if y_true.shape != y_pred.shape:
@@ -112,7 +117,7 @@ def confusion_matrix(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
 def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, title: str | None = None) -> Figure:
     """A confusion matrix heat map with counts in each cell; rows are true classes.
 
-        >>> fig = plot_confusion_matrix([0, 1, 1], [0, 1, 0], class_names=["a", "b"])
+    >>> fig = plot_confusion_matrix([0, 1, 1], [0, 1, 0], class_names=["a", "b"])
     """
     counts = confusion_matrix(y_true, y_pred, len(class_names))
     size = 1.0 + 0.6 * len(class_names)
@@ -128,8 +133,15 @@ def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, title: str | 
     threshold = counts.max() / 2 if counts.size else 0
     for i in range(len(class_names)):
         for j in range(len(class_names)):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if counts[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(counts[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if counts[i, j] > threshold else "black",
+            )
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -139,8 +151,8 @@ def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, title: str | 
 def per_class_accuracy(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
     """For each class, the share of its items predicted correctly (NaN for a class with no items).
 
-        >>> per_class_accuracy([0, 0, 1], [0, 1, 1], n_classes=2).tolist()
-        [0.5, 1.0]
+    >>> per_class_accuracy([0, 0, 1], [0, 1, 1], n_classes=2).tolist()
+    [0.5, 1.0]
     """
     counts = confusion_matrix(y_true, y_pred, n_classes)
     totals = counts.sum(axis=1)
@@ -190,8 +202,10 @@ def plot_history(history, title: str | None = None) -> Figure:
     figures after it.
     """
     fig = Figure(figsize=(10, 3.6))
-    panels = [("loss", history.train_loss, history.val_loss),
-              ("accuracy", history.train_accuracy, history.val_accuracy)]
+    panels = [
+        ("loss", history.train_loss, history.val_loss),
+        ("accuracy", history.train_accuracy, history.val_accuracy),
+    ]
     for i, (what, train, val) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
         train = _to_numpy(train)
@@ -228,8 +242,14 @@ def plot_lr_schedule(learning_rates, steps_per_epoch: int | None = None, title: 
     peak = int(np.argmax(lrs))
     ax.plot([x[peak]], [lrs[peak]], "o", color="C3")
     where = f"epoch {x[peak]:.1f}" if steps_per_epoch else f"step {peak}"
-    ax.annotate(f"peak {lrs[peak]:g} at {where}", (x[peak], lrs[peak]), textcoords="offset points",
-                xytext=(8, -4), fontsize=8, va="top")
+    ax.annotate(
+        f"peak {lrs[peak]:g} at {where}",
+        (x[peak], lrs[peak]),
+        textcoords="offset points",
+        xytext=(8, -4),
+        fontsize=8,
+        va="top",
+    )
     ax.set_xlabel("epoch" if steps_per_epoch else "optimizer step")
     ax.set_ylabel("learning rate")
     ax.set_ylim(0, lrs.max() * 1.15)
@@ -240,8 +260,9 @@ def plot_lr_schedule(learning_rates, steps_per_epoch: int | None = None, title: 
     return fig
 
 
-def plot_accuracy_vs_labels(n_labels, accuracies: dict, title: str | None = None,
-                            chance: float | None = None) -> Figure:
+def plot_accuracy_vs_labels(
+    n_labels, accuracies: dict, title: str | None = None, chance: float | None = None
+) -> Figure:
     """Test accuracy against the number of labelled training examples, one line per method (log x).
 
         >>> fig = plot_accuracy_vs_labels([10, 100], {"scratch": [0.4, 0.7], "fine-tuned": [0.7, 0.8]})
@@ -256,10 +277,17 @@ def plot_accuracy_vs_labels(n_labels, accuracies: dict, title: str | None = None
         acc = np.asarray(acc, dtype=float)
         acc = acc[:, None] if acc.ndim == 1 else acc
         if acc.ndim != 2 or len(acc) != len(n_labels):
-            raise ValueError(f"{name!r} has {len(acc)} rows of accuracies for {len(n_labels)} label counts: "
-                             f"give one each (a number, or a list with one per run).")
-        ax.plot(n_labels, 100 * acc.mean(axis=1), marker="o", color=f"C{k}",
-                label=name if acc.shape[1] == 1 else f"{name} (mean of {acc.shape[1]} runs)")
+            raise ValueError(
+                f"{name!r} has {len(acc)} rows of accuracies for {len(n_labels)} label counts: "
+                f"give one each (a number, or a list with one per run)."
+            )
+        ax.plot(
+            n_labels,
+            100 * acc.mean(axis=1),
+            marker="o",
+            color=f"C{k}",
+            label=name if acc.shape[1] == 1 else f"{name} (mean of {acc.shape[1]} runs)",
+        )
         if acc.shape[1] > 1:
             ax.fill_between(n_labels, 100 * acc.min(axis=1), 100 * acc.max(axis=1), color=f"C{k}", alpha=0.2, lw=0)
     if chance is not None:
@@ -278,8 +306,9 @@ def plot_accuracy_vs_labels(n_labels, accuracies: dict, title: str | None = None
 
 
 @torch.no_grad()
-def plot_decision_boundary(model, features, labels, logits: bool = False, resolution: int = 200,
-                           margin: float = 0.5, title: str | None = None) -> Figure:
+def plot_decision_boundary(
+    model, features, labels, logits: bool = False, resolution: int = 200, margin: float = 0.5, title: str | None = None
+) -> Figure:
     """A 2-D classifier's P(class 1) over the plane, its 0.5 boundary, and the labelled points.
 
         >>> fig = plot_decision_boundary(torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Sigmoid()),
@@ -313,8 +342,16 @@ def plot_decision_boundary(model, features, labels, logits: bool = False, resolu
     fig.colorbar(shown, ax=ax, label="P(class 1)")
     for cls, marker in ((0, "o"), (1, "^")):
         chosen = points[y == cls]
-        ax.scatter(chosen[:, 0], chosen[:, 1], s=12, marker=marker, edgecolors="black", linewidths=0.4,
-                   color="C0" if cls == 0 else "C3", label=f"class {cls}")
+        ax.scatter(
+            chosen[:, 0],
+            chosen[:, 1],
+            s=12,
+            marker=marker,
+            edgecolors="black",
+            linewidths=0.4,
+            color="C0" if cls == 0 else "C3",
+            label=f"class {cls}",
+        )
     ax.set_xlabel("x₁")
     ax.set_ylabel("x₂")
     ax.legend(loc="upper left", fontsize=8)
@@ -348,14 +385,19 @@ def plot_broadcast(a, b, op: str = "+", title: str | None = None) -> Figure:
         if arr.ndim > 2:
             raise ValueError(f"{name} has {arr.ndim} dimensions; the diagram draws 0-, 1- or 2-D tensors only.")
     try:
-        shape = np.broadcast_shapes(a_np.shape, b_np.shape)
+        np.broadcast_shapes(a_np.shape, b_np.shape)
     except ValueError:
-        raise ValueError(f"shapes {tuple(a_np.shape)} and {tuple(b_np.shape)} do not broadcast: compared from the "
-                         f"right, each pair of sizes must be equal or contain a 1.") from None
+        raise ValueError(
+            f"shapes {tuple(a_np.shape)} and {tuple(b_np.shape)} do not broadcast: compared from the "
+            f"right, each pair of sizes must be equal or contain a 1."
+        ) from None
     result = _OPERATORS[op](a_np, b_np)
     shape2 = _as_2d(result).shape
-    panels = [(f"a {tuple(a_np.shape)}", _as_2d(a_np)), (f"b {tuple(b_np.shape)}", _as_2d(b_np)),
-              (f"a {op} b {tuple(result.shape)}", _as_2d(result))]
+    panels = [
+        (f"a {tuple(a_np.shape)}", _as_2d(a_np)),
+        (f"b {tuple(b_np.shape)}", _as_2d(b_np)),
+        (f"a {op} b {tuple(result.shape)}", _as_2d(result)),
+    ]
     rows, cols = shape2
     gap = 1.2  # room between the grids for the operator signs
     fig = Figure(figsize=(0.55 * (3 * cols + 2 * gap) + 0.6, 0.55 * rows + 1.3))
@@ -370,8 +412,15 @@ def plot_broadcast(a, b, op: str = "+", title: str | None = None) -> Figure:
                 real = i < own.shape[0] and j < own.shape[1]
                 value = own[min(i, own.shape[0] - 1), min(j, own.shape[1] - 1)]
                 ax.add_patch(_cell(left + j, i, real))
-                ax.text(left + j + 0.5, i + 0.5, f"{value:g}", ha="center", va="center", fontsize=9,
-                        color="black" if real else "0.55")
+                ax.text(
+                    left + j + 0.5,
+                    i + 0.5,
+                    f"{value:g}",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="black" if real else "0.55",
+                )
     for k, symbol in ((1, op), (2, "=")):
         ax.text(k * (cols + gap) - gap / 2, rows / 2, symbol, ha="center", va="center", fontsize=16)
     ax.set_xlim(-0.1, 3 * cols + 2 * gap + 0.1)
@@ -405,8 +454,10 @@ def autograd_graph(output: torch.Tensor, names: dict | None = None):
     import networkx as nx
 
     if not isinstance(output, torch.Tensor) or output.grad_fn is None:
-        raise ValueError("output must be a tensor computed from tensors with requires_grad=True "
-                         "(it has no grad_fn, so autograd recorded nothing).")
+        raise ValueError(
+            "output must be a tensor computed from tensors with requires_grad=True "
+            "(it has no grad_fn, so autograd recorded nothing)."
+        )
     names = names or {}
 
     def name_of(tensor, default):
@@ -421,8 +472,9 @@ def autograd_graph(output: torch.Tensor, names: dict | None = None):
             key = keys[id(fn)] = f"fn{len(keys)}"
             graph.add_node(key, kind="function", label=type(fn).__name__)
             if hasattr(fn, "variable"):  # AccumulateGrad: the leaf whose .grad it fills
-                graph.add_node(key + "/leaf", kind="leaf",
-                               label=f"{name_of(fn.variable, 'leaf')} {tuple(fn.variable.shape)}")
+                graph.add_node(
+                    key + "/leaf", kind="leaf", label=f"{name_of(fn.variable, 'leaf')} {tuple(fn.variable.shape)}"
+                )
                 graph.add_edge(key, key + "/leaf")
         return keys[id(fn)]
 
@@ -453,9 +505,11 @@ def _layered_positions(graph) -> dict:
     for layer in sorted(layers):
         nodes = layers[layer]
         if layer:
+
             def barycentre(node):
                 preds = [pos[p][1] for p in graph.predecessors(node)]
                 return -sum(preds) / len(preds)  # higher predecessors first
+
             nodes = sorted(nodes, key=barycentre)  # stable: ties keep discovery order
         for rank, node in enumerate(nodes):
             pos[node] = (float(layer), (len(nodes) - 1) / 2 - rank)
@@ -468,8 +522,8 @@ _NODE_COLORS = {"output": "#f6d5a8", "function": "#cfe2f3", "leaf": "#d5ecc2"}
 def plot_autograd_graph(output: torch.Tensor, names: dict | None = None, title: str | None = None) -> Figure:
     """Draw :func:`autograd_graph`: output on the left, leaves on the right, arrows the way backward goes.
 
-        >>> a = torch.ones(2, requires_grad=True)
-        >>> fig = plot_autograd_graph((a + 5).mean(), {"a": a})
+    >>> a = torch.ones(2, requires_grad=True)
+    >>> fig = plot_autograd_graph((a + 5).mean(), {"a": a})
     """
     graph = autograd_graph(output, names)
     pos = _layered_positions(graph)
@@ -481,12 +535,31 @@ def plot_autograd_graph(output: torch.Tensor, names: dict | None = None, title: 
     texts = {}
     for node, data in graph.nodes(data=True):
         x, y = pos[node]
-        texts[node] = ax.text(x, y, data["label"], ha="center", va="center", fontsize=9, zorder=3,
-                              bbox=dict(boxstyle="round,pad=0.4", fc=_NODE_COLORS[data["kind"]], ec="0.3"))
+        texts[node] = ax.text(
+            x,
+            y,
+            data["label"],
+            ha="center",
+            va="center",
+            fontsize=9,
+            zorder=3,
+            bbox=dict(boxstyle="round,pad=0.4", fc=_NODE_COLORS[data["kind"]], ec="0.3"),
+        )
     for u, v in graph.edges():
-        ax.annotate("", xy=pos[v], xytext=pos[u], zorder=4,  # after the boxes: clipped to their final outline
-                    arrowprops=dict(arrowstyle="-|>", color="0.25", shrinkA=3, shrinkB=3,
-                                    patchA=texts[u].get_bbox_patch(), patchB=texts[v].get_bbox_patch()))
+        ax.annotate(
+            "",
+            xy=pos[v],
+            xytext=pos[u],
+            zorder=4,  # after the boxes: clipped to their final outline
+            arrowprops=dict(
+                arrowstyle="-|>",
+                color="0.25",
+                shrinkA=3,
+                shrinkB=3,
+                patchA=texts[u].get_bbox_patch(),
+                patchB=texts[v].get_bbox_patch(),
+            ),
+        )
     xs, ys = zip(*pos.values())
     ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
     ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
@@ -527,23 +600,31 @@ def plot_network(layer_sizes=(4, 3, 1), batch: int = 3, activation: str = "σ", 
     xs = sorted({x for x, _ in pos.values()})
     bottom = min(y for _, y in pos.values()) - 0.35
     for layer, x in enumerate(xs):
-        formula = names[layer] if layer == 0 else (
-            f"{names[layer]} = {activation}({names[layer - 1]} W{layer} + b{layer})")
+        formula = (
+            names[layer] if layer == 0 else (f"{names[layer]} = {activation}({names[layer - 1]} W{layer} + b{layer})")
+        )
         ax.text(x, bottom, f"{formula}\n{(batch, sizes[layer])}", ha="center", va="top", fontsize=9)
     top = max(y for _, y in pos.values()) + 0.25
     for layer in range(len(sizes) - 1):
-        ax.text((xs[layer] + xs[layer + 1]) / 2, top,
-                f"W{layer + 1} {(sizes[layer], sizes[layer + 1])}\nb{layer + 1} {(1, sizes[layer + 1])}",
-                ha="center", va="bottom", fontsize=9, color="#1f4e79")
+        ax.text(
+            (xs[layer] + xs[layer + 1]) / 2,
+            top,
+            f"W{layer + 1} {(sizes[layer], sizes[layer + 1])}\nb{layer + 1} {(1, sizes[layer + 1])}",
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            color="#1f4e79",
+        )
     ax.set_xlim(min(xs) - 0.45, max(xs) + 0.45)
     ax.set_ylim(bottom - 0.45, top + 0.4)
-    ax.set_title(title or f"{'-'.join(map(str, sizes))} network, batch of {batch}: the shape of every tensor",
-                 fontsize=10)
+    ax.set_title(
+        title or f"{'-'.join(map(str, sizes))} network, batch of {batch}: the shape of every tensor", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
 
-# ---------------------------------------------------------------- memory layout, optimizer paths, convolution, all-reduce
+# ------------------------------------------------------- memory layout, optimizer paths, convolution, all-reduce
 
 
 def storage_offsets(tensor: torch.Tensor) -> np.ndarray:
@@ -593,8 +674,13 @@ def plot_memory_layout(tensors: dict, title: str | None = None) -> Figure:
     top = 0.0
     for name, t, offsets, grid, storage in rows:
         n_rows, n_cols = grid.shape
-        ax.text(0, top - 0.9, f"{name}: shape {tuple(t.shape)}, strides {t.stride()}, "
-                f"contiguous {t.is_contiguous()}", fontsize=9, va="bottom")
+        ax.text(
+            0,
+            top - 0.9,
+            f"{name}: shape {tuple(t.shape)}, strides {t.stride()}, contiguous {t.is_contiguous()}",
+            fontsize=9,
+            va="bottom",
+        )
         for i in range(n_rows):
             for j in range(n_cols):
                 k = int(offsets[i, j])
@@ -609,18 +695,36 @@ def plot_memory_layout(tensors: dict, title: str | None = None) -> Figure:
             ax.text(left + k + 0.5, strip_y + 1.3, str(k), ha="center", va="center", fontsize=7, color="0.35")
         order = offsets.ravel()  # row-major: the order in which you read the tensor
         for step, k in enumerate(order):  # above each storage cell: when reading the tensor gets there
-            ax.text(left + k + 0.5, strip_y - 0.3, f"{step + 1}", ha="center", va="center", fontsize=7,
-                    color="C3", bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec="C3", lw=0.8))
+            ax.text(
+                left + k + 0.5,
+                strip_y - 0.3,
+                f"{step + 1}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="C3",
+                bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec="C3", lw=0.8),
+            )
         for a, b in zip(order[:-1], order[1:]):
-            ax.add_patch(FancyArrowPatch((left + a + 0.5, strip_y - 0.55), (left + b + 0.5, strip_y - 0.55),
-                                         connectionstyle=f"arc3,rad={-0.5 if b > a else 0.5}",
-                                         arrowstyle="-|>", mutation_scale=8, color="C3", lw=0.9))
+            ax.add_patch(
+                FancyArrowPatch(
+                    (left + a + 0.5, strip_y - 0.55),
+                    (left + b + 0.5, strip_y - 0.55),
+                    connectionstyle=f"arc3,rad={-0.5 if b > a else 0.5}",
+                    arrowstyle="-|>",
+                    mutation_scale=8,
+                    color="C3",
+                    lw=0.9,
+                )
+            )
         ax.text(left - 0.3, strip_y + 0.5, "storage", ha="right", va="center", fontsize=8, color="0.35")
         top += n_rows + 2.2
     ax.set_xlim(-0.2, width + 0.2)
     ax.set_ylim(top - 1.6, -1.6)
-    ax.set_title(title or "same colour = same element; red numbers: the order in which reading row after row visits storage",
-                 fontsize=9)
+    ax.set_title(
+        title or "same colour = same element; red numbers: the order in which reading row after row visits storage",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -632,8 +736,9 @@ def _qualitative(n: int):
     return lambda k: base(k % base.N)
 
 
-def plot_optimizer_paths(loss_fn, paths: dict, xlim, ylim, minimum=None, resolution: int = 120,
-                         labels=("w", "b"), title: str | None = None) -> Figure:
+def plot_optimizer_paths(
+    loss_fn, paths: dict, xlim, ylim, minimum=None, resolution: int = 120, labels=("w", "b"), title: str | None = None
+) -> Figure:
     """Contours of a two-parameter loss, with the path each optimizer took across them.
 
         >>> loss = lambda w, b: (w - 1) ** 2 + 10 * b ** 2
@@ -652,8 +757,10 @@ def plot_optimizer_paths(loss_fn, paths: dict, xlim, ylim, minimum=None, resolut
     with torch.no_grad():
         surface = _to_numpy(loss_fn(grid_w, grid_b)).astype(float)
     if surface.shape != tuple(grid_w.shape):
-        raise ValueError(f"loss_fn(w, b) returned shape {surface.shape} for a grid of {tuple(grid_w.shape)}: "
-                         f"it must return one loss per grid point.")
+        raise ValueError(
+            f"loss_fn(w, b) returned shape {surface.shape} for a grid of {tuple(grid_w.shape)}: "
+            f"it must return one loss per grid point."
+        )
     fig = Figure(figsize=(6.4, 4.6))
     ax = fig.add_subplot()
     low, high = max(surface.min(), 1e-12), surface.max()
@@ -702,15 +809,16 @@ def plot_convolution_steps(image, kernel, positions, title: str | None = None) -
     for i, j in positions:
         if not (0 <= i < out_h and 0 <= j < out_w):
             raise ValueError(f"position {(i, j)} is outside the {out_h}×{out_w} output.")
-    output = np.array([[float((x[i:i + kh, j:j + kw] * k).sum()) for j in range(out_w)] for i in range(out_h)])
+    output = np.array([[float((x[i : i + kh, j : j + kw] * k).sum()) for j in range(out_w)] for i in range(out_h)])
 
     def grid(ax, values, left, shown=None, highlight=None, color="#cfe2f3", box="C3"):
         rows, cols = values.shape
         for r in range(rows):
             for c in range(cols):
                 filled = shown is None or shown[r, c]
-                ax.add_patch(Rectangle((left + c, r), 1, 1, facecolor=color if filled else "white",
-                                       edgecolor="0.4", lw=0.8))
+                ax.add_patch(
+                    Rectangle((left + c, r), 1, 1, facecolor=color if filled else "white", edgecolor="0.4", lw=0.8)
+                )
                 if filled:
                     ax.text(left + c + 0.5, r + 0.5, f"{values[r, c]:g}", ha="center", va="center", fontsize=9)
         if highlight is not None:
@@ -776,10 +884,16 @@ def plot_all_reduce(gradients, title: str | None = None) -> Figure:
             ax.text(c + 0.5, y + 0.5, f"{own[c]:.3g}", ha="center", va="center", fontsize=8)
             ax.add_patch(Rectangle((right + c, y), 1, 1, facecolor="#d5ecc2", edgecolor="0.3"))
             ax.text(right + c + 0.5, y + 0.5, f"{mean[c]:.3g}", ha="center", va="center", fontsize=8)
-        ax.add_patch(FancyArrowPatch((size + 0.1, y + 0.5), (size + 1.2, middle_y), arrowstyle="-|>",
-                                     mutation_scale=10, color="0.3"))
-        ax.add_patch(FancyArrowPatch((size + 3.8, middle_y), (right - 0.1, y + 0.5), arrowstyle="-|>",
-                                     mutation_scale=10, color="0.3"))
+        ax.add_patch(
+            FancyArrowPatch(
+                (size + 0.1, y + 0.5), (size + 1.2, middle_y), arrowstyle="-|>", mutation_scale=10, color="0.3"
+            )
+        )
+        ax.add_patch(
+            FancyArrowPatch(
+                (size + 3.8, middle_y), (right - 0.1, y + 0.5), arrowstyle="-|>", mutation_scale=10, color="0.3"
+            )
+        )
     ax.text(size / 2, -0.4, "own gradient (own data)", ha="center", va="bottom", fontsize=9)
     ax.text(right + size / 2, -0.4, "after backward(): the mean", ha="center", va="bottom", fontsize=9)
     ax.set_xlim(-1.8, right + size + 0.2)

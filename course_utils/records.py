@@ -15,6 +15,7 @@ says what was wrong (and which entry, by its place in the file) but never quotes
 values are whatever the kernel wrote, and the message reaches the learner's feedback. The solution
 notebook's records, made by the grader itself, are read back with :func:`load_records`.
 """
+
 from __future__ import annotations
 
 import io
@@ -85,20 +86,23 @@ def validate(records, source) -> None:
 def load_records(path) -> dict:
     """Read a record file the grader made itself (a reference), checking its layout.
 
-        >>> load_records("grading/references/01_tensors_vs_numpy/01_tensors_vs_numpy_exercises.pt")  # doctest: +SKIP
-        {'ex01_arange_matrix/visible': {'kind': 'tensor', 'value': tensor(...), 'params': {...}}}
+    >>> load_records("grading/references/01_tensors_vs_numpy/01_tensors_vs_numpy_exercises.pt")  # doctest: +SKIP
+    {'ex01_arange_matrix/visible': {'kind': 'tensor', 'value': tensor(...), 'params': {...}}}
     """
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No record file at {path}: the notebook recorded nothing "
-                                f"(was {ENV} set, and did any test cell run?).")
+        raise FileNotFoundError(
+            f"No record file at {path}: the notebook recorded nothing (was {ENV} set, and did any test cell run?)."
+        )
     try:
         records = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as error:  # corrupt, truncated, or holds objects that are not plain data
-        raise ValueError(f"Record file {path} cannot be read safely ({type(error).__name__}: "
-                         f"{str(error)[:200]}). Re-run the notebook to write it again.") from None
+        raise ValueError(
+            f"Record file {path} cannot be read safely ({type(error).__name__}: "
+            f"{str(error)[:200]}). Re-run the notebook to write it again."
+        ) from None
     validate(records, path)
     return records
 
@@ -148,8 +152,10 @@ def load_record_bytes(data: bytes, cap: int) -> dict:
         raise RecordError(f"the recorded values are nested more than {MAX_DEPTH} levels deep") from None
     except Exception as error:  # corrupt, truncated, or holds objects that are not plain data; torch's message
         # names what it refused (a class, a module), which the kernel chose: only the error's type is shown
-        raise RecordError(f"the record file cannot be read safely ({type(error).__name__}); record plain data "
-                          "(tensors, numbers, strings, lists, dicts) only") from None
+        raise RecordError(
+            f"the record file cannot be read safely ({type(error).__name__}); record plain data "
+            "(tensors, numbers, strings, lists, dicts) only"
+        ) from None
     check_structure(records, cap)
     try:
         validate(records, "(from the kernel)")

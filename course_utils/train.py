@@ -20,6 +20,7 @@ One job each:
 
 Every function moves batches to the model's device, so the same call runs on a CPU or a GPU.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,8 +31,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["TensorBatches", "History", "accuracy", "predict", "evaluate", "train_epoch", "fit",
-           "random_shift", "Augment", "fast_bfloat16", "model_device", "scheduled_learning_rates"]
+__all__ = [
+    "TensorBatches",
+    "History",
+    "accuracy",
+    "predict",
+    "evaluate",
+    "train_epoch",
+    "fit",
+    "random_shift",
+    "Augment",
+    "fast_bfloat16",
+    "model_device",
+    "scheduled_learning_rates",
+]
 
 
 class TensorBatches:
@@ -45,8 +58,9 @@ class TensorBatches:
     (optional) is applied to each batch of inputs, e.g. ``random_shift``.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, transform=None):
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0, transform=None
+    ):
         _check_tensors(x, y)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive whole number, not {batch_size!r}.")
@@ -62,9 +76,9 @@ class TensorBatches:
         order = torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None
         for start in range(0, n, self.batch_size):
             if order is None:
-                xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+                xb, yb = self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
             else:
-                index = order[start:start + self.batch_size]
+                index = order[start : start + self.batch_size]
                 # index_select copies whole rows; x[index] (advanced indexing) is several times slower
                 xb, yb = self.x.index_select(0, index), self.y.index_select(0, index)
             yield (self.transform(xb) if self.transform is not None else xb), yb
@@ -72,13 +86,17 @@ class TensorBatches:
 
 def _check_tensors(x, y) -> None:
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError(f"inputs and labels must be torch tensors, got {type(x).__name__} and "
-                        f"{type(y).__name__}. Convert with torch.as_tensor(...).")
+        raise TypeError(
+            f"inputs and labels must be torch tensors, got {type(x).__name__} and "
+            f"{type(y).__name__}. Convert with torch.as_tensor(...)."
+        )
     if len(x) != len(y):
         raise ValueError(f"{len(x)} inputs but {len(y)} labels: give one label per input.")
     if not x.is_floating_point():
-        raise ValueError(f"inputs have dtype {x.dtype}; a model needs floats. Scale images with "
-                         f"x.float() / 255 (or course_utils.data.normalize_images).")
+        raise ValueError(
+            f"inputs have dtype {x.dtype}; a model needs floats. Scale images with "
+            f"x.float() / 255 (or course_utils.data.normalize_images)."
+        )
     if y.dtype != torch.int64:
         raise ValueError(f"labels have dtype {y.dtype}; cross-entropy needs int64 class indices. Use y.long().")
 
@@ -87,8 +105,8 @@ def _check_tensors(x, y) -> None:
 class History:
     """Per-epoch figures recorded by :func:`fit`.
 
-        >>> History(train_loss=[0.5], train_accuracy=[0.8]).epochs
-        1
+    >>> History(train_loss=[0.5], train_accuracy=[0.8]).epochs
+    1
     """
 
     train_loss: list = field(default_factory=list)
@@ -114,8 +132,8 @@ def fast_bfloat16() -> bool:
 def model_device(model: nn.Module) -> torch.device:
     """The device a model's parameters live on.
 
-        >>> model_device(nn.Linear(2, 1))
-        device(type='cpu')
+    >>> model_device(nn.Linear(2, 1))
+    device(type='cpu')
     """
     try:
         return next(model.parameters()).device
@@ -129,19 +147,21 @@ def _as_batches(data, batch_size: int) -> Iterable:
         return TensorBatches(data[0], data[1], batch_size)
     if isinstance(data, Iterable) and not isinstance(data, (torch.Tensor, str)):
         return data
-    raise TypeError(f"data must be a pair (inputs, labels) of tensors, a TensorBatches or a DataLoader; "
-                    f"got {type(data).__name__}.")
+    raise TypeError(
+        f"data must be a pair (inputs, labels) of tensors, a TensorBatches or a DataLoader; got {type(data).__name__}."
+    )
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """The fraction of rows whose highest score is at the true label.
 
-        >>> accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0]))
-        0.5
+    >>> accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0]))
+    0.5
     """
     if logits.dim() != 2 or len(logits) != len(labels):
-        raise ValueError(f"logits must be [N, classes] with one row per label; got {tuple(logits.shape)} "
-                         f"for {len(labels)} labels.")
+        raise ValueError(
+            f"logits must be [N, classes] with one row per label; got {tuple(logits.shape)} for {len(labels)} labels."
+        )
     return (logits.argmax(dim=1) == labels.to(logits.device)).float().mean().item()
 
 
@@ -161,7 +181,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, flip: boo
     try:
         out = []
         for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(device)
+            xb = x[i : i + batch_size].to(device)
             scores = model(xb)
             if flip:
                 scores = scores.softmax(dim=1) + model(_mirror(xb)).softmax(dim=1)
@@ -185,7 +205,7 @@ def _mirror(images: torch.Tensor) -> torch.Tensor:
 def evaluate(model: nn.Module, data, loss_fn=F.cross_entropy, batch_size: int = 4096) -> tuple[float, float]:
     """Mean loss and accuracy of a model on ``(inputs, labels)`` or on a DataLoader, in evaluation mode.
 
-        >>> loss, acc = evaluate(nn.Linear(4, 3), (torch.randn(8, 4), torch.zeros(8, dtype=torch.long)))
+    >>> loss, acc = evaluate(nn.Linear(4, 3), (torch.randn(8, 4), torch.zeros(8, dtype=torch.long)))
     """
     was_training, device = model.training, model_device(model)
     model.eval()
@@ -204,8 +224,15 @@ def evaluate(model: nn.Module, data, loss_fn=F.cross_entropy, batch_size: int = 
     return total_loss / count, correct / count
 
 
-def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, loss_fn=F.cross_entropy,
-                scheduler=None, averaged=None, bf16: bool = False) -> tuple[float, float]:
+def train_epoch(
+    model: nn.Module,
+    batches,
+    optimizer: torch.optim.Optimizer,
+    loss_fn=F.cross_entropy,
+    scheduler=None,
+    averaged=None,
+    bf16: bool = False,
+) -> tuple[float, float]:
     """One pass over ``batches`` with the five-step loop; returns (mean loss, accuracy) seen in training.
 
         >>> loss, acc = train_epoch(model, TensorBatches(x, y, 64, shuffle=True), optimizer)  # doctest: +SKIP
@@ -224,11 +251,11 @@ def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, los
     for xb, yb in batches:
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(xb)                 # 1. forward
-            loss = loss_fn(logits, yb)         # 2. loss
+            logits = model(xb)  # 1. forward
+            loss = loss_fn(logits, yb)  # 2. loss
         optimizer.zero_grad(set_to_none=True)  # 3. forget the last step's gradients
-        loss.backward()                    # 4. backward
-        optimizer.step()                   # 5. update
+        loss.backward()  # 4. backward
+        optimizer.step()  # 5. update
         if scheduler is not None:
             scheduler.step()
         if averaged is not None:
@@ -241,9 +268,22 @@ def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, los
     return total_loss.item() / count, correct.item() / count
 
 
-def fit(model: nn.Module, train, optimizer: torch.optim.Optimizer, epochs: int, val=None,
-        scheduler=None, loss_fn=F.cross_entropy, *, seed: int | None = None, progress: bool = True,
-        batch_size: int = 256, averaged=None, bf16: bool = False, val_loss_fn=None) -> History:
+def fit(
+    model: nn.Module,
+    train,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    val=None,
+    scheduler=None,
+    loss_fn=F.cross_entropy,
+    *,
+    seed: int | None = None,
+    progress: bool = True,
+    batch_size: int = 256,
+    averaged=None,
+    bf16: bool = False,
+    val_loss_fn=None,
+) -> History:
     """Train for ``epochs`` passes over ``train``; return the :class:`History` of losses and accuracies.
 
         >>> history = fit(model, (x, y), torch.optim.Adam(model.parameters()), epochs=3)  # doctest: +SKIP
@@ -315,8 +355,14 @@ def _batch_bar(batches, epochs: int):
     return tqdm(total=total, desc="training", unit="batch", miniters=max(1, (total or 0) // 50), mininterval=0.5)
 
 
-def random_shift(images: torch.Tensor, max_shift: int = 2, fill: float | None = None, *, flip: bool = False,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def random_shift(
+    images: torch.Tensor,
+    max_shift: int = 2,
+    fill: float | None = None,
+    *,
+    flip: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Move each image by up to ``max_shift`` pixels in x and y, and mirror half of them if ``flip``.
 
         >>> random_shift(torch.zeros(3, 1, 28, 28)).shape
@@ -353,8 +399,8 @@ def random_shift(images: torch.Tensor, max_shift: int = 2, fill: float | None = 
 class Augment:
     """A batch transform for :class:`TensorBatches`: random shifts (and flips) drawn from its own seeded generator.
 
-        >>> augment = Augment(max_shift=1, flip=True, seed=0)
-        >>> batches = TensorBatches(x, y, 1024, shuffle=True, transform=augment)  # doctest: +SKIP
+    >>> augment = Augment(max_shift=1, flip=True, seed=0)
+    >>> batches = TensorBatches(x, y, 1024, shuffle=True, transform=augment)  # doctest: +SKIP
     """
 
     def __init__(self, max_shift: int = 1, flip: bool = False, fill: float | None = None, seed: int = 0):

@@ -5,11 +5,14 @@
 
 No imports: Validate (in the Jupyter server) and the grader read these without loading torch.
 """
+
 from __future__ import annotations
 
 
 def unanswered(function: str | None = None) -> str:
     """What every side says of a task whose answer cell still raises nbgrader's ``NotImplementedError()`` stub."""
     who = f"`{function}`" if function else "This task"
-    return (f"{who} is not written yet: replace `raise NotImplementedError()` in its answer cell with your code, "
-            "run that cell, then run this test again.")
+    return (
+        f"{who} is not written yet: replace `raise NotImplementedError()` in its answer cell with your code, "
+        "run that cell, then run this test again."
+    )

@@ -6,6 +6,7 @@ runs; ``test_grading_exercises`` hands the records to the grader as its cached r
 does not run the solutions again. They run as the grader runs them: one thread per kernel (``JobLimits.threads``),
 so that floating-point results match a graded run to the last bit.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ ASSIGNMENTS = sorted(p.name for p in (REPO / "solutions").iterdir() if any(p.glo
 
 @dataclass
 class SolutionRun:
-    notebook: nbformat.NotebookNode      # as the kernel left it, outputs included
-    records: dict                        # what its test cells recorded
+    notebook: nbformat.NotebookNode  # as the kernel left it, outputs included
+    records: dict  # what its test cells recorded
     record_file: Path
 
 

@@ -8,6 +8,7 @@ number, in the file handed in and sent by the kernel), the rendering budget (mar
 render), the instructor's browser (images from elsewhere). The honest students must be graded exactly, the
 grader must stay small, and nothing of the hidden tests may reach any feedback.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,28 +34,39 @@ RIGHT = "def double(x):\n    return 2 * x\n"
 HIDDEN_LINE = 'record("ex_double/hidden", double(torch.arange(3.0)))'
 #: the grader's cgroup: its own process, its kernel template and every kernel, together
 GRADER_MEMORY = 4 * 2**30
-BOMB = ("k = get_ipython().kernel\nb = memoryview(bytearray(64 * 2**20))\n"
-        "k.session.send(k.iopub_socket, 'display_data', {'data': {'text/plain': 'x'}, 'metadata': {}},\n"
-        "               parent=k.get_parent(), buffers=[b] * 64)\nimport time; time.sleep(30)\n" + RIGHT)
-AMPLIFIER = ("from IPython.display import display, update_display\n"
-             "for i in range(6500):\n    display({'text/plain': 'amp'}, raw=True, display_id='amp')\n"
-             "update_display({'text/plain': 'y' * (450 * 1024)}, raw=True, display_id='amp')\n" + RIGHT)
-MEMFD = ("import os\nchunk = b'x' * 2**24\nfds = [os.memfd_create(f'hog{i}') for i in range(16)]\n"
-         "for fd in fds:\n    for _ in range(15):\n        os.write(fd, chunk)\n" + RIGHT)
-LEAKER = ("import os, torch\nsources = []\nip = get_ipython()\n"
-          "ip.input_transformers_post.append(lambda lines: (sources.append(''.join(lines)), lines)[1])\n"
-          "def save(result):\n"
-          "    torch.save({'LEAK:' + '|'.join(sources): {'kind': 'value', 'value': 1, 'params': {}}},\n"
-          "               os.environ['COURSE_RECORD_FILE'])\n"
-          "ip.events.register('post_run_cell', save)\n" + RIGHT)
-OPT_OUT = ("k = get_ipython().kernel\n"
-           "_ = k.session.send(k.iopub_socket, 'execute_result', {'data': {'text/plain': 'x'}, 'metadata': {},\n"
-           "                   'execution_count': 'x'}, parent=k.get_parent())\n" + RIGHT)
+BOMB = (
+    "k = get_ipython().kernel\nb = memoryview(bytearray(64 * 2**20))\n"
+    "k.session.send(k.iopub_socket, 'display_data', {'data': {'text/plain': 'x'}, 'metadata': {}},\n"
+    "               parent=k.get_parent(), buffers=[b] * 64)\nimport time; time.sleep(30)\n" + RIGHT
+)
+AMPLIFIER = (
+    "from IPython.display import display, update_display\n"
+    "for i in range(6500):\n    display({'text/plain': 'amp'}, raw=True, display_id='amp')\n"
+    "update_display({'text/plain': 'y' * (450 * 1024)}, raw=True, display_id='amp')\n" + RIGHT
+)
+MEMFD = (
+    "import os\nchunk = b'x' * 2**24\nfds = [os.memfd_create(f'hog{i}') for i in range(16)]\n"
+    "for fd in fds:\n    for _ in range(15):\n        os.write(fd, chunk)\n" + RIGHT
+)
+LEAKER = (
+    "import os, torch\nsources = []\nip = get_ipython()\n"
+    "ip.input_transformers_post.append(lambda lines: (sources.append(''.join(lines)), lines)[1])\n"
+    "def save(result):\n"
+    "    torch.save({'LEAK:' + '|'.join(sources): {'kind': 'value', 'value': 1, 'params': {}}},\n"
+    "               os.environ['COURSE_RECORD_FILE'])\n"
+    "ip.events.register('post_run_cell', save)\n" + RIGHT
+)
+OPT_OUT = (
+    "k = get_ipython().kernel\n"
+    "_ = k.session.send(k.iopub_socket, 'execute_result', {'data': {'text/plain': 'x'}, 'metadata': {},\n"
+    "                   'execution_count': 'x'}, parent=k.get_parent())\n" + RIGHT
+)
 PATHOLOGICAL = "*a " * 3300 + "x" + " a*" * 3300
 
 
 class Pixels(http.server.BaseHTTPRequestHandler):
     """A tracking-pixel server: counts every request."""
+
     hits: list = []
 
     def do_GET(self):  # noqa: N802 - http.server's name
@@ -103,8 +115,14 @@ finally:
 
 
 def cli(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "course_utils.grading", *args], capture_output=True, text=True,
-                          timeout=1800, cwd=REPO, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "course_utils.grading", *args],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=REPO,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -118,16 +136,25 @@ def graded(tmp_path_factory):
         config.write("\nc.Limits.render_seconds = 5\n")
     for student in ("honest1", "honest2", "honest3"):
         submit(course, student, RIGHT)
-    for student, answer in (("bomb", BOMB), ("amplifier", AMPLIFIER), ("memfd", MEMFD), ("leaker", LEAKER),
-                            ("opt_out", OPT_OUT)):
+    for student, answer in (
+        ("bomb", BOMB),
+        ("amplifier", AMPLIFIER),
+        ("memfd", MEMFD),
+        ("leaker", LEAKER),
+        ("opt_out", OPT_OUT),
+    ):
         submit(course, student, answer)
     folder = submit(course, "markdown", RIGHT)
     nb = nbformat.read(folder / "hw.ipynb", as_version=4)
     nb.cells[1:1] = [nbformat.v4.new_markdown_cell(PATHOLOGICAL) for _ in range(40)]
     nbformat.write(nb, folder / "hw.ipynb")
-    folder = submit(course, "pixel", RIGHT + f"from IPython.display import HTML, Markdown, display\n"
-                                             f"display(HTML('<img src=\"{pixel}/html.png\">'))\n"
-                                             f"display(Markdown('![x]({pixel}/md.png)'))\n")
+    folder = submit(
+        course,
+        "pixel",
+        RIGHT + f"from IPython.display import HTML, Markdown, display\n"
+        f"display(HTML('<img src=\"{pixel}/html.png\">'))\n"
+        f"display(Markdown('![x]({pixel}/md.png)'))\n",
+    )
     nb = nbformat.read(folder / "hw.ipynb", as_version=4)
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(f'<img src="{pixel}/cell.png"> ![y]({pixel}/cellmd.png)'))
     nbformat.write(nb, folder / "hw.ipynb")
@@ -137,9 +164,27 @@ def graded(tmp_path_factory):
     (folder / "hw.ipynb").write_text(json.dumps(raw))
     peak = root / "peak"
     with memory_limited_cgroup(GRADER_MEMORY) as cgroup:
-        done = subprocess.run([sys.executable, "-c", IN_CGROUP, str(cgroup), str(peak), "--course", str(course.root),
-                               "autograde", "hw", "--workers", "2", "--memory-mb", "2048"], capture_output=True,
-                              text=True, timeout=3600, cwd=REPO)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                IN_CGROUP,
+                str(cgroup),
+                str(peak),
+                "--course",
+                str(course.root),
+                "autograde",
+                "hw",
+                "--workers",
+                "2",
+                "--memory-mb",
+                "2048",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            cwd=REPO,
+        )
     feedback = cli("--course", str(course.root), "feedback", "hw")
     yield course, done, int(peak.read_text()) if peak.exists() else None, feedback, pixel
     pixels.shutdown()
@@ -168,8 +213,11 @@ def test_the_class_is_graded_in_a_memory_limited_cgroup_and_the_honest_exactly(g
     assert "message size limit (32 MiB for one message, all its parts)" in notes(course, "bomb")
     assert "output limit (1024 KiB): later output dropped" in notes(course, "amplifier")
     assert "memory limit (2048 MiB" in notes(course, "memfd")
-    assert "is not a valid notebook: a field does not follow the notebook format, at cells/1/execution_count" in \
-        notes(course, "bad_field") and score(course, "bad_field") == 0.0
+    assert (
+        "is not a valid notebook: a field does not follow the notebook format, at cells/1/execution_count"
+        in notes(course, "bad_field")
+        and score(course, "bad_field") == 0.0
+    )
 
 
 def test_no_feedback_page_or_result_holds_the_hidden_tests_and_none_stops_the_others(graded):
@@ -179,7 +227,7 @@ def test_no_feedback_page_or_result_holds_the_hidden_tests_and_none_stops_the_ot
     assert feedback.returncode == 0, feedback.stderr[-3000:]
     pages = {p.parent.parent.name: p.read_text() for p in (course.feedback_dir).rglob("*.html")}
     assert set(pages) >= {"honest1", "leaker", "bad_field", "opt_out", "markdown", "bomb", "memfd"}
-    for student, page in pages.items():   # (the leaker's page shows its own code, which names "LEAK:")
+    for student, page in pages.items():  # (the leaker's page shows its own code, which names "LEAK:")
         assert "arange(3.0)" not in page and "LEAK:assert" not in page and "LEAK:import" not in page, student
         assert "img-src 'self' data:" in page, student
     for result in (course.results_dir).rglob("*.json"):
@@ -199,16 +247,31 @@ def test_every_autograded_notebook_is_valid_and_slow_markdown_is_shown_as_text(g
 def test_no_page_loads_anything_from_elsewhere_in_a_browser(graded, tmp_path):
     # before: nh3 kept <img src="https://...">: an external image loaded when the instructor opened a page
     from e2e.browser_support import browser, free_port
+
     course, _, _, _, pixel = graded
     page = course.feedback_dir / "pixel" / "hw" / "hw.html"
-    assert not re.search(r"""<img[^>]*src\s*=\s*["']?""" + re.escape(pixel), page.read_text())   # text in code only
+    assert not re.search(r"""<img[^>]*src\s*=\s*["']?""" + re.escape(pixel), page.read_text())  # text in code only
     port, token = free_port(), "attack-suite-token"
-    server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", f"--port={port}",
-                               "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", "--allow-root",
-                               f"--ServerApp.root_dir={course.root}"], cwd=course.root, stdout=subprocess.DEVNULL,
-                              stderr=open(tmp_path / "server.log", "wb"))
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "server",
+            "--no-browser",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            "--allow-root",
+            f"--ServerApp.root_dir={course.root}",
+        ],
+        cwd=course.root,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "server.log", "wb"),
+    )
     try:
         from nbgrader.api import Gradebook
+
         with Gradebook(course.db_url, course_id=course.coursedir.course_id) as gb:
             submission = gb.find_submission_notebook("hw", "hw", "pixel").id
         url = f"http://127.0.0.1:{port}/formgrader/submissions/{submission}/?index=0&token={token}"
@@ -232,4 +295,3 @@ def test_no_page_loads_anything_from_elsewhere_in_a_browser(graded, tmp_path):
     finally:
         server.terminate()
         server.wait(30)
-

@@ -7,6 +7,7 @@ this checkout's venv: seconds, hard links). Its accounts, homes, folders and pro
 module ends, pass or fail. Screenshots of each step are kept in tests/artefacts/<test>/ when a step fails;
 the hub's log (the grader's included) in tests/artefacts/hub/hub.log.
 """
+
 import os
 import re
 import secrets
@@ -33,14 +34,16 @@ from e2e.browser_support import (
 from course_utils.grading.authoring.samples import POINTS
 from support import REPO
 
-TOTAL = f"{sum(POINTS.values()):g}"   # exercise 01's points
+TOTAL = f"{sum(POINTS.values()):g}"  # exercise 01's points
 
 ROOT = REPO
 PROXY = ROOT / "course_utils" / "grading" / "hub" / "node_modules" / ".bin" / "configurable-http-proxy"
 ASSIGNMENT = "01_tensors_vs_numpy"
 NOTEBOOK = f"{ASSIGNMENT}_exercises"
-ANSWER = ("def arange_matrix(rows, cols, dtype=torch.float32):\n"
-          "    return torch.arange(rows * cols, dtype=dtype).reshape(rows, cols)\n")
+ANSWER = (
+    "def arange_matrix(rows, cols, dtype=torch.float32):\n"
+    "    return torch.arange(rows * cols, dtype=dtype).reshape(rows, cols)\n"
+)
 VIEWPORT = {"width": 1400, "height": 900}
 
 pytestmark = pytest.mark.slow
@@ -64,24 +67,39 @@ def classroom():
     _require_parts()
     from course_utils.grading.hub.accounts import read_passwords
     from course_utils.grading.hub.classroom import Classroom, down, hub_command, prepare
+
     tag = secrets.token_hex(3)
     prefix = Path(tempfile.mkdtemp(prefix="classroom-test-"))
-    prefix.chmod(0o755)   # every account passes through it to the class's Python and lessons
-    room = Classroom(prefix, [f"pfs{tag}"], f"pfi{tag}", port=free_port(4), homes=prefix / "homes",
-                     min_interval=0, proxy=str(PROXY), course_id="pytorch-foundations")
+    prefix.chmod(0o755)  # every account passes through it to the class's Python and lessons
+    room = Classroom(
+        prefix,
+        [f"pfs{tag}"],
+        f"pfi{tag}",
+        port=free_port(4),
+        homes=prefix / "homes",
+        min_interval=0,
+        proxy=str(PROXY),
+        course_id="pytorch-foundations",
+    )
     hub = None
     try:
         prepare(room)
         cmd, env = hub_command(room)
         log = open(prefix / "hub" / "hub.log", "w")
-        hub = subprocess.Popen(cmd, env={**env, "OMP_WAIT_POLICY": "PASSIVE"}, cwd=prefix / "hub",
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        hub = subprocess.Popen(
+            cmd,
+            env={**env, "OMP_WAIT_POLICY": "PASSIVE"},
+            cwd=prefix / "hub",
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         url = f"http://127.0.0.1:{room.port}"
         wait_for_hub(url, 180, hub)
         yield room, url, read_passwords(room.passwords)
     finally:
         if hub is not None:
-            os.killpg(hub.pid, signal.SIGTERM)   # the hub stops its services and the users' servers
+            os.killpg(hub.pid, signal.SIGTERM)  # the hub stops its services and the users' servers
             try:
                 hub.wait(60)
             except subprocess.TimeoutExpired:
@@ -90,7 +108,7 @@ def classroom():
         if (prefix / "hub" / "hub.log").is_file():
             (ARTEFACTS / "hub").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(prefix / "hub" / "hub.log", ARTEFACTS / "hub" / "hub.log")
-        down(prefix, remove_accounts=True, purge_homes=True, purge=True)   # processes, accounts, homes, the prefix
+        down(prefix, remove_accounts=True, purge_homes=True, purge=True)  # processes, accounts, homes, the prefix
 
 
 def log_in(page, url, user, password):
@@ -98,7 +116,7 @@ def log_in(page, url, user, password):
     page.fill("#username_input", user)
     page.fill("#password_input", password)
     page.click("#login_submit")
-    page.wait_for_url("**/lab**", timeout=300_000)   # the server spawns, then JupyterLab loads
+    page.wait_for_url("**/lab**", timeout=300_000)  # the server spawns, then JupyterLab loads
 
 
 def open_lab(page, url, user):
@@ -113,7 +131,7 @@ def test_a_student_gets_the_lessons_fetches_answers_submits_and_reads_the_feedba
     with browser() as chromium, Steps("hub_student", chromium.new_page(viewport=VIEWPORT)) as steps:
         with steps("log in and get the lessons") as page:
             log_in(page, url, student, passwords[student])
-            assert "/lab/tree/pytorch-foundations/notebooks" in page.url   # nbgitpuller's redirect
+            assert "/lab/tree/pytorch-foundations/notebooks" in page.url  # nbgitpuller's redirect
             page.wait_for_selector(".jp-DirListing-item:has-text('01_tensors_vs_numpy')", timeout=60_000)
             assert (home / "pytorch-foundations" / "notebooks" / "01_tensors_vs_numpy.ipynb").is_file()
             assert not (home / "pytorch-foundations" / "solutions").exists()
@@ -121,7 +139,8 @@ def test_a_student_gets_the_lessons_fetches_answers_submits_and_reads_the_feedba
             open_lab(page, url, student)
             open_assignment_list(page)
             page.locator("#released_assignments_list .list_item", has_text=ASSIGNMENT).get_by_role(
-                "button", name="Fetch").click()
+                "button", name="Fetch"
+            ).click()
             page.wait_for_selector(f"#fetched_assignments_list .list_item:has-text('{ASSIGNMENT}')", timeout=60_000)
             assert (home / ASSIGNMENT / f"{NOTEBOOK}.ipynb").is_file()
         with steps("answer task 1, see its check pass, save") as page:
@@ -139,14 +158,16 @@ def test_a_student_gets_the_lessons_fetches_answers_submits_and_reads_the_feedba
             open_lab(page, url, student)
             open_assignment_list(page)
             page.locator("#fetched_assignments_list .list_item", has_text=ASSIGNMENT).get_by_role(
-                "button", name="Submit").click()
+                "button", name="Submit"
+            ).click()
             page.wait_for_selector(f"#submitted_assignments_list .list_item:has-text('{ASSIGNMENT}')", timeout=60_000)
         with steps("the feedback becomes available") as page:
             available = page.locator("#submitted_assignments_list", has_text="feedback available to fetch")
-            for _ in range(90):   # the grader releases it within seconds; the list shows it on refresh
+            for _ in range(90):  # the grader releases it within seconds; the list shows it on refresh
                 page.click("#refresh_assignments_list")
-                page.wait_for_selector(f"#submitted_assignments_list .list_item:has-text('{ASSIGNMENT}')",
-                                       timeout=60_000)
+                page.wait_for_selector(
+                    f"#submitted_assignments_list .list_item:has-text('{ASSIGNMENT}')", timeout=60_000
+                )
                 if available.count():
                     break
                 page.wait_for_timeout(2000)
@@ -155,7 +176,7 @@ def test_a_student_gets_the_lessons_fetches_answers_submits_and_reads_the_feedba
             page.locator("#submitted_assignments_list").get_by_role("button", name="Fetch Feedback").first.click()
             link = page.locator("#submitted_assignments_list a", has_text="view feedback")
             link.wait_for(timeout=60_000)
-            link.click()   # the file browser goes to the feedback folder
+            link.click()  # the file browser goes to the feedback folder
             page.wait_for_selector(f".jp-DirListing-item:has-text('{NOTEBOOK}.html')", timeout=60_000)
         with steps("read the score in the feedback") as page:
             (feedback,) = (home / ASSIGNMENT / "feedback").rglob(f"{NOTEBOOK}.html")
@@ -174,7 +195,7 @@ def test_the_instructor_sees_the_submission_graded_in_the_formgrader_and_on_the_
             page.goto(f"{url}/user/{room.instructor}/formgrader/manage_submissions/{ASSIGNMENT}")
             row = page.locator("tr", has_text=student)
             row.wait_for(timeout=60_000)
-            text = row.inner_text()   # visible: cells separated by tabs
+            text = row.inner_text()  # visible: cells separated by tabs
             assert "graded" in text and "needs autograding" not in text, text
             assert re.search(rf"\b2(\.0)? / {TOTAL}(\.0)?\b", text), text
         with steps("the progress page shows it graded") as page:

@@ -10,6 +10,7 @@ The training tasks of 07 and 08 are judged
 on the trusted side: the grader rebuilds the designed network from its recorded layer list, checks the spec,
 loads the recorded weights and scores them on the test set.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -30,14 +31,21 @@ from support import REPO
 
 ASSIGNMENTS = sorted(p.name for p in (REPO / "solutions").iterdir() if any(p.glob("*.ipynb")))
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)"),
+]
 
 
 #: words the message of a broken constraint contains, per rule (it names the forbidden operation)
-NAMED = {"matmul": ["`@`", "matmul", "`torch.mm`"], "autograd": ["autograd"], "sigmoid": ["sigmoid"],
-         "loss_functions": ["loss function"], "convolution": ["convolution"],
-         "self_contained": ["imports", "outside the cell", "does not define"]}
+NAMED = {
+    "matmul": ["`@`", "matmul", "`torch.mm`"],
+    "autograd": ["autograd"],
+    "sigmoid": ["sigmoid"],
+    "loss_functions": ["loss function"],
+    "convolution": ["convolution"],
+    "self_contained": ["imports", "outside the cell", "does not define"],
+}
 
 
 def _assignment_of(task: str) -> str:
@@ -64,8 +72,12 @@ def graded(tmp_path_factory, solution_runs):
     course = tmp_path_factory.mktemp("course")
     shutil.copy(REPO / "nbgrader_config.py", course)
     shutil.copytree(REPO / "solutions", course / "solutions")
-    released = subprocess.run([sys.executable, "-m", "course_utils.grading", "--course", str(course), "release"],
-                              capture_output=True, text=True, timeout=600)
+    released = subprocess.run(
+        [sys.executable, "-m", "course_utils.grading", "--course", str(course), "release"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert released.returncode == 0, released.stderr[-3000:]
     _seed_references(course, solution_runs)
     for assignment in ASSIGNMENTS:
@@ -73,14 +85,21 @@ def graded(tmp_path_factory, solution_runs):
             release_nb = nbformat.read(course / "exercises" / assignment / source.name, as_version=4)
             solution_nb = nbformat.read(source, as_version=4)
             students = [("solved", solved(release_nb, solution_nb)), ("untouched", release_nb)]
-            students += [(f"violates-{task}", violating(release_nb, solution_nb, task))
-                         for task in VIOLATIONS if _assignment_of(task) == assignment]
+            students += [
+                (f"violates-{task}", violating(release_nb, solution_nb, task))
+                for task in VIOLATIONS
+                if _assignment_of(task) == assignment
+            ]
             for student, nb in students:
                 folder = course / "grading" / "submitted" / student / assignment
                 folder.mkdir(parents=True, exist_ok=True)
                 nbformat.write(nb, folder / source.name)
-    done = subprocess.run([sys.executable, "-m", "course_utils.grading", "--course", str(course), "autograde",
-                           "--workers", "2"], capture_output=True, text=True, timeout=2400)
+    done = subprocess.run(
+        [sys.executable, "-m", "course_utils.grading", "--course", str(course), "autograde", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return Course.load(course), done.stdout
 
@@ -113,8 +132,9 @@ def test_the_untouched_release_earns_nothing_and_says_why(graded, assignment):
         entry = result["notebooks"][source.stem]
         assert entry["problem"] is None and entry["limits_hit"] == [], entry  # graded, not crashed
         assert {c["grade_id"]: c["score"] for c in entry["cells"]} == {g: 0.0 for g in _points(source)}
-        assert all(" is not written yet: replace `raise NotImplementedError()`" in c["message"]
-                   for c in entry["cells"]), entry["cells"]
+        assert all(
+            " is not written yet: replace `raise NotImplementedError()`" in c["message"] for c in entry["cells"]
+        ), entry["cells"]
 
 
 def _reference(course, assignment: str) -> dict:
@@ -143,8 +163,10 @@ def test_the_designed_networks_are_judged_by_the_grader_not_the_kernel(graded):
     """07's and 08's references hold the layer lists and trained weights (kind 'classifier'), re-evaluated by the
     grader after rebuilding the network from the list."""
     course, _ = graded
-    for assignment, key, points in [("07_apparel_classifier", "ex07_train_classifier/trained_network", 4.0),
-                                    ("08_convolutional_network", "ex08_train_cnn/trained_network", 4.0)]:
+    for assignment, key, points in [
+        ("07_apparel_classifier", "ex07_train_classifier/trained_network", 4.0),
+        ("08_convolutional_network", "ex08_train_cnn/trained_network", 4.0),
+    ]:
         reference = _reference(course, assignment)
         entry = reference[key]
         assert entry["kind"] == "classifier" and entry["params"]["architecture"] == "sequential"
@@ -152,4 +174,3 @@ def test_the_designed_networks_are_judged_by_the_grader_not_the_kernel(graded):
         task = key.split("/")[0]
         cells = load_result(course, assignment, "solved")["notebooks"][f"{assignment}_exercises"]["cells"]
         assert next(c for c in cells if c["grade_id"] == task)["score"] == points
-

@@ -15,6 +15,7 @@ design: an attack on the kernel's own check (``samples.KERNEL_ATTACKS``) fools t
 
 ``python tests/e2e/test_predictable_grades.py`` prints the tables of the closing note from a run's folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,10 @@ from support import REPO
 ASSIGNMENTS = sorted(p.name for p in (REPO / "solutions").iterdir() if any(p.glob("*.ipynb")))
 ATTEMPTS = {**BYPASSES, **ACCEPTED}
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)"),
+]
 
 
 def _slug(text: str) -> str:
@@ -92,8 +95,12 @@ def battery(tmp_path_factory, solution_runs):
     course = tmp_path_factory.mktemp("predictable")
     shutil.copy(REPO / "nbgrader_config.py", course)
     shutil.copytree(REPO / "solutions", course / "solutions")
-    released = subprocess.run([sys.executable, "-m", "course_utils.grading", "--course", str(course), "release"],
-                              capture_output=True, text=True, timeout=600)
+    released = subprocess.run(
+        [sys.executable, "-m", "course_utils.grading", "--course", str(course), "release"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert released.returncode == 0, released.stderr[-3000:]
     loaded = Course.load(course)
     for assignment in ASSIGNMENTS:  # the whole notebooks' references from this session's solution runs
@@ -118,12 +125,17 @@ def battery(tmp_path_factory, solution_runs):
                 to_validate[student] = str(copy)
     with ProcessPoolExecutor(2) as pool:
         validating = {student: pool.submit(_validate, path) for student, path in to_validate.items()}
-        done = subprocess.run([sys.executable, "-m", "course_utils.grading", "--course", str(course), "autograde",
-                               "--workers", "2"], capture_output=True, text=True, timeout=5400)
+        done = subprocess.run(
+            [sys.executable, "-m", "course_utils.grading", "--course", str(course), "autograde", "--workers", "2"],
+            capture_output=True,
+            text=True,
+            timeout=5400,
+        )
         validated = {student: nbformat.reads(future.result(), as_version=4) for student, future in validating.items()}
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (course / "battery.json").write_text(json.dumps({"students": {s: sorted(n) for s, n in students.items()},
-                                                     "attempts": attempts}))
+    (course / "battery.json").write_text(
+        json.dumps({"students": {s: sorted(n) for s, n in students.items()}, "attempts": attempts})
+    )
     return loaded, students, attempts, validated
 
 
@@ -154,17 +166,32 @@ def verdicts(battery) -> list[dict]:
         assignment = next(iter(students[student]))
         executed = validated[student]
         grade = graded_points(course, student, assignment)
-        results = dict(zip([grade_id(c) for c in executed.cells if grade_id(c) in grade and c.cell_type == "code"
-                            and not c.metadata["nbgrader"].get("solution")], task_results(executed)))
+        results = dict(
+            zip(
+                [
+                    grade_id(c)
+                    for c in executed.cells
+                    if grade_id(c) in grade and c.cell_type == "code" and not c.metadata["nbgrader"].get("solution")
+                ],
+                task_results(executed),
+            )
+        )
         for task, name in round_.items():
             cell = next(c for c in executed.cells if grade_id(c) == task)
             error = next((o for o in cell.outputs if o.output_type == "error"), None)
-            rows.append({"attempt": name, "task": task, "expected": "accepted" if name in ACCEPTED else "denied",
-                         "test cell": "denied" if error else "accepted", "said": error.evalue if error else "",
-                         "validate": "accepted" if results[task].passed else "denied",
-                         "validate_detail": error_detail(cell),
-                         "grade": "accepted" if grade[task][0] == grade[task][1] else "denied",
-                         "grade_message": grade[task][2]})
+            rows.append(
+                {
+                    "attempt": name,
+                    "task": task,
+                    "expected": "accepted" if name in ACCEPTED else "denied",
+                    "test cell": "denied" if error else "accepted",
+                    "said": error.evalue if error else "",
+                    "validate": "accepted" if results[task].passed else "denied",
+                    "validate_detail": error_detail(cell),
+                    "grade": "accepted" if grade[task][0] == grade[task][1] else "denied",
+                    "grade_message": grade[task][2],
+                }
+            )
     return rows
 
 
@@ -213,8 +240,11 @@ def tables(folder: Path) -> str:
                 by_rule[rule][0] += 1
                 by_rule[rule][1] += name not in KERNEL_ATTACKS
                 by_rule[rule][2] += grade[task][0] == 0
-    lines += ["", "| rule | bypasses | denied by the test cell (by design) | caught by the grade |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        "| rule | bypasses | denied by the test cell (by design) | caught by the grade |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {rule} | {n} | {tc} | {g} |" for rule, (n, tc, g) in sorted(by_rule.items())]
     return "\n".join(lines)
 

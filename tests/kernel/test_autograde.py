@@ -1,5 +1,6 @@
 """course_utils.grading.pipeline.autograde, .gradebook, .feedback and .export on the tiny course, without the jail (the
 end-to-end tests run the same pipeline sandboxed on the real exercises)."""
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,7 @@ from course_utils.grading.pipeline.results import load_result, result_totals
 from course_utils.wording import unanswered
 from support import make_tiny_course, submit
 
-ANSWERS = {"right": "def double(x):\n    return x + x\n", "wrong": "def double(x):\n    return x\n",
-           "untouched": None}
+ANSWERS = {"right": "def double(x):\n    return x + x\n", "wrong": "def double(x):\n    return x\n", "untouched": None}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,7 @@ def test_a_submission_from_the_exchange_shows_as_autograded_in_the_formgrader(tm
     """nbgrader's formgrader lists a submission as graded only when the gradebook holds the timestamp of its
     ``timestamp.txt`` (which the exchange writes); without it, it says "needs autograding"."""
     from nbgrader.apps import NbGraderAPI
+
     course = make_tiny_course(tmp_path / "course")
     folder = submit(course, "alice", ANSWERS["right"])
     (folder / "timestamp.txt").write_text("2026-01-02 03:04:05.678901 UTC")

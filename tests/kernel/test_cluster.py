@@ -3,6 +3,7 @@
 graded exactly once, with the points its answer earns, and the gradebook holds one row per student. And no one
 but the grader can use the cluster: a real unprivileged local user's ``distributed.Client`` is refused, whether
 it speaks TLS without the course's certificate or plain TCP, and cannot read the certificate."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,13 @@ def free_port() -> int:
 
 
 def start(*argv: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "course_utils.grading", "cluster", *argv], stdout=open(log, "ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "course_utils.grading", "cluster", *argv],
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=REPO,
+    )
 
 
 @pytest.fixture()
@@ -67,14 +73,26 @@ def certificates(tmp_path):
 def cluster(tmp_path, certificates):
     port = free_port()
     address = f"tls://127.0.0.1:{port}"
-    processes = {"scheduler": start("scheduler", "--port", str(port), "--certificates", str(certificates),
-                                    log=tmp_path / "scheduler.log")}
+    processes = {
+        "scheduler": start(
+            "scheduler", "--port", str(port), "--certificates", str(certificates), log=tmp_path / "scheduler.log"
+        )
+    }
     deadline = time.monotonic() + 120
     while "scheduler at" not in (tmp_path / "scheduler.log").read_text() and time.monotonic() < deadline:
         time.sleep(0.2)
     for name in ("w1", "w2"):
-        processes[name] = start("worker", address, "--nthreads", "1", "--name", name, "--certificates",
-                                str(certificates), log=tmp_path / f"{name}.log")
+        processes[name] = start(
+            "worker",
+            address,
+            "--nthreads",
+            "1",
+            "--name",
+            name,
+            "--certificates",
+            str(certificates),
+            log=tmp_path / f"{name}.log",
+        )
     try:
         with Client(address, timeout=60, security=cluster_module.security(certificates)) as client:
             client.wait_for_workers(2, timeout=180)
@@ -91,10 +109,17 @@ def attack_as_student(addresses: list[str], readable: list[Path]) -> dict:
     if os.geteuid() != 0 or not shutil.which("useradd"):
         pytest.skip("needs root to create a local user")
     Path("/tmp/owned-by-dask").unlink(missing_ok=True)
-    with local_user(f"cgstudent{os.getpid() % 10000}") as user, \
-            passable_by_others([Path(os.path.realpath(sys.executable)).parent, Path(sys.prefix), REPO]):
-        done = as_user(user, [sys.executable, "-c", INTRUDER, *addresses], input=" ".join(map(str, readable)),
-                       timeout=300, cwd="/tmp")
+    with (
+        local_user(f"cgstudent{os.getpid() % 10000}") as user,
+        passable_by_others([Path(os.path.realpath(sys.executable)).parent, Path(sys.prefix), REPO]),
+    ):
+        done = as_user(
+            user,
+            [sys.executable, "-c", INTRUDER, *addresses],
+            input=" ".join(map(str, readable)),
+            timeout=300,
+            cwd="/tmp",
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     assert not Path("/tmp/owned-by-dask").exists(), "a student ran code through the grader's cluster"
     return json.loads(done.stdout.splitlines()[-1])
@@ -115,8 +140,14 @@ def test_the_cluster_refuses_plain_tcp_and_serves_no_web_pages(cluster):
     with pytest.raises(cluster_module.CertificateError, match="TLS only"):
         cluster_module.check_address(address.replace("tls://", "tcp://"))
     import psutil
-    ports = {c.laddr for p in processes.values() for proc in [psutil.Process(p.pid), *psutil.Process(p.pid).children(
-        recursive=True)] for c in proc.net_connections() if c.status == "LISTEN"}
+
+    ports = {
+        c.laddr
+        for p in processes.values()
+        for proc in [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
+        for c in proc.net_connections()
+        if c.status == "LISTEN"
+    }
     assert ports and all(laddr.ip == "127.0.0.1" for laddr in ports), ports
     assert http_answers(ports) == {}, "a member serves Dask's pages"
 
@@ -125,6 +156,7 @@ def http_answers(listening) -> dict:
     """The ports among ``listening`` that answer 200 to one of Dask's informative routes."""
     import urllib.error
     import urllib.request
+
     answered = {}
     for laddr in listening:
         for route in ("/json/identity.json", "/info/logs", "/metrics", "/eventstream", "/health", "/status"):
@@ -147,9 +179,23 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(tmp_path, cluster, ce
         submit(course, f"s{i:02d}", SLOW_RIGHT if right else SLOW_WRONG)
         expected[f"s{i:02d}"] = 2.0 if right else 0.0
     sandbox = [] if shutil.which("bwrap") else ["--no-sandbox"]
-    run = subprocess.Popen([sys.executable, "-m", "course_utils.grading", "--course", str(course.root), "autograde",
-                            "hw", "--scheduler", address, *sandbox], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "course_utils.grading",
+            "--course",
+            str(course.root),
+            "autograde",
+            "hw",
+            "--scheduler",
+            address,
+            *sandbox,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     with Client(address, timeout=30, security=cluster_module.security(certificates)) as watcher:
         w1 = next(a for a, info in watcher.scheduler_info()["workers"].items() if info.get("name") == "w1")
         deadline, busy = time.monotonic() + 300, []

@@ -1,6 +1,7 @@
 """Grading without root: the same jail from unprivileged user namespaces. As root, the test grades a tiny course
 as the unprivileged user ``nobody`` (giving it, for the test's duration only, the right to pass through the
 folders that lead to the course's Python and package)."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ import pytest
 from course_utils.grading.pipeline.results import load_result, result_totals
 from support import REPO, make_tiny_course, passable_by_others, submit
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)"),
+]
 
 
 def test_an_unprivileged_instructor_grades_in_the_same_jail(tmp_path):
@@ -28,8 +31,12 @@ def test_an_unprivileged_instructor_grades_in_the_same_jail(tmp_path):
     shutil.rmtree(root, ignore_errors=True)
     course = make_tiny_course(root / "course")
     submit(course, "right", "def double(x):\n    return x + x\n")
-    submit(course, "escape", "import os\ntry:\n    os.setuid(0); print('setuid worked')\nexcept OSError:\n"
-                             "    print('no')\nopen('/etc/owned', 'w')\n")
+    submit(
+        course,
+        "escape",
+        "import os\ntry:\n    os.setuid(0); print('setuid worked')\nexcept OSError:\n"
+        "    print('no')\nopen('/etc/owned', 'w')\n",
+    )
     for folder, _, files in os.walk(root):
         os.chown(folder, nobody.pw_uid, nobody.pw_gid)
         for name in files:
@@ -37,10 +44,28 @@ def test_an_unprivileged_instructor_grades_in_the_same_jail(tmp_path):
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(root), "LANG": "C.UTF-8"}
     try:
         with passable_by_others([Path(os.path.realpath(sys.executable)).parent, Path(sys.prefix), REPO]):
-            done = subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-                                   sys.executable, "-m", "course_utils.grading", "--course", str(course.root),
-                                   "autograde", "hw", "--workers", "1"], env=env, capture_output=True, text=True,
-                                  timeout=600, cwd=root)
+            done = subprocess.run(
+                [
+                    "setpriv",
+                    f"--reuid={nobody.pw_uid}",
+                    f"--regid={nobody.pw_gid}",
+                    "--clear-groups",
+                    sys.executable,
+                    "-m",
+                    "course_utils.grading",
+                    "--course",
+                    str(course.root),
+                    "autograde",
+                    "hw",
+                    "--workers",
+                    "1",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=root,
+            )
         assert done.returncode == 0, done.stderr[-3000:]
         assert result_totals(load_result(course, "hw", "right"))[0] == 2.0
         escape = load_result(course, "hw", "escape")
@@ -76,9 +101,22 @@ def test_rootless_jobs_leave_nothing_for_the_next_and_memfd_counts(tmp_path):
     nobody = pwd.getpwnam("nobody")
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
     with passable_by_others([Path(os.path.realpath(sys.executable)).parent, Path(sys.prefix), REPO]):
-        done = subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-                               sys.executable, "-c", ROOTLESS_ATTACKS], env=env, capture_output=True, text=True,
-                              timeout=900, cwd=REPO)
+        done = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={nobody.pw_uid}",
+                f"--regid={nobody.pw_gid}",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                ROOTLESS_ATTACKS,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=REPO,
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     planted, looked, memfd, probe, dev = json.loads(done.stdout.splitlines()[-1])
     assert "/dev/planted" not in planted and "('key', -1)" in planted, planted

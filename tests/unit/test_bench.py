@@ -1,4 +1,5 @@
 """bench/: the pieces of the benchmark that can be checked without timing anything."""
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,9 @@ def test_an_unknown_recipe_is_refused_with_the_known_names():
 
 
 def test_the_table_marks_met_and_missed_targets(capsys):
-    print_table([("a", "accuracy", "91%", ">= 90%", True), ("b", "speed", "2x", ">= 3x", False),
-                 ("c", "info", "1 s", "", None)])
+    print_table(
+        [("a", "accuracy", "91%", ">= 90%", True), ("b", "speed", "2x", ">= 3x", False), ("c", "info", "1 s", "", None)]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].rstrip().endswith("ok") and lines[1].rstrip().endswith("MISSED")
     assert not lines[2].rstrip().endswith(("ok", "MISSED"))
@@ -79,8 +81,11 @@ def test_every_ablation_row_names_only_known_recipe_settings():
     for rows, defaults in ((MLP_ROWS, recipes.MLP_DEFAULTS), (CNN_ROWS, recipes.CNN_DEFAULTS)):
         for name, config in rows.items():
             assert set(config) <= set(defaults) | {"today"}, name
-    for recipe, defaults in ((recipes.IMPROVED_MLP, recipes.MLP_DEFAULTS), (recipes.FAST_CNN, recipes.CNN_DEFAULTS),
-                             (recipes.LESSON08_SHORT, recipes.CNN_DEFAULTS)):
+    for recipe, defaults in (
+        (recipes.IMPROVED_MLP, recipes.MLP_DEFAULTS),
+        (recipes.FAST_CNN, recipes.CNN_DEFAULTS),
+        (recipes.LESSON08_SHORT, recipes.CNN_DEFAULTS),
+    ):
         assert set(recipe) <= set(defaults)
 
 
@@ -136,6 +141,7 @@ def test_the_contention_benchmark_runs_lesson_07s_own_training_helper():
     import torch
 
     from bench.contention import lesson07_scope, lesson_helper_source
+
     assert "def train_recipe(" in lesson_helper_source()
     generator = torch.Generator().manual_seed(0)
     x, y = torch.rand(96, 784, generator=generator), torch.randint(0, 10, (96,), generator=generator)
@@ -163,12 +169,18 @@ def test_a_quick_run_of_the_apparel_section_reports_machine_load_and_every_recip
 def test_the_recipes_repeat_exactly_with_the_same_seed():
     generator = torch.Generator().manual_seed(0)
     x, y = torch.randn(512, 784, generator=generator), torch.randint(0, 10, (512,), generator=generator)
-    runs = [recipes.train_mlp(x, y, x[:128], y[:128], keep_model=True, **{**recipes.IMPROVED_MLP, "epochs": 2})
-            for _ in range(2)]
+    runs = [
+        recipes.train_mlp(x, y, x[:128], y[:128], keep_model=True, **{**recipes.IMPROVED_MLP, "epochs": 2})
+        for _ in range(2)
+    ]
     for a, b in zip(runs[0]["model"].state_dict().values(), runs[1]["model"].state_dict().values()):
         assert torch.equal(a, b)
     images = x[:128].reshape(-1, 1, 28, 28)
-    cnns = [recipes.train_cnn(images, y[:128], images[:32], y[:32], keep_model=True,
-                              **{**recipes.FAST_CNN, "epochs": 1, "batch_size": 32}) for _ in range(2)]
+    cnns = [
+        recipes.train_cnn(
+            images, y[:128], images[:32], y[:32], keep_model=True, **{**recipes.FAST_CNN, "epochs": 1, "batch_size": 32}
+        )
+        for _ in range(2)
+    ]
     for a, b in zip(cnns[0]["model"].state_dict().values(), cnns[1]["model"].state_dict().values()):
         assert torch.equal(a, b)

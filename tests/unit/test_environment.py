@@ -1,4 +1,5 @@
 """One set of pins: requirements.txt. pyproject.toml, environment.yml and the Makefile follow it."""
+
 import re
 import tomllib
 from importlib import metadata
@@ -11,8 +12,11 @@ ROOT = REPO
 
 
 def pins_in(lines):
-    return {m.group(1).lower(): m.group(2) for line in lines
-            if (m := re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)==([^\s;#]+)\s*", line))}
+    return {
+        m.group(1).lower(): m.group(2)
+        for line in lines
+        if (m := re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)==([^\s;#]+)\s*", line))
+    }
 
 
 def requirements():
@@ -20,8 +24,11 @@ def requirements():
 
 
 def test_requirements_pin_every_package_exactly_and_torch_to_2_13_0():
-    lines = [ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (ROOT / "requirements.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert len(lines) == len(requirements()), "every requirement needs an exact == pin"
     assert requirements()["torch"] == "2.13.0"
     for package in ["torch", "jupyterlab", "nbgrader", "matplotlib", "numpy", "pandas", "nbval"]:

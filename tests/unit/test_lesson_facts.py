@@ -6,6 +6,7 @@ that must match bench/recipes.py: "model:improved_mlp" and "recipe:improved_mlp"
 "model:small_cnn" and "recipe:small_cnn" (lesson 08). Change a recipe in the lesson's one tagged cell
 and in bench/recipes.py together, then re-execute the lesson.
 """
+
 from __future__ import annotations
 
 import ast
@@ -23,8 +24,10 @@ ROOT = REPO
 NOTEBOOKS = ROOT / "notebooks"
 BOX = "> **What the articles got wrong.**"
 #: the source articles, where this checkout has them (beside the checkout, or beside its worktrees' folder)
-ARTICLES = next((p for p in (ROOT.parent / "shared" / "reference", ROOT.parent.parent / "shared" / "reference")
-                 if p.is_dir()), ROOT.parent / "shared" / "reference")
+ARTICLES = next(
+    (p for p in (ROOT.parent / "shared" / "reference", ROOT.parent.parent / "shared" / "reference") if p.is_dir()),
+    ROOT.parent / "shared" / "reference",
+)
 
 
 def lesson(stem: str):
@@ -44,7 +47,9 @@ def tagged_cell(stem: str, tag: str):
 def definitions_of(source: str, **context) -> dict:
     """Run only the imports, functions and classes of a cell (no training), with `context` as globals."""
     tree = ast.parse(source)
-    tree.body = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))]
+    tree.body = [
+        node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))
+    ]
     namespace = {"torch": torch, "nn": nn, "device": torch.device("cpu"), **context}
     exec(compile(tree, f"<{source.splitlines()[0]}>", "exec"), namespace)
     return namespace
@@ -57,8 +62,12 @@ def architecture(model: nn.Module) -> tuple[str, list]:
 
 def keyword_value(tree, function: str, keyword: str):
     """The literal value of `keyword=` in the one call to `function` (a dotted name's last part) in `tree`."""
-    found = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-             and (getattr(node.func, "attr", None) or getattr(node.func, "id", None)) == function]
+    found = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (getattr(node.func, "attr", None) or getattr(node.func, "id", None)) == function
+    ]
     assert len(found) == 1, f"expected one call to {function}, found {len(found)}"
     return ast.literal_eval(next(k.value for k in found[0].keywords if k.arg == keyword))
 
@@ -78,24 +87,39 @@ def test_lesson_07b_builds_exactly_the_benchmarks_improved_mlp():
 def recipe_dict(stem: str, tag: str, name: str) -> dict:
     """The literal dict assigned to `name` in the lesson's cell tagged `tag`, e.g. RECIPE = dict(...)."""
     tree = ast.parse(tagged_cell(stem, tag).source)
-    (value,) = [node.value for node in tree.body if isinstance(node, ast.Assign)
-                and any(getattr(t, "id", None) == name for t in node.targets)]
+    (value,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets)
+    ]
     assert isinstance(value, ast.Call) and getattr(value.func, "id", None) == "dict", f"{name} = dict(...) expected"
     return {k.arg: ast.literal_eval(k.value) for k in value.keywords}
 
 
 def test_lesson_07bs_final_recipe_is_the_benchmarks():
     recipe, bench = recipe_dict("07b_improving_the_classifier", "recipe:improved_mlp", "RECIPE"), recipes.IMPROVED_MLP
-    assert recipe == {"standardised": True, "hidden": bench["hidden"], "one_cycle": True, "lr": bench["max_lr"],
-                      "smoothing": bench["label_smoothing"], "weight_decay": bench["weight_decay"],
-                      "batch_size": bench["batch_size"], "epochs": bench["epochs"]}
+    assert recipe == {
+        "standardised": True,
+        "hidden": bench["hidden"],
+        "one_cycle": True,
+        "lr": bench["max_lr"],
+        "smoothing": bench["label_smoothing"],
+        "weight_decay": bench["weight_decay"],
+        "batch_size": bench["batch_size"],
+        "epochs": bench["epochs"],
+    }
 
 
 def test_lesson_07bs_training_helper_uses_the_benchmarks_optimizer_schedule_and_loss():
     tree = ast.parse(tagged_cell("07b_improving_the_classifier", "model:improved_mlp").source)
     assert keyword_value(tree, "AdamW", "fused") is True
     called = {ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
-    assert {"torch.optim.AdamW", "torch.optim.lr_scheduler.OneCycleLR", "nn.CrossEntropyLoss", "TensorBatches"} <= called
+    assert {
+        "torch.optim.AdamW",
+        "torch.optim.lr_scheduler.OneCycleLR",
+        "nn.CrossEntropyLoss",
+        "TensorBatches",
+    } <= called
 
 
 def test_lesson_07bs_ablation_takes_parts_out_of_the_full_length_recipe_and_nothing_mutates_it():
@@ -126,7 +150,9 @@ def test_lesson_08_trains_with_the_benchmarks_hyper_parameters():
 
 
 def test_the_tag_check_finds_a_lesson_model_that_drifted():
-    drifted = definitions_of("def small_cnn(dropout=0.25):\n    return nn.Sequential(nn.Conv2d(1, 16, 3), nn.Flatten())")
+    drifted = definitions_of(
+        "def small_cnn(dropout=0.25):\n    return nn.Sequential(nn.Conv2d(1, 16, 3), nn.Flatten())"
+    )
     assert architecture(drifted["small_cnn"]()) != architecture(recipes.small_cnn())
 
 
@@ -156,17 +182,29 @@ def test_lesson_07_says_which_way_round_its_grey_scale_is_drawn():
 
 def test_lesson_07_scores_the_test_set_nowhere_and_07b_once_at_the_end():
     def scoring_cells(stem):
-        return [i for i, c in enumerate(lesson(stem).cells) if c.cell_type == "code" and "score_submission(" in c.source]
+        return [
+            i for i, c in enumerate(lesson(stem).cells) if c.cell_type == "code" and "score_submission(" in c.source
+        ]
+
     assert scoring_cells("07_apparel_classifier") == []
     cells = lesson("07b_improving_the_classifier").cells
     (only,) = scoring_cells("07b_improving_the_classifier")
-    later_code = [c.source for c in cells[only + 1:] if c.cell_type == "code" and not c.metadata.get("jupyter", {}).get("source_hidden")]
-    assert not any("train_recipe(" in code or "fit(" in code for code in later_code), "nothing is trained after the test"
+    later_code = [
+        c.source
+        for c in cells[only + 1 :]
+        if c.cell_type == "code" and not c.metadata.get("jupyter", {}).get("source_hidden")
+    ]
+    assert not any("train_recipe(" in code or "fit(" in code for code in later_code), (
+        "nothing is trained after the test"
+    )
 
 
 def test_lesson_06_quotes_the_readers_comments_for_the_two_slips_it_shows():
-    box = next(cell.source for cell in lesson("06_sigmoid_network_from_scratch").cells
-               if cell.cell_type == "markdown" and BOX in cell.source)
+    box = next(
+        cell.source
+        for cell in lesson("06_sigmoid_network_from_scratch").cells
+        if cell.cell_type == "markdown" and BOX in cell.source
+    )
     assert [int(n) for n in re.findall(r"^> (\d)\. ", box, re.M)] == [1, 2]
     code_quoted = re.findall(r"`([^`]*_layer[^`]*)`", box)  # the readers' code, as they wrote it
     assert "output = sigmoid(output_layer_input1)" in code_quoted and len(code_quoted) == 4
@@ -183,8 +221,16 @@ def quotes(text: str) -> list:
 
 
 @pytest.mark.skipif(not ARTICLES.is_dir(), reason="the source articles are not in this checkout")
-@pytest.mark.parametrize("stem", ["03_autograd", "05_neural_networks", "06_sigmoid_network_from_scratch",
-                                  "09_beyond_the_basics", "02_matrix_operations"])
+@pytest.mark.parametrize(
+    "stem",
+    [
+        "03_autograd",
+        "05_neural_networks",
+        "06_sigmoid_network_from_scratch",
+        "09_beyond_the_basics",
+        "02_matrix_operations",
+    ],
+)
 def test_what_a_lesson_quotes_from_an_article_is_in_the_article(stem):
     articles = " ".join(" ".join(p.read_text().split()) for p in ARTICLES.glob("*.txt"))
     articles = articles.replace("“", '"').replace("”", '"').replace("’", "'").replace("*", "")
@@ -203,8 +249,9 @@ def test_the_deprecations_are_named_where_the_lessons_meet_them():
     assert "`pretrained=`" in lesson_09 and "TorchScript" in lesson_09 and "deprecated" in lesson_09
 
 
-@pytest.mark.parametrize("stem", ["03_autograd", "05_neural_networks", "06_sigmoid_network_from_scratch",
-                                  "09_beyond_the_basics"])
+@pytest.mark.parametrize(
+    "stem", ["03_autograd", "05_neural_networks", "06_sigmoid_network_from_scratch", "09_beyond_the_basics"]
+)
 def test_where_a_lesson_departs_from_an_article_a_box_says_why(stem):
     boxes = [cell.source for cell in lesson(stem).cells if cell.cell_type == "markdown" and BOX in cell.source]
     assert boxes, f"{stem} departs from a source article; say where and why in a '{BOX}' box"
@@ -239,10 +286,14 @@ def test_the_readme_lists_the_lessons_from_first_to_last():
 
 def test_every_helper_the_readme_introduces_is_used_by_a_lesson():
     readme = (ROOT / "README.md").read_text()
-    block = readme[readme.index("Helpers you will meet"):]
-    block = block[block.index("```python"):block.index("```", block.index("```python") + 3)]
+    block = readme[readme.index("Helpers you will meet") :]
+    block = block[block.index("```python") : block.index("```", block.index("```python") + 3)]
     helpers = re.search(r"from course_utils import (.+)", block).group(1).split(", ")
-    code = "\n".join(cell.source for path in sorted(NOTEBOOKS.glob("*.ipynb"))
-                     for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+    code = "\n".join(
+        cell.source
+        for path in sorted(NOTEBOOKS.glob("*.ipynb"))
+        for cell in nbformat.read(path, as_version=4).cells
+        if cell.cell_type == "code"
+    )
     unused = [name for name in helpers if not re.search(rf"\b{name}\(", code)]
     assert not unused, f"the README promises helpers no lesson uses: {unused}"

@@ -1,4 +1,5 @@
 """course_utils.plots: each helper returns a Figure, draws headless, and refuses bad input clearly."""
+
 import io
 
 import numpy as np
@@ -95,8 +96,11 @@ def test_per_class_accuracy_is_the_diagonal_over_the_row_sums():
 
 
 def test_per_class_plot_draws_one_bar_per_class_and_model_with_percent_labels():
-    fig = plots.plot_per_class_accuracy({"baseline": ([0, 1, 1], [0, 0, 1]), "improved": ([0, 1, 1], [0, 1, 1])},
-                                        class_names=["a", "b"], title="per class")
+    fig = plots.plot_per_class_accuracy(
+        {"baseline": ([0, 1, 1], [0, 0, 1]), "improved": ([0, 1, 1], [0, 1, 1])},
+        class_names=["a", "b"],
+        title="per class",
+    )
     ax = fig.axes[0]
     assert len(ax.patches) == 4
     assert sorted(t.get_text() for t in ax.texts) == ["100%", "100%", "100%", "50%"]
@@ -239,7 +243,10 @@ def test_autograd_graph_has_one_accumulator_per_leaf_even_when_it_is_used_twice(
     leaves = {d["label"]: n for n, d in graph.nodes(data=True) if d["kind"] == "leaf"}
     assert sorted(leaves) == ["u ()", "v ()"]
     u_accumulator = next(iter(graph.predecessors(leaves["u ()"])))
-    assert sorted(graph.nodes[p]["label"] for p in graph.predecessors(u_accumulator)) == ["MulBackward0", "PowBackward0"]
+    assert sorted(graph.nodes[p]["label"] for p in graph.predecessors(u_accumulator)) == [
+        "MulBackward0",
+        "PowBackward0",
+    ]
 
 
 def test_autograd_graph_skips_constants_and_refuses_untracked_tensors():
@@ -282,16 +289,21 @@ def test_network_diagram_refuses_fewer_than_two_layers():
 # ---------------------------------------------------------------- every figure is deterministic
 
 
-@pytest.mark.parametrize("draw", [
-    lambda: plots.plot_broadcast(torch.tensor([[0], [10]]), torch.tensor([1, 2, 3])),
-    lambda: plots.plot_network((4, 3, 1)),
-    lambda: plots.plot_decision_boundary(two_layer_classifier(), torch.arange(40.0).reshape(20, 2) / 10,
-                                         torch.arange(20) % 2, resolution=30),
-    lambda: plots.plot_lr_schedule([0.1, 0.4, 0.2]),
-    lambda: plots.plot_history(History([1.0, 0.5], [0.5, 0.7], [1.1, 0.6], [0.4, 0.6])),
-    lambda: plots.plot_per_class_accuracy({"m": ([0, 1, 2], [0, 1, 1])}, class_names=["a", "b", "c"]),
-    lambda: plots.plot_accuracy_vs_labels([10, 100], {"m": [0.3, 0.6]}),
-], ids=["broadcast", "network", "boundary", "schedule", "history", "per_class", "labels"])
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: plots.plot_broadcast(torch.tensor([[0], [10]]), torch.tensor([1, 2, 3])),
+        lambda: plots.plot_network((4, 3, 1)),
+        lambda: plots.plot_decision_boundary(
+            two_layer_classifier(), torch.arange(40.0).reshape(20, 2) / 10, torch.arange(20) % 2, resolution=30
+        ),
+        lambda: plots.plot_lr_schedule([0.1, 0.4, 0.2]),
+        lambda: plots.plot_history(History([1.0, 0.5], [0.5, 0.7], [1.1, 0.6], [0.4, 0.6])),
+        lambda: plots.plot_per_class_accuracy({"m": ([0, 1, 2], [0, 1, 1])}, class_names=["a", "b", "c"]),
+        lambda: plots.plot_accuracy_vs_labels([10, 100], {"m": [0.3, 0.6]}),
+    ],
+    ids=["broadcast", "network", "boundary", "schedule", "history", "per_class", "labels"],
+)
 def test_the_same_input_draws_the_same_picture(draw):
     assert png_bytes(draw()) == png_bytes(draw())
 
@@ -365,7 +377,9 @@ def test_optimizer_paths_draws_every_path_over_the_contours():
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert lines["SGD"].get_xydata().tolist() == sgd.tolist()
     assert lines["Adam"].get_xydata().tolist() == adam.tolist()
-    assert lines["start"].get_xydata().tolist() == [[0.0, 1.0]] and lines["minimum"].get_xydata().tolist() == [[1.0, 0.0]]
+    assert lines["start"].get_xydata().tolist() == [[0.0, 1.0]] and lines["minimum"].get_xydata().tolist() == [
+        [1.0, 0.0]
+    ]
     assert ax.collections, "the contour lines"
     assert (ax.get_xlim(), ax.get_ylim()) == ((-1.0, 2.0), (-1.0, 1.5))
 
@@ -426,9 +440,13 @@ def test_all_reduce_shows_each_rank_its_own_gradient_then_the_mean():
     texts = [t.get_text() for t in ax.texts]
     assert "rank 0" in texts and "rank 1" in texts
     numbers = [t for t in ax.texts if t.get_text().lstrip("-").replace(".", "").isdigit()]
-    right = sorted((t for t in numbers if t.get_position()[0] > 5), key=lambda t: (t.get_position()[1], t.get_position()[0]))
+    right = sorted(
+        (t for t in numbers if t.get_position()[0] > 5), key=lambda t: (t.get_position()[1], t.get_position()[0])
+    )
     assert [t.get_text() for t in right] == ["2", "1", "-0.125"] * 2  # both ranks hold the mean
-    left = sorted((t for t in numbers if t.get_position()[0] < 3), key=lambda t: (t.get_position()[1], t.get_position()[0]))
+    left = sorted(
+        (t for t in numbers if t.get_position()[0] < 3), key=lambda t: (t.get_position()[1], t.get_position()[0])
+    )
     assert [t.get_text() for t in left] == ["1", "2", "-0.5", "3", "0", "0.25"]
 
 
@@ -439,11 +457,15 @@ def test_all_reduce_needs_two_ranks_of_equal_size():
         plots.plot_all_reduce([torch.ones(3), torch.ones(2)])
 
 
-@pytest.mark.parametrize("draw", [
-    lambda: plots.plot_memory_layout({"t": torch.arange(6).view(2, 3).T}),
-    lambda: plots.plot_optimizer_paths(bowl, {"p": torch.tensor([[0.0, 1.0], [0.5, 0.5]])}, (-1, 2), (-1, 1.5)),
-    lambda: plots.plot_convolution_steps(torch.arange(9.0).reshape(3, 3), torch.ones(2, 2), [(0, 0), (1, 1)]),
-    lambda: plots.plot_all_reduce([torch.tensor([1.0, 2.0]), torch.tensor([3.0, 0.0])]),
-], ids=["memory", "paths", "convolution", "all_reduce"])
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: plots.plot_memory_layout({"t": torch.arange(6).view(2, 3).T}),
+        lambda: plots.plot_optimizer_paths(bowl, {"p": torch.tensor([[0.0, 1.0], [0.5, 0.5]])}, (-1, 2), (-1, 1.5)),
+        lambda: plots.plot_convolution_steps(torch.arange(9.0).reshape(3, 3), torch.ones(2, 2), [(0, 0), (1, 1)]),
+        lambda: plots.plot_all_reduce([torch.tensor([1.0, 2.0]), torch.tensor([3.0, 0.0])]),
+    ],
+    ids=["memory", "paths", "convolution", "all_reduce"],
+)
 def test_the_new_diagrams_draw_the_same_picture_for_the_same_input(draw):
     assert png_bytes(draw()) == png_bytes(draw())

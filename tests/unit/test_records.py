@@ -1,5 +1,6 @@
 """course_utils.records, the grader's side: a refused record file is refused with a reason that quotes nothing
 of it (its keys and values are whatever the kernel wrote, and the reason reaches the learner's feedback)."""
+
 from __future__ import annotations
 
 import io
@@ -19,13 +20,16 @@ def saved(value) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("records", [
-    {"LEAK:" + SECRET: {"kind": "value", "value": 1, "params": {}}},
-    {"ex_a/x": {"kind": "LEAK:" + SECRET, "value": 1, "params": {}}},
-    {"ex_a/x": {"kind": "value", "value": 1, "params": {}, "LEAK:" + SECRET: 1}},
-    {"ex_a/x": "LEAK:" + SECRET},
-    ["LEAK:" + SECRET],
-])
+@pytest.mark.parametrize(
+    "records",
+    [
+        {"LEAK:" + SECRET: {"kind": "value", "value": 1, "params": {}}},
+        {"ex_a/x": {"kind": "LEAK:" + SECRET, "value": 1, "params": {}}},
+        {"ex_a/x": {"kind": "value", "value": 1, "params": {}, "LEAK:" + SECRET: 1}},
+        {"ex_a/x": "LEAK:" + SECRET},
+        ["LEAK:" + SECRET],
+    ],
+)
 def test_a_malformed_record_file_is_refused_without_quoting_it(records):
     with pytest.raises(RecordError) as refused:
         load_record_bytes(saved(records), 2**20)

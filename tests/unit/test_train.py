@@ -1,4 +1,5 @@
 """course_utils.train: batching in-memory tensors, the training loop, and scoring a model."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,19 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from course_utils.train import (Augment, History, TensorBatches, accuracy, evaluate, fit, model_device, predict,
-                                random_shift, scheduled_learning_rates, train_epoch)
+from course_utils.train import (
+    Augment,
+    History,
+    TensorBatches,
+    accuracy,
+    evaluate,
+    fit,
+    model_device,
+    predict,
+    random_shift,
+    scheduled_learning_rates,
+    train_epoch,
+)
 
 
 def blobs(n: int = 200, seed: int = 0):
@@ -63,12 +75,15 @@ def test_a_transform_is_applied_to_each_batch_of_inputs_only():
         assert yb.max() < 6
 
 
-@pytest.mark.parametrize("x, y, batch_size, message", [
-    (torch.zeros(5, 2), torch.zeros(4, dtype=torch.long), 2, "5 inputs but 4 labels"),
-    (torch.zeros(5, 2, dtype=torch.uint8), torch.zeros(5, dtype=torch.long), 2, "x.float"),
-    (torch.zeros(5, 2), torch.zeros(5), 2, "y.long()"),
-    (torch.zeros(5, 2), torch.zeros(5, dtype=torch.long), 0, "batch_size must be a positive"),
-])
+@pytest.mark.parametrize(
+    "x, y, batch_size, message",
+    [
+        (torch.zeros(5, 2), torch.zeros(4, dtype=torch.long), 2, "5 inputs but 4 labels"),
+        (torch.zeros(5, 2, dtype=torch.uint8), torch.zeros(5, dtype=torch.long), 2, "x.float"),
+        (torch.zeros(5, 2), torch.zeros(5), 2, "y.long()"),
+        (torch.zeros(5, 2), torch.zeros(5, dtype=torch.long), 0, "batch_size must be a positive"),
+    ],
+)
 def test_bad_batches_are_refused_with_a_message_saying_what_to_do(x, y, batch_size, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         TensorBatches(x, y, batch_size)
@@ -145,8 +160,14 @@ def test_one_epoch_lowers_the_loss_and_steps_the_scheduler_once_per_batch():
 def test_fit_learns_a_separable_problem_and_records_every_epoch():
     x, y = blobs()
     model = small_model()
-    history = fit(model, TensorBatches(x, y, 32, shuffle=True), torch.optim.Adam(model.parameters(), lr=0.05),
-                  epochs=5, val=blobs(seed=1), progress=False)
+    history = fit(
+        model,
+        TensorBatches(x, y, 32, shuffle=True),
+        torch.optim.Adam(model.parameters(), lr=0.05),
+        epochs=5,
+        val=blobs(seed=1),
+        progress=False,
+    )
     assert isinstance(history, History) and history.epochs == 5
     assert len(history.val_loss) == len(history.val_accuracy) == len(history.seconds) == 5
     assert history.train_loss[-1] < history.train_loss[0]
@@ -197,8 +218,17 @@ def test_fit_keeps_an_exponential_moving_average_of_the_weights_after_every_step
     x, y = blobs()
     model, recorder, decay = small_model(), Recorder(), 0.9
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
-    history = fit(model, TensorBatches(x, y, 32, shuffle=True), torch.optim.SGD(model.parameters(), lr=0.1), epochs=2,
-                  val=blobs(seed=1), scheduler=recorder, averaged=ema, seed=0, progress=False)
+    history = fit(
+        model,
+        TensorBatches(x, y, 32, shuffle=True),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=2,
+        val=blobs(seed=1),
+        scheduler=recorder,
+        averaged=ema,
+        seed=0,
+        progress=False,
+    )
     manual = recorder.weights[0]  # the first update copies the weights; each later one moves 10 % of the way
     for weights in recorder.weights[1:]:
         manual = [decay * m + (1 - decay) * w for m, w in zip(manual, weights)]
@@ -219,8 +249,9 @@ def test_fit_trains_from_a_dataloader_too():
 def test_fit_shows_a_progress_bar_that_counts_every_batch_of_every_epoch(capsys):
     x, y = blobs(40)
     model = small_model()
-    fit(model, TensorBatches(x, y, 16), torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, val=(x, y),
-        progress=True)
+    fit(
+        model, TensorBatches(x, y, 16), torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, val=(x, y), progress=True
+    )
     err = capsys.readouterr().err
     assert "6/6" in err and "epoch=2/2" in err  # 3 batches x 2 epochs; the postfix names the epoch
 
@@ -241,8 +272,13 @@ def test_fit_leaves_the_global_generator_alone_unless_given_a_seed():
     state = torch.get_rng_state()
     model = nn.Sequential(nn.Linear(2, 2))  # no dropout: training itself draws nothing from the global generator
     torch.set_rng_state(state)
-    fit(model, TensorBatches(x, y, 32, shuffle=True), torch.optim.SGD(model.parameters(), lr=0.1), epochs=2,
-        progress=False)
+    fit(
+        model,
+        TensorBatches(x, y, 32, shuffle=True),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=2,
+        progress=False,
+    )
     assert torch.equal(torch.get_rng_state(), state), "fit() must not reseed torch's global generator by itself"
 
 
@@ -266,11 +302,26 @@ def test_fit_scores_validation_with_its_own_loss_when_given_one():
     x, y = blobs()
     model = small_model()
     smoothed = nn.CrossEntropyLoss(label_smoothing=0.2)
-    history = fit(model, (x, y), torch.optim.SGD(model.parameters(), lr=0.1), epochs=1, val=(x, y),
-                  loss_fn=smoothed, val_loss_fn=nn.functional.cross_entropy, progress=False)
+    history = fit(
+        model,
+        (x, y),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=1,
+        val=(x, y),
+        loss_fn=smoothed,
+        val_loss_fn=nn.functional.cross_entropy,
+        progress=False,
+    )
     assert history.val_loss[0] == pytest.approx(evaluate(model, (x, y))[0], rel=1e-6)
-    same = fit(model, (x, y), torch.optim.SGD(model.parameters(), lr=0.0), epochs=1, val=(x, y), loss_fn=smoothed,
-               progress=False)
+    same = fit(
+        model,
+        (x, y),
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        epochs=1,
+        val=(x, y),
+        loss_fn=smoothed,
+        progress=False,
+    )
     assert same.val_loss[0] == pytest.approx(evaluate(model, (x, y), loss_fn=smoothed)[0], rel=1e-6)
 
 
@@ -314,8 +365,9 @@ def shifted_by_hand(image: torch.Tensor, down: int, right: int, fill: float) -> 
     """[H, W] image moved ``down`` rows and ``right`` columns (negative: up, left), the border filled."""
     h, w = image.shape
     out = torch.full_like(image, fill)
-    out[max(down, 0):h + min(down, 0), max(right, 0):w + min(right, 0)] = \
-        image[max(-down, 0):h + min(-down, 0), max(-right, 0):w + min(-right, 0)]
+    out[max(down, 0) : h + min(down, 0), max(right, 0) : w + min(right, 0)] = image[
+        max(-down, 0) : h + min(-down, 0), max(-right, 0) : w + min(-right, 0)
+    ]
     return out
 
 
@@ -325,8 +377,12 @@ def test_each_shifted_image_is_one_of_the_hand_made_shifts(flip):
     out = random_shift(images, max_shift=1, fill=-1.0, flip=flip, generator=torch.Generator().manual_seed(0))
     seen = set()
     for image, result in zip(images[:, 0], out[:, 0]):
-        candidates = {(d, r, m): shifted_by_hand(image.flip(-1) if m else image, d, r, -1.0)
-                      for d in (-1, 0, 1) for r in (-1, 0, 1) for m in ((False, True) if flip else (False,))}
+        candidates = {
+            (d, r, m): shifted_by_hand(image.flip(-1) if m else image, d, r, -1.0)
+            for d in (-1, 0, 1)
+            for r in (-1, 0, 1)
+            for m in ((False, True) if flip else (False,))
+        }
         match = [key for key, c in candidates.items() if torch.equal(c, result)]
         assert len(match) == 1
         seen.add(match[0])
@@ -384,16 +440,19 @@ def test_scheduled_rates_are_the_rates_training_uses_at_each_step():
 
     fit(model, Recording(x, y, 16, shuffle=True), optimizer, epochs=3, scheduler=scheduler, progress=False)
     expected = scheduled_learning_rates(
-        lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=3 * 4), 3 * 4)
+        lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=3 * 4), 3 * 4
+    )
     assert used == pytest.approx(expected, rel=1e-12)
 
 
 def test_one_cycle_rates_climb_to_the_peak_and_fall_far_below_the_start():
-    lrs = scheduled_learning_rates(lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.004, total_steps=100), 100)
+    lrs = scheduled_learning_rates(
+        lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.004, total_steps=100), 100
+    )
     peak = lrs.index(max(lrs))
     assert max(lrs) == pytest.approx(0.004) and 20 <= peak <= 40  # OneCycleLR warms up over 30% of the steps
-    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
-    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
     assert lrs[-1] < lrs[0] / 100
 
 
@@ -427,7 +486,15 @@ def test_fast_bfloat16_is_a_yes_or_no_answer():
 def test_training_under_bfloat16_autocast_still_learns():
     x, y = blobs()
     model = small_model()
-    history = fit(model, TensorBatches(x, y, 32, shuffle=True), torch.optim.Adam(model.parameters(), lr=0.05),
-                  epochs=3, val=blobs(seed=1), bf16=True, seed=0, progress=False)
+    history = fit(
+        model,
+        TensorBatches(x, y, 32, shuffle=True),
+        torch.optim.Adam(model.parameters(), lr=0.05),
+        epochs=3,
+        val=blobs(seed=1),
+        bf16=True,
+        seed=0,
+        progress=False,
+    )
     assert history.val_accuracy[-1] > 0.9
     assert all(p.dtype == torch.float32 for p in model.parameters()), "autocast leaves the weights in float32"

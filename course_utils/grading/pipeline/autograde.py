@@ -16,6 +16,7 @@
     >>> reports = autograde(Course.load("."), ["01_tensors_vs_numpy"], workers=2)  # doctest: +SKIP
     >>> print(reports[0].summary())                                                 # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,16 +63,18 @@ class AutogradeReport:
     assignment: str
     graded: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
-    totals: dict[str, tuple[float, float]] = field(default_factory=dict)   # student -> (score, max)
-    notes: dict[str, list[str]] = field(default_factory=dict)             # student -> limits / problems
+    totals: dict[str, tuple[float, float]] = field(default_factory=dict)  # student -> (score, max)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # student -> limits / problems
     seconds_per_notebook: list[float] = field(default_factory=list)
-    reference_seconds: float = 0.0    # execution time of the solution notebooks this run had to run
-    not_graded: dict[str, str] = field(default_factory=dict)             # student -> why the grader could not
-    stages: list[dict] = field(default_factory=list)                      # per notebook: seconds per stage
+    reference_seconds: float = 0.0  # execution time of the solution notebooks this run had to run
+    not_graded: dict[str, str] = field(default_factory=dict)  # student -> why the grader could not
+    stages: list[dict] = field(default_factory=list)  # per notebook: seconds per stage
 
     def summary(self) -> str:
-        lines = [f"{self.assignment}: graded {len(self.graded)}, unchanged {len(self.reused)}"
-                 + (f", NOT GRADED {len(self.not_graded)} (run autograde again)" if self.not_graded else "")]
+        lines = [
+            f"{self.assignment}: graded {len(self.graded)}, unchanged {len(self.reused)}"
+            + (f", NOT GRADED {len(self.not_graded)} (run autograde again)" if self.not_graded else "")
+        ]
         for student, why in sorted(self.not_graded.items()):
             lines.append(f"  {student:<24} not graded: {why[:160]}")
         for student, (score, top) in sorted(self.totals.items()):
@@ -104,13 +107,24 @@ def _annotate(nb_json: str, scores) -> str:
     for cell in nb.cells:
         score = by_id.get(grade_id_of(cell))
         if score is not None and cell.cell_type == "code" and score.score is not None:
-            cell.outputs.append(nbformat.v4.new_output(
-                "stream", name="stdout", text=f"[grader] {score.score:g} / {score.max_score:g}: {score.message}\n"))
+            cell.outputs.append(
+                nbformat.v4.new_output(
+                    "stream", name="stdout", text=f"[grader] {score.score:g} / {score.max_score:g}: {score.message}\n"
+                )
+            )
     return nbformat.writes(nb)
 
 
-def _finish_student(course: Course, assignment: str, student: str, outputs: list[JobOutput],
-                    references: dict, fingerprint: str, cells_of: dict[str, list], answers: dict) -> dict:
+def _finish_student(
+    course: Course,
+    assignment: str,
+    student: str,
+    outputs: list[JobOutput],
+    references: dict,
+    fingerprint: str,
+    cells_of: dict[str, list],
+    answers: dict,
+) -> dict:
     """Score one student's notebooks (each with its constrained tasks' own jobs), write the autograded copies and
     the result file; return the result. ``answers`` maps a task's job name to the answer cell it ran."""
     result = {"student": student, "assignment": assignment, "fingerprint": fingerprint, "notebooks": {}}
@@ -120,21 +134,40 @@ def _finish_student(course: Course, assignment: str, student: str, outputs: list
     for out in sorted((o for o in outputs if split_job_name(o.notebook)[1] is None), key=lambda o: o.notebook):
         cells = cells_of[out.notebook]
         records = out.records(cap)
-        tasks = {split_job_name(t.notebook)[1]: TaskRun(answers.get(t.notebook), t.records(cap), references[t.notebook],
-                                                        t.notebook_json, t.problem, t.limits_hit)
-                 for t in task_outputs if split_job_name(t.notebook)[0] == out.notebook}
-        scores = score_notebook(cells, records, references[out.notebook], problem=out.problem,
-                                limits_hit=out.limits_hit, notebook=out.notebook_json, tasks=tasks)
+        tasks = {
+            split_job_name(t.notebook)[1]: TaskRun(
+                answers.get(t.notebook),
+                t.records(cap),
+                references[t.notebook],
+                t.notebook_json,
+                t.problem,
+                t.limits_hit,
+            )
+            for t in task_outputs
+            if split_job_name(t.notebook)[0] == out.notebook
+        }
+        scores = score_notebook(
+            cells,
+            records,
+            references[out.notebook],
+            problem=out.problem,
+            limits_hit=out.limits_hit,
+            notebook=out.notebook_json,
+            tasks=tasks,
+        )
         answer_of = {c.grade_id: c.answer_id for c in cells}
         seconds = out.seconds + sum(t.seconds for t in task_outputs if split_job_name(t.notebook)[0] == out.notebook)
         result["notebooks"][out.notebook] = {
-            "seconds": round(seconds, 2), "limits_hit": out.limits_hit, "problem": out.problem,
-            "cells": [dict(s.to_dict(), answer_id=answer_of[s.grade_id]) for s in scores]}
+            "seconds": round(seconds, 2),
+            "limits_hit": out.limits_hit,
+            "problem": out.problem,
+            "cells": [dict(s.to_dict(), answer_id=answer_of[s.grade_id]) for s in scores],
+        }
         if out.notebook_json is not None:
             try:
                 annotated = _annotate(out.notebook_json, scores)
             except (ValueError, RecursionError, AttributeError, TypeError):
-                continue   # nothing to show in the formgrader; the scores stand
+                continue  # nothing to show in the formgrader; the scores stand
             write_atomically(target / f"{out.notebook}.ipynb", annotated)
     write_result(course, result)
     return result
@@ -146,14 +179,15 @@ def _finish_student(course: Course, assignment: str, student: str, outputs: list
 @dataclass
 class _Plan:
     """What one assignment needs from the engine: its missing references and its students' notebooks."""
+
     report: AutogradeReport
     key: str
-    references: dict = field(default_factory=dict)    # job name -> records (None: being computed)
-    cells: dict = field(default_factory=dict)         # notebook -> graded cells of the source, read once
+    references: dict = field(default_factory=dict)  # job name -> records (None: being computed)
+    cells: dict = field(default_factory=dict)  # notebook -> graded cells of the source, read once
     jobs: list[Job] = field(default_factory=list)
-    pending: dict = field(default_factory=dict)        # student -> [JobOutput]
-    fingerprints: dict = field(default_factory=dict)   # student -> fingerprint
-    answers: dict = field(default_factory=dict)        # student -> {task's job name: the answer cell it runs}
+    pending: dict = field(default_factory=dict)  # student -> [JobOutput]
+    fingerprints: dict = field(default_factory=dict)  # student -> fingerprint
+    answers: dict = field(default_factory=dict)  # student -> {task's job name: the answer cell it runs}
 
 
 def _notebook_bytes(path: Path, cap: int) -> bytes | None:
@@ -168,13 +202,17 @@ def _plan(course: Course, assignment: str, students, sandboxed: bool, force: boo
     """The jobs of every student whose submission changed (or all, with ``force``); unchanged ones are reused."""
     key = reference_key(course, assignment)
     notebooks = course.notebooks(assignment)
-    plan = _Plan(AutogradeReport(assignment), key,
-                 {name: cached_reference(course, assignment, name, key) for name in job_names(course, assignment)},
-                 {nb: graded_cells(course.source_notebook(assignment, nb)) for nb in notebooks})
+    plan = _Plan(
+        AutogradeReport(assignment),
+        key,
+        {name: cached_reference(course, assignment, name, key) for name in job_names(course, assignment)},
+        {nb: graded_cells(course.source_notebook(assignment, nb)) for nb in notebooks},
+    )
     sources = {nb: nbformat.read(course.source_notebook(assignment, nb), as_version=4) for nb in notebooks}
     task_jobs = [split_job_name(name) for name in plan.references if split_job_name(name)[1] is not None]
-    snapshots = {nb: SourceSnapshot.from_gradebook(course.db_url, course.coursedir.course_id, assignment, nb)
-                 for nb in notebooks}
+    snapshots = {
+        nb: SourceSnapshot.from_gradebook(course.db_url, course.coursedir.course_id, assignment, nb) for nb in notebooks
+    }
     limits, keep = course.limits, course.setting("Grader", "keep_jobs")
     course_files = read_files(course.source_dir / assignment, limits.disk_bytes)
     for student in students or course.submitted_students(assignment):
@@ -190,11 +228,25 @@ def _plan(course: Course, assignment: str, students, sandboxed: bool, force: boo
         submitted = {}
         for notebook in notebooks:
             submitted[notebook] = _notebook_bytes(folder / f"{notebook}.ipynb", limits.notebook_bytes)
-            plan.jobs.append(Job(student, assignment, notebook, submitted[notebook],
-                                 course_files + files, snapshots[notebook], limits, sandboxed, keep))
+            plan.jobs.append(
+                Job(
+                    student,
+                    assignment,
+                    notebook,
+                    submitted[notebook],
+                    course_files + files,
+                    snapshots[notebook],
+                    limits,
+                    sandboxed,
+                    keep,
+                )
+            )
         plan.answers[student] = {}
-        mine = {nb: read_submitted(data) for nb, data in submitted.items()
-                if task_jobs and len(data or b"") <= limits.notebook_bytes}
+        mine = {
+            nb: read_submitted(data)
+            for nb, data in submitted.items()
+            if task_jobs and len(data or b"") <= limits.notebook_bytes
+        }
         for notebook, task in task_jobs:  # the answer cell alone, with the source's set-up and test cells
             name = job_name(notebook, task)
             plan.answers[student][name] = answer_source(mine.get(notebook), answer_id_of(sources[notebook], task))
@@ -214,8 +266,16 @@ def _finish_ready(course: Course, plan: _Plan) -> None:
                 plan.report.not_graded[student] = failed[0].problem or "internal grader error"
             else:
                 try:
-                    _finish_student(course, plan.report.assignment, student, outputs, plan.references,
-                                    plan.fingerprints[student], plan.cells, plan.answers.get(student, {}))
+                    _finish_student(
+                        course,
+                        plan.report.assignment,
+                        student,
+                        outputs,
+                        plan.references,
+                        plan.fingerprints[student],
+                        plan.cells,
+                        plan.answers.get(student, {}),
+                    )
                     plan.report.graded.append(student)
                 except OSError as error:  # e.g. the grading folder's disk is full: keep the old result
                     plan.report.not_graded[student] = f"its result could not be written ({error})"
@@ -259,10 +319,20 @@ def _summarize(course: Course, report: AutogradeReport) -> list[dict]:
     return results
 
 
-def autograde(course: Course, assignments: list[str] | None = None, *, students: list[str] | None = None,
-              workers: int | None = None, sandboxed: bool = True, force: bool = False, progress: bool = True,
-              scheduler: str | None = None, engine: Engine | None = None, lock=None,
-              certificates: Path | None = None) -> list[AutogradeReport]:
+def autograde(
+    course: Course,
+    assignments: list[str] | None = None,
+    *,
+    students: list[str] | None = None,
+    workers: int | None = None,
+    sandboxed: bool = True,
+    force: bool = False,
+    progress: bool = True,
+    scheduler: str | None = None,
+    engine: Engine | None = None,
+    lock=None,
+    certificates: Path | None = None,
+) -> list[AutogradeReport]:
     """Grade ``students`` (default: every submission) of ``assignments`` (default: all) on one engine.
 
         >>> [r.summary() for r in autograde(course, ["01_tensors_vs_numpy"], workers=2)]  # doctest: +SKIP
@@ -294,7 +364,9 @@ def autograde(course: Course, assignments: list[str] | None = None, *, students:
         with lock:
             write_scores(course, results)
     except (OSError, SQLAlchemyError) as error:  # e.g. a full disk: the result files hold every decision
-        raise CourseError(f"the gradebook {course.db_path} could not be updated ({str(error).splitlines()[0][:200]}); "
-                          f"every result is kept in {course.results_dir}: free the space and run autograde again "
-                          "(unchanged submissions are not graded twice)") from None
+        raise CourseError(
+            f"the gradebook {course.db_path} could not be updated ({str(error).splitlines()[0][:200]}); "
+            f"every result is kept in {course.results_dir}: free the space and run autograde again "
+            "(unchanged submissions are not graded twice)"
+        ) from None
     return [plan.report for plan in plans.values()]

@@ -11,6 +11,7 @@ the task's answer cell as submitted: the same cell the task's own job runs (``pi
 becomes that check's outcome, worded as the test cell words it (``constraint_rules.summary``). No learner code
 runs here: the cell is only parsed.
 """
+
 from __future__ import annotations
 
 from course_utils.constraint_rules import answer_cell_problems, summary
@@ -18,8 +19,11 @@ from course_utils.constraint_rules import answer_cell_problems, summary
 
 def constraint_keys(reference: dict) -> dict[str, dict]:
     """key -> the parameters of its constraint record, for every constraint record of a reference, in order."""
-    return {key: entry["params"] for key, entry in reference.items()
-            if isinstance(entry, dict) and entry.get("kind") == "constraint"}
+    return {
+        key: entry["params"]
+        for key, entry in reference.items()
+        if isinstance(entry, dict) and entry.get("kind") == "constraint"
+    }
 
 
 def answer_problems(answer: str | None, reference: dict) -> dict[str, str]:
@@ -32,14 +36,14 @@ def answer_problems(answer: str | None, reference: dict) -> dict[str, str]:
             problems[key] = f"`{function}` is not in this task's answer cell: the grade judges that cell alone"
             continue
         try:
-            found = answer_cell_problems(answer, function, list(params["rules"]), list(params.get("uses", [])),
-                                         list(params.get("require", [])))
+            found = answer_cell_problems(
+                answer, function, list(params["rules"]), list(params.get("uses", [])), list(params.get("require", []))
+            )
         except Exception as error:  # a grader bug must fail closed, never pass a task
             found = [f"the constraint check could not run ({type(error).__name__})"]
         if found:
             problems[key] = summary(found)
     return problems
-
 
 
 def constraint_problems(notebook, reference: dict) -> dict[str, str]:

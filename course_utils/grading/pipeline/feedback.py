@@ -15,6 +15,7 @@ after ``OUTPUT_BUDGET`` bytes. Each page is made safe and rendered in a worker p
 render, is replaced by the summary alone, and a submission that is not a valid notebook is shown as such.
 No page stops another's.
 """
+
 from __future__ import annotations
 
 import html
@@ -31,9 +32,9 @@ from course_utils.grading.course import Course
 from course_utils.grading.pipeline.results import load_result, result_notes, result_totals
 from course_utils.grading.pipeline.safe_html import safe_notebook, with_csp
 
-OUTPUT_BUDGET = 1 * 2**20      # bytes of the learner's outputs a report shows
-MARKDOWN_CHARS = 20_000        # longest markdown cell shown in full
-RENDER_SECONDS = 60            # time limit for rendering one report
+OUTPUT_BUDGET = 1 * 2**20  # bytes of the learner's outputs a report shows
+MARKDOWN_CHARS = 20_000  # longest markdown cell shown in full
+RENDER_SECONDS = 60  # time limit for rendering one report
 CUT = "[grader: the rest of this output is not shown in feedback]"
 
 
@@ -44,12 +45,17 @@ def _points(score: dict) -> str:
 
 def _summary_cell(result: dict, notebook: str):
     entry = result["notebooks"][notebook]
-    rows = "".join(f"<tr><td>{html.escape(c['grade_id'])}</td><td>{_points(c)}</td>"
-                   f"<td><pre>{html.escape(c['message'])}</pre></td></tr>" for c in entry["cells"])
+    rows = "".join(
+        f"<tr><td>{html.escape(c['grade_id'])}</td><td>{_points(c)}</td>"
+        f"<td><pre>{html.escape(c['message'])}</pre></td></tr>"
+        for c in entry["cells"]
+    )
     score, top = result_totals(result)
     notes = result_notes({"notebooks": {notebook: entry}})
-    lines = [f"# Feedback: {html.escape(notebook)}", f"**{html.escape(result['student'])}**: {score:g} / {top:g} "
-             f"points for {html.escape(result['assignment'])}."]
+    lines = [
+        f"# Feedback: {html.escape(notebook)}",
+        f"**{html.escape(result['student'])}**: {score:g} / {top:g} points for {html.escape(result['assignment'])}.",
+    ]
     if notes:
         lines.append("**Note:** " + html.escape("; ".join(notes)))
     lines.append(f"<table><tr><th>task</th><th>points</th><th>comment</th></tr>{rows}</table>")
@@ -74,9 +80,10 @@ def _bounded(nb) -> None:
         cell.outputs = kept
 
 
-def learners_view(submitted, source, scores: dict[str, dict], markers: HiddenMarkers = HiddenMarkers()):
+def learners_view(submitted, source, scores: dict[str, dict], markers: HiddenMarkers | None = None):
     """The notebook a report shows: the learner's cells and own outputs; locked cells as released; each
     test cell's visible part with its verdict as its only output (see the module docstring)."""
+    markers = markers or HiddenMarkers()
     trusted = {grade_id(c): c for c in source.cells if grade_id(c)}
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": source.metadata.get("kernelspec", {})})
     for cell in submitted.cells:
@@ -99,6 +106,7 @@ def _render(nb_json: str) -> str:
     """The page of a notebook whose first cell is the (trusted) summary: every other cell made safe and
     bounded first. Runs in a worker process (``_render_all``)."""
     from nbconvert import HTMLExporter
+
     nb = nbformat.reads(nb_json, as_version=4)
     summary, nb.cells = nb.cells[:1], nb.cells[1:]
     safe_notebook(nb)
@@ -130,8 +138,13 @@ def feedback_notebook(course: Course, result: dict, notebook: str):
     submitted = _submitted(course, course.submitted_dir / result["student"] / assignment / f"{notebook}.ipynb")
     scores = {c["grade_id"]: c for c in result["notebooks"][notebook]["cells"]}
     if submitted is None:
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
-            "(Your notebook is not shown: the file you handed in is not a valid notebook.)")])
+        nb = nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_markdown_cell(
+                    "(Your notebook is not shown: the file you handed in is not a valid notebook.)"
+                )
+            ]
+        )
     else:
         nb = learners_view(submitted, source, scores, course.markers)
     nb.cells.insert(0, _summary_cell(result, notebook))
@@ -144,8 +157,12 @@ def feedback_html(course: Course, result: dict, notebook: str) -> str:
 
 
 def _summary_only(result: dict, notebook: str, why: str = "it took too long to display") -> str:
-    nb = nbformat.v4.new_notebook(cells=[_summary_cell(result, notebook), nbformat.v4.new_markdown_cell(
-        f"(Your notebook is not shown: {why}. Your scores above are complete.)")])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            _summary_cell(result, notebook),
+            nbformat.v4.new_markdown_cell(f"(Your notebook is not shown: {why}. Your scores above are complete.)"),
+        ]
+    )
     return _render(nbformat.writes(nb))
 
 
@@ -156,8 +173,9 @@ def _render_all(pages: list[str | None], workers: int, seconds: float) -> list[s
     while len(rendered) < len(pages):
         pool = context.Pool(max(1, min(workers, len(pages) - len(rendered))))
         try:
-            jobs = [None if nb_json is None else pool.apply_async(_render, (nb_json,))
-                    for nb_json in pages[len(rendered):]]
+            jobs = [
+                None if nb_json is None else pool.apply_async(_render, (nb_json,)) for nb_json in pages[len(rendered) :]
+            ]
             for job in jobs:
                 if job is None:
                     rendered.append(None)
@@ -181,8 +199,9 @@ def _page_json(course: Course, result: dict, notebook: str) -> str | None:
         return None
 
 
-def feedback(course: Course, assignment: str, students: list[str] | None = None,
-             workers: int | None = None) -> list[Path]:
+def feedback(
+    course: Course, assignment: str, students: list[str] | None = None, workers: int | None = None
+) -> list[Path]:
     """Write ``feedback/<student>/<assignment>/<notebook>.html`` for every graded student, in parallel."""
     pages = []
     for student in students or course.submitted_students(assignment):
@@ -190,8 +209,9 @@ def feedback(course: Course, assignment: str, students: list[str] | None = None,
         for notebook in (result or {}).get("notebooks", {}):
             pages.append((result, notebook, _page_json(course, result, notebook)))
     seconds = min(RENDER_SECONDS, 2 * course.limits.render_seconds)
-    rendered = _render_all([nb_json for _, _, nb_json in pages], workers or os.cpu_count() or 1, seconds) if pages \
-        else []
+    rendered = (
+        _render_all([nb_json for _, _, nb_json in pages], workers or os.cpu_count() or 1, seconds) if pages else []
+    )
     written = []
     for (result, notebook, _), page in zip(pages, rendered):
         path = course.feedback_dir / result["student"] / assignment / f"{notebook}.html"

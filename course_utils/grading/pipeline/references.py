@@ -11,6 +11,7 @@ everything a reference run depends on: the assignment's source folder, every mod
 a kernel can import (not ``grading/``, which never runs in a kernel) and the torch version. Change any of
 them and the references are made again.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -68,8 +69,17 @@ def reference_job(course: Course, assignment: str, notebook: str, sandboxed: boo
     if task is not None:
         solution = nbformat.reads(data.decode("utf-8"), as_version=4)
         data = nbformat.writes(task_notebook(solution, solution, task)).encode("utf-8")
-    return Job(REFERENCE, assignment, notebook, data, read_files(source, course.limits.disk_bytes), None,
-               course.limits, sandboxed, course.setting("Grader", "keep_jobs"))
+    return Job(
+        REFERENCE,
+        assignment,
+        notebook,
+        data,
+        read_files(source, course.limits.disk_bytes),
+        None,
+        course.limits,
+        sandboxed,
+        course.setting("Grader", "keep_jobs"),
+    )
 
 
 def _failing_test_cells(notebook_json: str | None) -> list[str]:
@@ -77,8 +87,11 @@ def _failing_test_cells(notebook_json: str | None) -> list[str]:
     if not notebook_json:
         return []
     nb = nbformat.reads(notebook_json, as_version=4)
-    return [grade_id(c) for c in nb.cells if is_test_cell(c)
-            and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    return [
+        grade_id(c)
+        for c in nb.cells
+        if is_test_cell(c) and any(o.get("output_type") == "error" for o in c.get("outputs", []))
+    ]
 
 
 def store_reference(course: Course, out: JobOutput, records: dict, key: str) -> dict:
@@ -86,10 +99,15 @@ def store_reference(course: Course, out: JobOutput, records: dict, key: str) -> 
     cleanly (that is the course's problem, not a student's: grading stops and says so)."""
     failing = _failing_test_cells(out.notebook_json)
     if out.problem or out.limits_hit or not records or failing:
-        why = out.problem or "; ".join(out.limits_hit) or (
-            f"its own test cell(s) {', '.join(failing)} fail" if failing else "no records")
-        raise CourseError(f"The solution notebook {out.assignment}/{out.notebook} did not run cleanly, so there is "
-                          f"nothing trusted to grade against: {why}")
+        why = (
+            out.problem
+            or "; ".join(out.limits_hit)
+            or (f"its own test cell(s) {', '.join(failing)} fail" if failing else "no records")
+        )
+        raise CourseError(
+            f"The solution notebook {out.assignment}/{out.notebook} did not run cleanly, so there is "
+            f"nothing trusted to grade against: {why}"
+        )
     path, stamp = _paths(course, out.assignment, out.notebook)
     with replacing(path, suffix=".pt") as tmp:
         torch.save(records, tmp)

@@ -10,6 +10,7 @@ new one) and the notebook is made safe here, without rendering anything: markdow
 (``plain_notebook``), linear in its size. The helper reads and answers length-prefixed JSON on its standard
 streams; its answer may be no larger than a bound on the question's size.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -64,9 +65,14 @@ class Renderer:
             renderer.close()
 
     def _start(self) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-P", "-m", "course_utils.grading.pipeline.rendering"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd="/",
-                                close_fds=True)
+        return subprocess.Popen(
+            [sys.executable, "-P", "-m", "course_utils.grading.pipeline.rendering"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            close_fds=True,
+        )
 
     def call(self, op: str, text: str, seconds: float) -> str | None:
         """The helper's answer to ``op`` on ``text``; None if it took longer than ``seconds`` or failed."""
@@ -146,7 +152,7 @@ def serve() -> None:
     """The helper: answer requests on stdin until it closes (a failed request ends the helper)."""
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30,) * 2)   # a parser gone wild fails here, not the machine
+    resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30,) * 2)  # a parser gone wild fails here, not the machine
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
         handle.write("500")
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer

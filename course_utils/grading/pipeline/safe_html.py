@@ -15,6 +15,7 @@ Feedback pages also carry a Content-Security-Policy that forbids every script an
 elsewhere, so even a renderer's own slip cannot run one. ``escaped_notebook`` is the same without any
 rendering (markdown and HTML shown as text), for a notebook whose rendering took too long.
 """
+
 from __future__ import annotations
 
 import html
@@ -28,8 +29,10 @@ SAFE_TYPES = ("text/plain", "text/html", "text/markdown", "image/png", "image/jp
 #: the longest markdown rendered as markdown (longer cells are shown as text: rendering time grows with size)
 MARKDOWN_CHARS = 20_000
 BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
-CSP = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; font-src data:; "
-       "script-src 'none'; connect-src 'none'; form-action 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; font-src data:; "
+    "script-src 'none'; connect-src 'none'; form-action 'none'; base-uri 'none'"
+)
 NOTE = "[output removed by the grader: {kinds} cannot be shown safely]"
 OUTPUT_TYPES = ("stream", "error", "display_data", "execute_result")
 #: the largest metadata kept as is (a cell's, an output's or the notebook's), as JSON
@@ -93,8 +96,8 @@ def _text(value) -> str:
 def execution_count(value) -> int | None:
     """An execution count as the notebook format allows it: a number, else nothing.
 
-        >>> execution_count(3), execution_count("x"), execution_count(-1), execution_count(True)
-        (3, None, None, None)
+    >>> execution_count(3), execution_count("x"), execution_count(-1), execution_count(True)
+    (3, None, None, None)
     """
     return value if type(value) is int and 0 <= value < 2**31 else None
 
@@ -102,8 +105,8 @@ def execution_count(value) -> int | None:
 def metadata(value) -> dict:
     """Metadata as the notebook format allows it and of a bounded size (else its small known keys only).
 
-        >>> metadata("x"), metadata({"nbgrader": {"grade": True}, "junk": "y" * 100_000})
-        ({}, {'nbgrader': {'grade': True}})
+    >>> metadata("x"), metadata({"nbgrader": {"grade": True}, "junk": "y" * 100_000})
+    ({}, {'nbgrader': {'grade': True}})
     """
     if not isinstance(value, dict):
         return {}
@@ -132,11 +135,14 @@ def safe_output(output):
         return nbformat.v4.new_output("stream", name=name, text=_text(output.get("text", "")))
     if kind == "error":
         traceback = output.get("traceback") if isinstance(output.get("traceback"), list) else []
-        return nbformat.v4.new_output("error", ename=_text(output.get("ename", "")),
-                                      evalue=_text(output.get("evalue", "")),
-                                      traceback=[_text(line) for line in traceback[:200]])
+        return nbformat.v4.new_output(
+            "error",
+            ename=_text(output.get("ename", "")),
+            evalue=_text(output.get("evalue", "")),
+            traceback=[_text(line) for line in traceback[:200]],
+        )
     data, kept, dropped = output.get("data"), {}, []
-    for mime, value in (data.items() if isinstance(data, dict) else ()):
+    for mime, value in data.items() if isinstance(data, dict) else ():
         text = _text(value)
         if mime == "text/plain":
             kept[mime] = text
@@ -152,8 +158,9 @@ def safe_output(output):
         note = NOTE.format(kinds=", ".join(str(mime)[:60] for mime in dropped[:5]) or "it")
         return nbformat.v4.new_output("stream", name="stderr", text=note + "\n")
     if kind == "execute_result":
-        return nbformat.v4.new_output("execute_result", data=kept,
-                                      execution_count=execution_count(output.get("execution_count")))
+        return nbformat.v4.new_output(
+            "execute_result", data=kept, execution_count=execution_count(output.get("execution_count"))
+        )
     return nbformat.v4.new_output("display_data", data=kept)
 
 
@@ -172,7 +179,7 @@ def _normalised(nb, markdown, output) -> None:
             cell.execution_count = execution_count(cell.get("execution_count"))
             outputs = cell.get("outputs")
             cell.outputs = [output(o) for o in outputs] if isinstance(outputs, list) else []
-    for drop in (_notebook_metadata, _cells_metadata):   # what the format still refuses goes, in that order
+    for drop in (_notebook_metadata, _cells_metadata):  # what the format still refuses goes, in that order
         try:
             nbformat.validate(nb)
             return
@@ -202,8 +209,14 @@ def _escaped(source: str) -> str:
 def _escaped_output(output):
     """An output reduced to what shows without rendering: its plain text and images (no HTML, no markdown)."""
     if isinstance(output, dict) and isinstance(output.get("data"), dict):
-        output = dict(output, data={mime: value for mime, value in output["data"].items()
-                                    if mime in ("text/plain", "image/png", "image/jpeg")})
+        output = dict(
+            output,
+            data={
+                mime: value
+                for mime, value in output["data"].items()
+                if mime in ("text/plain", "image/png", "image/jpeg")
+            },
+        )
     return safe_output(output)
 
 
@@ -217,8 +230,8 @@ def escaped_notebook(nb):
 def with_csp(page: str) -> str:
     """The HTML page with a Content-Security-Policy meta tag first in its head (no script can run).
 
-        >>> "script-src 'none'" in with_csp("<html><head></head><body></body></html>")
-        True
+    >>> "script-src 'none'" in with_csp("<html><head></head><body></body></html>")
+    True
     """
     meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
     if "<head>" in page:

@@ -8,6 +8,7 @@ records against its reference, with the trusted static check of the same answer 
 kernel's record of the constraint (``pipeline.constraints``). Every other task is scored from the whole
 notebook's records. Where a test cell stopped early, the message says why, as the learner's notebook said it.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,7 @@ from course_utils.grading.pipeline.verdicts import Verdict, compare_records, sto
 @dataclass
 class CellScore:
     grade_id: str
-    score: float | None       # None: left to a human grader
+    score: float | None  # None: left to a human grader
     max_score: float
     message: str
 
@@ -31,10 +32,11 @@ class CellScore:
 @dataclass
 class TaskRun:
     """A constrained task's own job: its answer cell (as submitted) run alone with its test cell."""
-    answer: str | None            # the answer cell's source (None: the submission has no such cell)
-    records: dict                 # what that job's kernel recorded
-    reference: dict               # the solution's records for the same job
-    notebook: str | None = None   # the job's executed notebook (JSON), for why a test cell stopped
+
+    answer: str | None  # the answer cell's source (None: the submission has no such cell)
+    records: dict  # what that job's kernel recorded
+    reference: dict  # the solution's records for the same job
+    notebook: str | None = None  # the job's executed notebook (JSON), for why a test cell stopped
     problem: str | None = None
     limits_hit: list[str] = field(default_factory=list)
 
@@ -55,9 +57,16 @@ def task_verdict(task: str, run: TaskRun) -> Verdict:
     return Verdict(task, False, "\n".join([verdict.message, *notes]))
 
 
-def score_notebook(cells: list[GradedCell], records: dict, reference: dict, *,
-                   problem: str | None = None, limits_hit: list[str] | None = None,
-                   notebook=None, tasks: dict[str, TaskRun] | None = None) -> list[CellScore]:
+def score_notebook(
+    cells: list[GradedCell],
+    records: dict,
+    reference: dict,
+    *,
+    problem: str | None = None,
+    limits_hit: list[str] | None = None,
+    notebook=None,
+    tasks: dict[str, TaskRun] | None = None,
+) -> list[CellScore]:
     """Points for each cell: full points iff the trusted comparison passed, else 0.
 
     ``notebook`` is the notebook the kernel executed (JSON text or NotebookNode), read only to say why a test
@@ -75,13 +84,20 @@ def score_notebook(cells: list[GradedCell], records: dict, reference: dict, *,
             continue
         verdict = verdicts.get(cell.grade_id)
         if cell.grade_id in tasks:
-            scores.append(CellScore(cell.grade_id, cell.points if verdict.passed else 0.0, cell.points,
-                                    verdict.message))
+            scores.append(
+                CellScore(cell.grade_id, cell.points if verdict.passed else 0.0, cell.points, verdict.message)
+            )
         elif problem and not records:
             scores.append(CellScore(cell.grade_id, 0.0, cell.points, problem))
         elif verdict is None:
-            scores.append(CellScore(cell.grade_id, 0.0, cell.points,
-                                    "this test cell records nothing the grader can check: ask the instructor"))
+            scores.append(
+                CellScore(
+                    cell.grade_id,
+                    0.0,
+                    cell.points,
+                    "this test cell records nothing the grader can check: ask the instructor",
+                )
+            )
         else:
             message = verdict.message
             if not verdict.passed and stopped:

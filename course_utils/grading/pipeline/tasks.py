@@ -12,6 +12,7 @@ runs any notebook). That job's records replace the full notebook's for the task,
 reads the same answer cell (``constraints.answer_problems``). No other cell of the submission runs, so no scratch
 cell (an import, a magic, ``F = torch.nn.functional``, a redefinition after the test) can change such a grade.
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,8 +29,8 @@ SEPARATOR = "::"
 def job_name(notebook: str, task: str) -> str:
     """The name of a task's job (and of its reference records).
 
-        >>> job_name("02_matrix_operations_exercises", "ex02_matmul_by_broadcasting")
-        '02_matrix_operations_exercises::ex02_matmul_by_broadcasting'
+    >>> job_name("02_matrix_operations_exercises", "ex02_matmul_by_broadcasting")
+    '02_matrix_operations_exercises::ex02_matmul_by_broadcasting'
     """
     return f"{notebook}{SEPARATOR}{task}"
 
@@ -37,8 +38,8 @@ def job_name(notebook: str, task: str) -> str:
 def split_job_name(name: str) -> tuple[str, str | None]:
     """(notebook, task) of a job's name; the task is None for a whole notebook's job.
 
-        >>> split_job_name("hw::ex_double"), split_job_name("hw")
-        (('hw', 'ex_double'), ('hw', None))
+    >>> split_job_name("hw::ex_double"), split_job_name("hw")
+    (('hw', 'ex_double'), ('hw', None))
     """
     notebook, _, task = name.partition(SEPARATOR)
     return notebook, task or None
@@ -47,8 +48,8 @@ def split_job_name(name: str) -> tuple[str, str | None]:
 def file_stem(name: str) -> str:
     """A job's name as a file name (no ``:``).
 
-        >>> file_stem("hw::ex_double")
-        'hw.ex_double'
+    >>> file_stem("hw::ex_double")
+    'hw.ex_double'
     """
     return name.replace(SEPARATOR, ".")
 
@@ -58,21 +59,26 @@ def _calls_constrained(source: str) -> bool:
         tree = ast.parse(source)
     except SyntaxError:
         return False
-    return any(isinstance(node, ast.Call) and (getattr(node.func, "id", None) == "constrained"
-                                               or getattr(node.func, "attr", None) == "constrained")
-               for node in ast.walk(tree))
+    return any(
+        isinstance(node, ast.Call)
+        and (getattr(node.func, "id", None) == "constrained" or getattr(node.func, "attr", None) == "constrained")
+        for node in ast.walk(tree)
+    )
 
 
 def constrained_task_ids(source) -> list[str]:
     """Grade ids of the tasks of a source notebook (or its path) whose test cell calls ``constrained``.
 
-        >>> test = nbformat.v4.new_code_cell("safe = constrained(f, 'matmul', key='ex_p/constraint')")
-        >>> test.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "ex_p", "points": 1}
-        >>> constrained_task_ids(nbformat.v4.new_notebook(cells=[test]))
-        ['ex_p']
+    >>> test = nbformat.v4.new_code_cell("safe = constrained(f, 'matmul', key='ex_p/constraint')")
+    >>> test.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "ex_p", "points": 1}
+    >>> constrained_task_ids(nbformat.v4.new_notebook(cells=[test]))
+    ['ex_p']
     """
-    return [grade_id(cell) for cell in read_notebook(source).cells
-            if is_test_cell(cell) and grade_id(cell) and _calls_constrained(cell.source)]
+    return [
+        grade_id(cell)
+        for cell in read_notebook(source).cells
+        if is_test_cell(cell) and grade_id(cell) and _calls_constrained(cell.source)
+    ]
 
 
 def answer_source(notebook, answer_id: str | None) -> str | None:

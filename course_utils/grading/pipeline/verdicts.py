@@ -12,6 +12,7 @@ A visible check's reference entry carries the rule the check applied in the solu
 value, tolerances, name, hint), so the verdict and its message are the ones the learner saw; a hidden
 test's reference value is the expected value, and its message never reveals it.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,9 +29,10 @@ from course_utils.wording import unanswered
 class Verdict:
     """The trusted outcome for one graded test cell.
 
-        >>> Verdict("ex01_arange_matrix", True, "all 3 tests passed").passed
-        True
+    >>> Verdict("ex01_arange_matrix", True, "all 3 tests passed").passed
+    True
     """
+
     grade_id: str
     passed: bool
     message: str
@@ -57,6 +59,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 @dataclass(frozen=True)
 class Stop:
     """Why a test cell stopped before its end, as the learner's notebook showed it (an error's type and text)."""
+
     reason: str
     unanswered: bool = False
 
@@ -75,10 +78,10 @@ def _stub_function(traceback) -> str | None:
 def stop_of(ename: str, evalue: str, traceback=()) -> Stop:
     """The stop of a test cell that raised ``ename: evalue``, worded as the test cell and Validate word it.
 
-        >>> stop_of("CheckFailure", "result has shape (2,), expected shape (3,).").reason
-        'result has shape (2,), expected shape (3,).'
-        >>> stop_of("NameError", "name 'x' is not defined").reason
-        "NameError: name 'x' is not defined"
+    >>> stop_of("CheckFailure", "result has shape (2,), expected shape (3,).").reason
+    'result has shape (2,), expected shape (3,).'
+    >>> stop_of("NameError", "name 'x' is not defined").reason
+    "NameError: name 'x' is not defined"
     """
     text = _ANSI.sub("", str(evalue)).strip()
     text = text if len(text) <= 500 else text[:497] + "..."
@@ -103,8 +106,9 @@ def stopped_cells(notebook) -> dict[str, Stop]:
                 continue
             error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
             if error is not None:
-                stops[gid] = stop_of(str(error.get("ename", "")), str(error.get("evalue", "")),
-                                     error.get("traceback") or ())
+                stops[gid] = stop_of(
+                    str(error.get("ename", "")), str(error.get("evalue", "")), error.get("traceback") or ()
+                )
         return stops
     except Exception:  # an unreadable notebook explains nothing
         return {}
@@ -121,8 +125,10 @@ def _message(keys: list[str], problems: list[str], stop: Stop | None) -> str:
     if missing and stop is not None:
         said = any(stop.reason in line for line in failed)
         count = f"{len(missing)} test{'s' if len(missing) > 1 else ''}"
-        lines.append(f"{count} did not run ({', '.join(m.split(' ', 2)[-1] for m in missing)}): the test cell stopped "
-                     + ("at the failure above" if said else f"at: {stop.reason}"))
+        lines.append(
+            f"{count} did not run ({', '.join(m.split(' ', 2)[-1] for m in missing)}): the test cell stopped "
+            + ("at the failure above" if said else f"at: {stop.reason}")
+        )
     else:
         lines += [f"{m} was not recorded: did the cell run to the end?" for m in missing]
     return f"{len(problems)} of {len(keys)} tests failed:\n- " + "\n- ".join(lines)

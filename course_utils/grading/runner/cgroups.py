@@ -13,6 +13,7 @@ processes only. Under the grader's own cgroup, a memory limit set on the grader'
 kernels, and the kernels are the OOM killer's first choice (``oom_score_adj``). Without a writable hierarchy
 (grading without root, or cgroups not mounted) nothing is made and the supervisor counts by itself.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,7 +73,7 @@ def _unified_folder(mount: Path, own: str, name: str) -> Path | None:
         if "memory" not in (parent / "cgroup.controllers").read_text().split():
             return None
         enabled = (parent / "cgroup.subtree_control").read_text().split()
-        if "memory" not in enabled:   # refused (EBUSY) when this cgroup holds processes: then no cgroups
+        if "memory" not in enabled:  # refused (EBUSY) when this cgroup holds processes: then no cgroups
             _write(parent / "cgroup.subtree_control", "+memory +pids +cpu")
         folder = parent / name
         folder.mkdir(mode=0o755)
@@ -104,7 +105,7 @@ def template_cgroups(tag: str | None = None) -> dict[str, Path]:
         except OSError:
             continue
         folders[controller] = folder
-    if "memory" not in folders:   # the memory controller is the point: without it, count by hand
+    if "memory" not in folders:  # the memory controller is the point: without it, count by hand
         remove(folders)
         return {}
     return folders
@@ -135,7 +136,7 @@ def remove_stale() -> None:
         parent = mount / own.get(name, "/").lstrip("/")
         with contextlib.suppress(OSError):
             for folder in parent.glob(f"{PREFIX}*"):
-                pid = folder.name[len(PREFIX):].split("-")[0]
+                pid = folder.name[len(PREFIX) :].split("-")[0]
                 if pid.isdigit() and not Path(f"/proc/{pid}").exists():
                     remove({name: folder})
 

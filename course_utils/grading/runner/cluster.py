@@ -15,6 +15,7 @@ temporary certificate of their own (in memory only) and listen on 127.0.0.1. No 
 pages: the HTTP routes are off (``NO_HTTP``) and the HTTP servers Dask always starts listen on 127.0.0.1 and
 answer nothing but 404.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,15 +52,23 @@ def make_certificates(folder: Path = DEFAULT_FOLDER) -> Path:
     os.chmod(folder, 0o700)
     key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "course-grading-cluster")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("course-grading-cluster")]), critical=False)
-            .sign(key, hashes.SHA256()))
-    _write_private(folder / KEY, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("course-grading-cluster")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write_private(
+        folder / KEY,
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
     _write_private(folder / CERT, cert.public_bytes(serialization.Encoding.PEM))
     return folder
 
@@ -76,8 +85,10 @@ def check_private(folder: Path) -> None:
     for path in (folder, folder / CERT, folder / KEY):
         info = os.lstat(path)
         if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-            raise CertificateError(f"{path} must belong to you and be private (chmod 700 the folder, 600 the "
-                                   "files): whoever can read the key can run code on the cluster")
+            raise CertificateError(
+                f"{path} must belong to you and be private (chmod 700 the folder, 600 the "
+                "files): whoever can read the key can run code on the cluster"
+            )
 
 
 def security(folder: Path | None = None):
@@ -86,12 +97,22 @@ def security(folder: Path | None = None):
 
     folder = Path(folder or DEFAULT_FOLDER)
     if not (folder / KEY).is_file():
-        raise CertificateError(f"no cluster certificate in {folder}: run `python -m course_utils.grading cluster "
-                               "certs` (and copy it to the worker machines with --export)")
+        raise CertificateError(
+            f"no cluster certificate in {folder}: run `python -m course_utils.grading cluster "
+            "certs` (and copy it to the worker machines with --export)"
+        )
     check_private(folder)
     cert, key = str(folder / CERT), str(folder / KEY)
-    return Security(require_encryption=True, tls_ca_file=cert, tls_client_cert=cert, tls_client_key=key,
-                    tls_scheduler_cert=cert, tls_scheduler_key=key, tls_worker_cert=cert, tls_worker_key=key)
+    return Security(
+        require_encryption=True,
+        tls_ca_file=cert,
+        tls_client_cert=cert,
+        tls_client_key=key,
+        tls_scheduler_cert=cert,
+        tls_scheduler_key=key,
+        tls_worker_cert=cert,
+        tls_worker_key=key,
+    )
 
 
 def temporary_security():
@@ -114,8 +135,10 @@ def export(folder: Path, target: Path) -> Path:
 def check_address(address: str) -> None:
     """Only TLS addresses: a tcp:// scheduler has no authentication."""
     if not address.startswith("tls://"):
-        raise CertificateError(f"{address}: the grading cluster speaks TLS only (tls://host:8786); start it with "
-                               "`python -m course_utils.grading cluster scheduler`")
+        raise CertificateError(
+            f"{address}: the grading cluster speaks TLS only (tls://host:8786); start it with "
+            "`python -m course_utils.grading cluster scheduler`"
+        )
 
 
 async def _run_scheduler(host: str, port: int, sec) -> None:
@@ -123,8 +146,9 @@ async def _run_scheduler(host: str, port: int, sec) -> None:
     from distributed import Scheduler
 
     with dask.config.set(NO_HTTP):
-        async with Scheduler(host=host, port=port, protocol="tls", security=sec, dashboard=False,
-                             dashboard_address=LOOPBACK_HTTP) as scheduler:
+        async with Scheduler(
+            host=host, port=port, protocol="tls", security=sec, dashboard=False, dashboard_address=LOOPBACK_HTTP
+        ) as scheduler:
             print(f"scheduler at {scheduler.address}", flush=True)
             await scheduler.finished()
 
@@ -139,20 +163,46 @@ async def _run_workers(address: str, count: int, nthreads: int, host: str, name:
     from distributed import Nanny
 
     with dask.config.set(NO_HTTP):
-        nannies = [Nanny(address, nthreads=nthreads, host=host, security=sec, protocol="tls", dashboard=False,
-                         dashboard_address=LOOPBACK_HTTP, name=f"{name}-{i}" if name and count > 1 else name)
-                   for i in range(count)]
+        nannies = [
+            Nanny(
+                address,
+                nthreads=nthreads,
+                host=host,
+                security=sec,
+                protocol="tls",
+                dashboard=False,
+                dashboard_address=LOOPBACK_HTTP,
+                name=f"{name}-{i}" if name and count > 1 else name,
+            )
+            for i in range(count)
+        ]
         await asyncio.gather(*nannies)
         print(f"{count} worker(s) of {nthreads} thread(s) joined {address}", flush=True)
         await asyncio.gather(*(nanny.finished() for nanny in nannies))
 
 
-def run_workers(address: str, count: int = 1, nthreads: int = 1, host: str = "127.0.0.1", name: str | None = None,
-                folder: Path | None = None) -> None:
+def run_workers(
+    address: str,
+    count: int = 1,
+    nthreads: int = 1,
+    host: str = "127.0.0.1",
+    name: str | None = None,
+    folder: Path | None = None,
+) -> None:
     """Join ``address`` with ``count`` worker processes of ``nthreads`` threads each, until interrupted."""
     check_address(address)
     asyncio.run(_run_workers(address, count, nthreads, host, name, security(folder)))
 
 
-__all__ = ["CertificateError", "DEFAULT_FOLDER", "NO_HTTP", "check_address", "export", "make_certificates",
-           "run_scheduler", "run_workers", "security", "temporary_security"]
+__all__ = [
+    "CertificateError",
+    "DEFAULT_FOLDER",
+    "NO_HTTP",
+    "check_address",
+    "export",
+    "make_certificates",
+    "run_scheduler",
+    "run_workers",
+    "security",
+    "temporary_security",
+]

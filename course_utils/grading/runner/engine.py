@@ -27,6 +27,7 @@ member serves web pages (every HTTP server Dask starts listens on 127.0.0.1 and 
 result is still checked as untrusted input (``checked_output``) before anything uses it. Entering an engine
 also makes the grader's process the OOM killer's last choice (``protect_from_oom``; kernels are its first).
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,11 +56,21 @@ def local_cluster_options(workers: int) -> dict:
     """
     if workers <= IN_PROCESS_WORKERS:
         # memory_limit=0: in-process workers would all watch the grader's one process and pause together
-        return {"n_workers": workers, "threads_per_worker": 1, "processes": False, "memory_limit": 0,
-                "worker_dashboard_address": cluster.LOOPBACK_HTTP}
+        return {
+            "n_workers": workers,
+            "threads_per_worker": 1,
+            "processes": False,
+            "memory_limit": 0,
+            "worker_dashboard_address": cluster.LOOPBACK_HTTP,
+        }
     processes = -(-workers // IN_PROCESS_WORKERS)
-    return {"n_workers": processes, "threads_per_worker": -(-workers // processes), "processes": True,
-            "protocol": "tls", "host": "127.0.0.1"}
+    return {
+        "n_workers": processes,
+        "threads_per_worker": -(-workers // processes),
+        "processes": True,
+        "protocol": "tls",
+        "host": "127.0.0.1",
+    }
 
 
 #: the grader's oom_score_adj when it may lower its own (root): the OOM killer takes kernels (1000) first
@@ -75,7 +86,7 @@ def protect_from_oom() -> None:
         with open("/proc/self/oom_score_adj", "w") as handle:
             handle.write(str(GRADER_OOM_SCORE))
     except (OSError, ValueError):
-        pass   # without CAP_SYS_RESOURCE: the kernels still ask to be taken first
+        pass  # without CAP_SYS_RESOURCE: the kernels still ask to be taken first
 
 
 class Engine:
@@ -100,8 +111,13 @@ class Engine:
             options = local_cluster_options(self.workers or os.cpu_count() or 1)
             security = cluster.temporary_security() if options["processes"] else None
             with dask.config.set(cluster.NO_HTTP):
-                self.cluster = LocalCluster(**options, security=security, dashboard_address=cluster.LOOPBACK_HTTP,
-                                            scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR)
+                self.cluster = LocalCluster(
+                    **options,
+                    security=security,
+                    dashboard_address=cluster.LOOPBACK_HTTP,
+                    scheduler_kwargs={"dashboard": False},
+                    silence_logs=logging.ERROR,
+                )
             self.client = Client(self.cluster, security=security)
         return self
 
@@ -111,7 +127,7 @@ class Engine:
         if self.cluster is not None:
             self.cluster.close()
             Template.close_shared()  # the in-process workers' templates go with the cluster
-            Renderer.close_all()     # and their threads' rendering helpers
+            Renderer.close_all()  # and their threads' rendering helpers
 
     @property
     def n_workers(self) -> int:
@@ -123,7 +139,7 @@ class Engine:
         failures = {}
         for worker, outcome in self.client.run(_probe_here).items():
             if outcome.startswith("error:"):
-                failures[worker] = outcome[len("error:"):]
+                failures[worker] = outcome[len("error:") :]
         if failures:
             worker, why = next(iter(failures.items()))
             raise SandboxUnavailable(f"worker {worker} cannot jail notebooks: {why}")
@@ -140,8 +156,13 @@ class Engine:
             return
         futures = {}
         for index, job in enumerate(jobs):
-            future = self.client.submit(run_job, job, pure=False, priority=1 if index < first else 0,
-                                        key=f"grade-{index}-{job.student}-{job.notebook}"[:120])
+            future = self.client.submit(
+                run_job,
+                job,
+                pure=False,
+                priority=1 if index < first else 0,
+                key=f"grade-{index}-{job.student}-{job.notebook}"[:120],
+            )
             futures[future] = job
         for future in as_completed(list(futures)):
             job = futures.pop(future)
@@ -167,10 +188,17 @@ def _result(future, job: Job) -> JobOutput:
         out = future.result()
     except Exception as error:  # KilledWorker, a result that could not be sent back, a worker's bug
         name = type(error).__name__
-        why = ("the worker grading it died each time it ran (KilledWorker)" if name == "KilledWorker"
-               else f"its result could not be had ({name}: {str(error)[:200]})")
-        out = JobOutput(job.student, job.assignment, job.notebook,
-                        problem=f"{job.notebook}.ipynb could not be graded: {why}; ask the instructor")
+        why = (
+            "the worker grading it died each time it ran (KilledWorker)"
+            if name == "KilledWorker"
+            else f"its result could not be had ({name}: {str(error)[:200]})"
+        )
+        out = JobOutput(
+            job.student,
+            job.assignment,
+            job.notebook,
+            problem=f"{job.notebook}.ipynb could not be graded: {why}; ask the instructor",
+        )
         out.internal_error = True
     return checked_output(out, job)
 
@@ -189,15 +217,26 @@ def _output_problem(out, job: Job) -> str | None:
         return "the output of another job"
     checks = [
         ("notebook", out.notebook_json is None or _text_ok(out.notebook_json, 4 * limits.notebook_bytes + 2**20)),
-        ("records", out.records_bytes is None or (type(out.records_bytes) is bytes
-                                                  and len(out.records_bytes) <= limits.record_bytes)),
+        (
+            "records",
+            out.records_bytes is None
+            or (type(out.records_bytes) is bytes and len(out.records_bytes) <= limits.record_bytes),
+        ),
         ("seconds", type(out.seconds) in (int, float) and math.isfinite(out.seconds) and out.seconds >= 0),
-        ("notes", isinstance(out.limits_hit, list) and len(out.limits_hit) <= 32
-         and all(_text_ok(hit, 1000) for hit in out.limits_hit)),
+        (
+            "notes",
+            isinstance(out.limits_hit, list)
+            and len(out.limits_hit) <= 32
+            and all(_text_ok(hit, 1000) for hit in out.limits_hit),
+        ),
         ("problem", out.problem is None or _text_ok(out.problem, 2000)),
         ("internal_error", type(out.internal_error) is bool),
-        ("stages", isinstance(out.stages, dict) and len(out.stages) <= 64
-         and all(_text_ok(k, 64) and (v is None or type(v) in (int, float)) for k, v in out.stages.items())),
+        (
+            "stages",
+            isinstance(out.stages, dict)
+            and len(out.stages) <= 64
+            and all(_text_ok(k, 64) and (v is None or type(v) in (int, float)) for k, v in out.stages.items()),
+        ),
     ]
     wrong = [name for name, ok in checks if not ok]
     return f"its {', '.join(wrong)} are not what a job produces" if wrong else None
@@ -210,8 +249,11 @@ def checked_output(out, job: Job) -> JobOutput:
     if problem is None:
         return out
     logging.getLogger(__name__).error("a worker's result for %s/%s was refused: %s", job.student, job.notebook, problem)
-    refused = JobOutput(job.student, job.assignment, job.notebook,
-                        problem=f"{job.notebook}.ipynb could not be graded: a worker's result was refused; ask the "
-                                "instructor")
+    refused = JobOutput(
+        job.student,
+        job.assignment,
+        job.notebook,
+        problem=f"{job.notebook}.ipynb could not be graded: a worker's result was refused; ask the instructor",
+    )
     refused.internal_error = True
     return refused

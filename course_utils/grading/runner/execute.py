@@ -9,6 +9,7 @@ sends, status and replies included, counts against its traffic budget (``traffic
 kernel is stopped). The grader keeps no widget or comm state, and the graded notebook never grows past the
 notebook size limit (checked once per run, cell by cell).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,13 +26,24 @@ from course_utils.grading.runner.provisioner import Template, template_kernel_ma
 from course_utils.grading.runner.sandbox import JobLimits
 
 #: what nbclient writes into a cell that ran past the cell timeout (the kernel is interrupted, grading goes on)
-TIMEOUT_ERROR = {"ename": "CellTimeoutError", "evalue": "",
-                 "traceback": ["CellTimeoutError: the cell ran past the time limit and was interrupted"]}
+TIMEOUT_ERROR = {
+    "ename": "CellTimeoutError",
+    "evalue": "",
+    "traceback": ["CellTimeoutError: the cell ran past the time limit and was interrupted"],
+}
 MEMORY_SIGNS = ("MemoryError", "can't allocate memory", "std::bad_alloc", "Cannot allocate memory")
 METER_POLL_SECONDS = 0.05
 #: iopub messages that carry what a notebook shows (and so count against the output budget)
-COUNTED = ("stream", "display_data", "update_display_data", "execute_result", "error", "comm_open", "comm_msg",
-           "clear_output")
+COUNTED = (
+    "stream",
+    "display_data",
+    "update_display_data",
+    "execute_result",
+    "error",
+    "comm_open",
+    "comm_msg",
+    "clear_output",
+)
 #: traffic allowed per code cell beyond outputs: its status, execute_input and reply messages
 CELL_TRAFFIC = 16 * 1024
 SIGNAL_NAMES = {6: "SIGABRT", 7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM", 24: "SIGXCPU", 25: "SIGXFSZ"}
@@ -52,11 +64,12 @@ def traffic_budget(limits: JobLimits, code_cells: int) -> int:
 @dataclass
 class Execution:
     """What running one notebook produced."""
+
     notebook: nbformat.NotebookNode
     seconds: float
     limits_hit: list[str] = field(default_factory=list)
     kernel_died: bool = False
-    status: dict = field(default_factory=dict)   # the supervisor's report (see grading.template)
+    status: dict = field(default_factory=dict)  # the supervisor's report (see grading.template)
 
     @property
     def stopped_by(self) -> str | None:
@@ -86,8 +99,11 @@ class CappedClient(NotebookClient):
         if self.output_budget >= 0:
             return True
         if not self.output_dropped and cell is not None:
-            cell.outputs.append(nbformat.v4.new_output(
-                "stream", name="stderr", text="[grader] output limit reached: further output dropped\n"))
+            cell.outputs.append(
+                nbformat.v4.new_output(
+                    "stream", name="stderr", text="[grader] output limit reached: further output dropped\n"
+                )
+            )
         self.output_dropped = True
         return False
 
@@ -105,8 +121,11 @@ class CappedClient(NotebookClient):
             raise
         except Exception:  # content the notebook format refuses (an execution count "x"...): dropped, noted
             if not self.malformed_dropped:
-                cell.outputs.append(nbformat.v4.new_output(
-                    "stream", name="stderr", text="[grader] an output not in the notebook format was dropped\n"))
+                cell.outputs.append(
+                    nbformat.v4.new_output(
+                        "stream", name="stderr", text="[grader] an output not in the notebook format was dropped\n"
+                    )
+                )
             self.malformed_dropped = True
             return None
 
@@ -125,16 +144,22 @@ def _kernel_death_reason(status: int | None, report: dict, limits: JobLimits, st
     if killed_for == "cpu":
         return f"CPU-time limit ({limits.cpu_seconds} s for all the kernel's processes): the kernel was stopped"
     if killed_for == "memory":
-        return (f"memory limit ({limits.memory_bytes // 2**20} MiB for all the kernel's processes and in-memory "
-                "files): the kernel was stopped")
+        return (
+            f"memory limit ({limits.memory_bytes // 2**20} MiB for all the kernel's processes and in-memory "
+            "files): the kernel was stopped"
+        )
     if killed_for == "nproc":
         return f"process limit ({limits.nproc} processes and threads): the kernel was stopped"
     if killed_for == "message":
-        return (f"message size limit ({limits.message_bytes // 2**20} MiB for one message, all its parts): the "
-                "kernel was stopped before the grader read it")
+        return (
+            f"message size limit ({limits.message_bytes // 2**20} MiB for one message, all its parts): the "
+            "kernel was stopped before the grader read it"
+        )
     if killed_for == "traffic" or stopped.get("traffic"):
-        return (f"output limit ({limits.output_bytes // 1024} KiB): the kernel kept sending messages after that and "
-                "was stopped")
+        return (
+            f"output limit ({limits.output_bytes // 1024} KiB): the kernel kept sending messages after that and "
+            "was stopped"
+        )
     if killed_for == "protocol":
         return "the kernel broke the messaging protocol and was stopped"
     if stopped.get("malformed"):
@@ -179,8 +204,11 @@ def _cap_notebook_size(nb, limits: JobLimits) -> bool:
             break
         cell = nb.cells[index]
         if cell.get("outputs"):
-            cell.outputs = [nbformat.v4.new_output(
-                "stream", name="stderr", text="[grader] outputs removed: the notebook grew past its size limit\n")]
+            cell.outputs = [
+                nbformat.v4.new_output(
+                    "stream", name="stderr", text="[grader] outputs removed: the notebook grew past its size limit\n"
+                )
+            ]
             new = _json_bytes(cell)
             total += new - sizes[index]
             sizes[index] = new
@@ -212,7 +240,7 @@ async def _execute_cells(client: CappedClient, job, log, stopped: dict, traffic:
                 except DeadKernelError:
                     return False
         finally:
-            watcher.cancel()   # before the kernel's shutdown
+            watcher.cancel()  # before the kernel's shutdown
     return True
 
 
@@ -223,10 +251,20 @@ def run_notebook(nb, template: Template, spec: dict, limits: JobLimits) -> Execu
     traffic = traffic_budget(limits, sum(cell.cell_type == "code" for cell in nb.cells))
     spec = dict(spec, traffic_bytes=traffic)
     km, job = template_kernel_manager(template, spec)
-    client = CappedClient(nb, limits.output_bytes, km=km, timeout=limits.cell_timeout, allow_errors=True,
-                          interrupt_on_timeout=True, error_on_timeout=TIMEOUT_ERROR, record_timing=False,
-                          startup_timeout=120, shutdown_kernel="immediate", iopub_timeout=10)
-    stopped = {"wall": False, "traffic": False, "malformed": False}   # why the grader stopped the kernel, if it did
+    client = CappedClient(
+        nb,
+        limits.output_bytes,
+        km=km,
+        timeout=limits.cell_timeout,
+        allow_errors=True,
+        interrupt_on_timeout=True,
+        error_on_timeout=TIMEOUT_ERROR,
+        record_timing=False,
+        startup_timeout=120,
+        shutdown_kernel="immediate",
+        iopub_timeout=10,
+    )
+    stopped = {"wall": False, "traffic": False, "malformed": False}  # why the grader stopped the kernel, if it did
 
     def stop():
         stopped["wall"] = True

@@ -11,6 +11,7 @@ raises for anything a submission does.
 ``c.Grader.keep_jobs = True`` (``nbgrader_config.py``) keeps each job's spool folder (its files, the kernel's
 log, the supervisor's ``status.json``) for debugging the grader.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,15 +40,16 @@ from course_utils.records import RecordError, load_record_bytes
 @dataclass
 class Job:
     """What one worker needs: the notebook, the files beside it, the gradebook snapshot, the limits."""
+
     student: str
     assignment: str
     notebook: str
-    notebook_bytes: bytes | None           # None: the notebook is missing from the submission
-    files: list[tuple[str, bytes]]         # (relative path, content) copied into the jail's work folder
-    snapshot: SourceSnapshot | None        # None for the trusted solution run (no nbgrader sanitizing)
+    notebook_bytes: bytes | None  # None: the notebook is missing from the submission
+    files: list[tuple[str, bytes]]  # (relative path, content) copied into the jail's work folder
+    snapshot: SourceSnapshot | None  # None for the trusted solution run (no nbgrader sanitizing)
     limits: JobLimits
     sandboxed: bool
-    keep: bool = False                     # keep the job's spool folder (c.Grader.keep_jobs)
+    keep: bool = False  # keep the job's spool folder (c.Grader.keep_jobs)
 
 
 @dataclass
@@ -59,9 +61,9 @@ class JobOutput:
     records_bytes: bytes | None = None
     seconds: float = 0.0
     limits_hit: list[str] = field(default_factory=list)
-    problem: str | None = None       # why the notebook could not be graded at all
-    internal_error: bool = False     # the grader (not the notebook) failed: keep the earlier result, retry later
-    stages: dict = field(default_factory=dict)   # seconds per stage, and the kernel's CPU and memory
+    problem: str | None = None  # why the notebook could not be graded at all
+    internal_error: bool = False  # the grader (not the notebook) failed: keep the earlier result, retry later
+    stages: dict = field(default_factory=dict)  # seconds per stage, and the kernel's CPU and memory
 
     def records(self, cap: int) -> dict:
         """The records the notebook's kernel wrote, read back safely; a refused record file becomes the
@@ -70,7 +72,7 @@ class JobOutput:
             return {}
         try:
             return load_record_bytes(self.records_bytes, cap)
-        except RecordError as error:   # its message never quotes the file's content (see course_utils.records)
+        except RecordError as error:  # its message never quotes the file's content (see course_utils.records)
             self.problem = self.problem or f"the recorded results were rejected: {error}"
             return {}
 
@@ -102,8 +104,9 @@ def _where(error) -> str:
 def _parse(job: Job) -> nbformat.NotebookNode:
     """The submitted notebook, refusing what is too big, not JSON, not a notebook, or has too many cells."""
     if len(job.notebook_bytes) > job.limits.notebook_bytes:
-        raise NotANotebook(f"it is {len(job.notebook_bytes) // 2**20} MiB, over the "
-                           f"{job.limits.notebook_bytes // 2**20} MiB limit")
+        raise NotANotebook(
+            f"it is {len(job.notebook_bytes) // 2**20} MiB, over the {job.limits.notebook_bytes // 2**20} MiB limit"
+        )
     try:
         text = job.notebook_bytes.decode("utf-8")
     except UnicodeDecodeError:
@@ -148,9 +151,16 @@ def _spec(job: Job, job_dir: Path, uid: int | None) -> dict:
         cwd, records = str(work), str(records_dir / RECORD_FILE_NAME)
         variables = jail_env(job.limits, records, home=str(work))
     variables[env.RECORD_FILE] = records
-    return {"job_dir": str(job_dir), "spool": str(job_dir.parent), "cwd": cwd, "env": variables,
-            "records_dir": str(Path(records).parent), "uid": uid, "isolate": isolate,
-            "limits": job.limits.to_dict()}
+    return {
+        "job_dir": str(job_dir),
+        "spool": str(job_dir.parent),
+        "cwd": cwd,
+        "env": variables,
+        "records_dir": str(Path(records).parent),
+        "uid": uid,
+        "isolate": isolate,
+        "limits": job.limits.to_dict(),
+    }
 
 
 def _execute(job: Job, nb, out: JobOutput) -> None:
@@ -164,8 +174,11 @@ def _execute(job: Job, nb, out: JobOutput) -> None:
         with leased as uid:
             execution = run_notebook(nb, template, _spec(job, job_dir, uid), job.limits)
         out.seconds, out.limits_hit = execution.seconds, execution.limits_hit
-        out.stages.update(run_s=execution.seconds, kernel_cpu_s=execution.status.get("cpu_seconds"),
-                          kernel_peak_bytes=execution.status.get("peak_memory"))
+        out.stages.update(
+            run_s=execution.seconds,
+            kernel_cpu_s=execution.status.get("cpu_seconds"),
+            kernel_peak_bytes=execution.status.get("peak_memory"),
+        )
         started = time.perf_counter()
         out.notebook_json = safe_notebook_json(nbformat.writes(execution.notebook), job.limits.render_seconds)
         if execution.status.get("record_problem"):
@@ -203,7 +216,7 @@ def run_job(job: Job) -> JobOutput:
     try:
         _execute(job, nb, out)
     except Exception as error:  # a grader bug or a broken machine: report it on this notebook, keep grading the others
-        traceback.print_exc(limit=5, file=sys.stderr)   # the worker's log; the note names where, not what
+        traceback.print_exc(limit=5, file=sys.stderr)  # the worker's log; the note names where, not what
         frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
         where = f" in {Path(frame.filename).name}:{frame.lineno}" if frame else ""
         out.problem = f"internal grader error ({type(error).__name__}{where}): ask the instructor"

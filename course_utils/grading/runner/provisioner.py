@@ -12,6 +12,7 @@ is the job's supervisor, which relays each message and refuses one over the job'
 the grader reads any of it (``runner.relay``). The kernel manager itself is jupyter_client's own, given the
 provisioner and ``QuickReadyClient``, whose channels count every message they receive (``Meter``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -83,7 +84,7 @@ class Template:
     """A running kernel template and its jobs (see ``grading.template``)."""
 
     _shared: dict = {}
-    _shared_lock = threading.Lock()   # the workers of an in-process cluster share one template
+    _shared_lock = threading.Lock()  # the workers of an in-process cluster share one template
 
     def __init__(self, sandboxed: bool, limits: JobLimits):
         self.sandboxed = sandboxed
@@ -94,8 +95,14 @@ class Template:
         self.cgroups = cgroups.template_cgroups(f"{os.getpid()}-{self.spool.name}") if sandboxed else {}
         argv = template_command(self.spool, limits, cgroups=self.cgroups) if sandboxed else template_argv()
         env = None if sandboxed else _plain_template_env(limits)
-        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=open(self.spool / "template.log", "ab"), env=env, cwd="/")
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(self.spool / "template.log", "ab"),
+            env=env,
+            cwd="/",
+        )
         self._jobs: dict[str, JobHandle] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()
@@ -211,8 +218,14 @@ def _plain_template_env(limits: JobLimits) -> dict[str, str]:
     """The unsandboxed template's environment: only what Python and the libraries need."""
     threads = str(limits.threads)
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME")}
-    return {**keep, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+    return {
+        **keep,
+        "PYTHONHASHSEED": "0",
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+    }
 
 
 class Meter:
@@ -223,7 +236,7 @@ class Meter:
 
     def __init__(self, budget: int = 2**62):
         self.budget, self.used, self.messages = budget, 0, 0
-        self.tripped: str | None = None    # "traffic" or "malformed"
+        self.tripped: str | None = None  # "traffic" or "malformed"
 
     def count(self, frames) -> bool:
         """Count one message; False when it must be dropped unparsed."""
@@ -235,8 +248,15 @@ class Meter:
 
 
 #: what a channel hands nbclient in place of a message it dropped: a reply to nobody, so it is ignored
-_DROPPED = {"header": {"msg_type": "dropped", "msg_id": ""}, "msg_id": "", "msg_type": "dropped",
-            "parent_header": {}, "metadata": {}, "content": {}, "buffers": []}
+_DROPPED = {
+    "header": {"msg_type": "dropped", "msg_id": ""},
+    "msg_id": "",
+    "msg_type": "dropped",
+    "parent_header": {},
+    "metadata": {},
+    "content": {},
+    "buffers": [],
+}
 
 
 class CountedChannel(AsyncZMQSocketChannel):
@@ -400,13 +420,26 @@ class TemplateProvisioner(KernelProvisionerBase):
 def template_kernel_manager(template: Template, job: dict) -> tuple[AsyncKernelManager, TemplateProvisioner]:
     """jupyter_client's kernel manager for one job of ``template``, and the provisioner that runs it."""
     ipc = Path(job["job_dir"]) / "ipc"
-    km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(ipc / "k"),
-                            connection_file=str(ipc / "kernel.json"), client_factory=QuickReadyClient,
-                            autorestart=False)
-    km.provisioner = TemplateProvisioner(kernel_id=Path(job["job_dir"]).name, kernel_spec=km.kernel_spec,
-                                         parent=km, template=template, job=job)
+    km = AsyncKernelManager(
+        kernel_name="python3",
+        transport="ipc",
+        ip=str(ipc / "k"),
+        connection_file=str(ipc / "kernel.json"),
+        client_factory=QuickReadyClient,
+        autorestart=False,
+    )
+    km.provisioner = TemplateProvisioner(
+        kernel_id=Path(job["job_dir"]).name, kernel_spec=km.kernel_spec, parent=km, template=template, job=job
+    )
     return km, km.provisioner
 
 
-__all__ = ["JobHandle", "Meter", "QuickReadyClient", "Template", "TemplateProvisioner", "template_kernel_manager",
-           "mode"]
+__all__ = [
+    "JobHandle",
+    "Meter",
+    "QuickReadyClient",
+    "Template",
+    "TemplateProvisioner",
+    "template_kernel_manager",
+    "mode",
+]

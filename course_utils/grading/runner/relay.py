@@ -22,6 +22,7 @@ mechanism (what libzmq speaks to libzmq) stops the job too, and so does sending 
 whatever the grader's ZMQ queues hold, they never hold more than ``total`` bytes of one kernel, nor a message
 over ``limit``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -51,11 +52,11 @@ class ZmtpCounter:
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.violation: str | None = None   # "message" (a message over the limit), "protocol" or "traffic"
+        self.violation: str | None = None  # "message" (a message over the limit), "protocol" or "traffic"
         self._greeting = b""
-        self._header = b""        # a frame header read in part
-        self._body_left = 0       # bytes of the current frame's body still to come
-        self._message = 0         # bytes of the current message so far (its frames, overhead included)
+        self._header = b""  # a frame header read in part
+        self._body_left = 0  # bytes of the current frame's body still to come
+        self._message = 0  # bytes of the current message so far (its frames, overhead included)
         self.messages = 0
 
     def feed(self, data: bytes) -> int:
@@ -64,7 +65,7 @@ class ZmtpCounter:
         while passed < len(data) and self.violation is None:
             if len(self._greeting) < GREETING_BYTES:
                 take = min(GREETING_BYTES - len(self._greeting), len(data) - passed)
-                self._greeting += bytes(view[passed:passed + take])
+                self._greeting += bytes(view[passed : passed + take])
                 if not self._greeting_ok():
                     self.violation = "protocol"
                     break
@@ -75,9 +76,9 @@ class ZmtpCounter:
                 passed += take
             else:
                 take = min(self._header_size() - len(self._header), len(data) - passed)
-                self._header += bytes(view[passed:passed + take])
+                self._header += bytes(view[passed : passed + take])
                 if len(self._header) < self._header_size():
-                    passed += take   # the rest of the header comes with the next chunk: nothing to decide yet
+                    passed += take  # the rest of the header comes with the next chunk: nothing to decide yet
                     continue
                 if not self._frame_ok():
                     self._header = b""
@@ -197,8 +198,10 @@ class Relay:
 
     def _update(self, link: _Link) -> None:
         """(Re-)register the link's sockets for what they can do now (back-pressure on full buffers)."""
-        for sock, inbound, outbound in ((link.grader, link.to_kernel, link.to_grader),
-                                        (link.kernel, link.to_grader, link.to_kernel)):
+        for sock, inbound, outbound in (
+            (link.grader, link.to_kernel, link.to_grader),
+            (link.kernel, link.to_grader, link.to_kernel),
+        ):
             if sock is None:
                 continue
             events = 0
@@ -279,7 +282,7 @@ class Relay:
         from_grader = sock is link.grader
         if events & selectors.EVENT_READ:
             data = sock.recv(CHUNK)
-            if not data:   # one side closed: so does the other, once what it has been sent is delivered
+            if not data:  # one side closed: so does the other, once what it has been sent is delivered
                 if not from_grader and link.to_grader:
                     link.grader.setblocking(True)
                     link.grader.settimeout(1.0)
@@ -305,8 +308,8 @@ class Relay:
         if events & selectors.EVENT_WRITE:
             outbound = link.to_grader if from_grader else link.to_kernel
             if outbound:
-                del outbound[:sock.send(outbound)]
-        if link.kernel is None:   # still connecting: hold the grader's bytes, read no more than the buffer
+                del outbound[: sock.send(outbound)]
+        if link.kernel is None:  # still connecting: hold the grader's bytes, read no more than the buffer
             if len(link.to_kernel) >= BUFFER_BYTES:
                 self.selector.unregister(link.grader)
             return

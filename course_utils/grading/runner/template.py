@@ -23,6 +23,7 @@ Protocol, one JSON object per line: the grader writes ``{"op": "start", "job": .
 "job": ...}`` on stdin; the template answers ``{"job": ..., "event": "started" | "exited", ...}`` on stdout.
 Without the sandbox (``isolate`` false) the same runs without namespaces or a uid change.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,7 +48,15 @@ from course_utils.records import FILE_NAME as RECORD_FILE
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
-    0x1, 0x2, 0x4, 0x8, 0x20, 0x1000, 0x4000, 0x40000)
+    0x1,
+    0x2,
+    0x4,
+    0x8,
+    0x20,
+    0x1000,
+    0x4000,
+    0x40000,
+)
 MNT_DETACH = 2
 PR_SET_NO_NEW_PRIVS, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 4, 24, 47, 4
 KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = 1, 7, -4, -5
@@ -69,8 +78,16 @@ def _check(result: int, what: str) -> None:
 
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    _check(_libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                       data.encode() if data else None), f"mount {target}")
+    _check(
+        _libc.mount(
+            source.encode(),
+            target.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
 
 
 def _warm_imports() -> None:
@@ -83,6 +100,7 @@ def _warm_imports() -> None:
     import IPython.extensions.storemagic  # noqa: F401
     import matplotlib
     import tornado.queues  # noqa: F401
+
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401
     import matplotlib_inline.backend_inline  # noqa: F401
@@ -103,6 +121,7 @@ def _warm_imports() -> None:
 
 def _keyctl(*args) -> int:
     import platform
+
     number = SYS_KEYCTL.get(platform.machine())
     return -1 if number is None else _libc.syscall(number, *[ctypes.c_long(a) for a in args])
 
@@ -113,7 +132,7 @@ def _harden(spec: dict) -> None:
     for cap in range(64):
         _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
     _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    _keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0)   # not the grader's (root's) session keyring
+    _keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0)  # not the grader's (root's) session keyring
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
         handle.write("1000")
 
@@ -135,7 +154,7 @@ def _drop_privileges(spec: dict) -> None:
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)  # a non-zero uid: every capability is gone
     elif os.geteuid() == 0 and spec.get("isolate"):
-        header = (ctypes.c_uint32 * 2)(0x20080522, 0)   # uid 0 of a user namespace: empty every set
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # uid 0 of a user namespace: empty every set
         data = (ctypes.c_uint32 * 6)()
         _check(_libc.capset(header, data), "capset")
     if spec.get("isolate"):
@@ -171,13 +190,12 @@ def _kernel(spec: dict) -> None:
     from ipykernel.kernelapp import IPKernelApp
 
     app = IPKernelApp.instance()
-    app.initialize(["-f", spec["kernel_connection_file"], "--IPKernelApp.quiet=True",
-                    "--HistoryManager.enabled=False"])
+    app.initialize(["-f", spec["kernel_connection_file"], "--IPKernelApp.quiet=True", "--HistoryManager.enabled=False"])
     _submission_joins_path_at_first_cell(app.shell)
     if spec.get("isolate"):  # a mount namespace of its own, without the spool (the sockets are bound already)
         _check(_libc.unshare(CLONE_NEWNS), "unshare the kernel's mounts")
         _check(_libc.umount2(spec["spool"].encode(), MNT_DETACH), "detach the spool")
-        for name in (os.listdir(CGROUP_MOUNT) if os.path.isdir(CGROUP_MOUNT) else []):
+        for name in os.listdir(CGROUP_MOUNT) if os.path.isdir(CGROUP_MOUNT) else []:
             _libc.umount2(f"{CGROUP_MOUNT}/{name}".encode(), MNT_DETACH)
     _drop_privileges(spec)
     app.start()
@@ -190,6 +208,7 @@ def _read_only_under_tmp() -> list[str]:
     """The jail's read-only folders (venv, course_utils, data) that lie under /tmp, e.g. in a clone made with
     ``mktemp -d``: each job's own /tmp tmpfs would hide them from its kernel."""
     from course_utils.grading.runner.sandbox import read_only_paths
+
     return [str(path) for path in read_only_paths() if str(path).startswith("/tmp/")]
 
 
@@ -203,12 +222,17 @@ def _private_dev() -> None:
         open(f"/dev/{name}", "w").close()
         _mount(f"/proc/self/fd/{fd}", f"/dev/{name}", None, MS_BIND)
         os.close(fd)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ):
         os.symlink(target, f"/dev/{name}")
     for folder in ("shm", "pts"):
         os.mkdir(f"/dev/{folder}", 0o755)
-    with contextlib.suppress(OSError):   # terminals (IPython's !command); a handful at most
+    with contextlib.suppress(OSError):  # terminals (IPython's !command); a handful at most
         _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,max=8")
 
 
@@ -230,13 +254,19 @@ def _setup_job_filesystem(spec: dict) -> None:
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV)
     _private_dev()
     _cap_ipc(limits["disk_bytes"] // 4)
-    under_tmp = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY), os.statvfs(path).f_flag & 0xF)
-                 for path in _read_only_under_tmp()]
+    under_tmp = [
+        (path, os.open(path, os.O_PATH | os.O_DIRECTORY), os.statvfs(path).f_flag & 0xF)
+        for path in _read_only_under_tmp()
+    ]
     owner = f",uid={uid},gid={uid}" if uid is not None else ""
-    for folder, size in (("/submission", limits["disk_bytes"]), ("/tmp", limits["disk_bytes"]),
-                         ("/records", limits["record_bytes"] + 2**20), ("/dev/shm", limits["disk_bytes"] // 4)):
+    for folder, size in (
+        ("/submission", limits["disk_bytes"]),
+        ("/tmp", limits["disk_bytes"]),
+        ("/records", limits["record_bytes"] + 2**20),
+        ("/dev/shm", limits["disk_bytes"] // 4),
+    ):
         _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0700{owner}")
-    for path, fd, flags in under_tmp:   # back on top of the job's /tmp, read-only as before
+    for path, fd, flags in under_tmp:  # back on top of the job's /tmp, read-only as before
         os.makedirs(path, mode=0o755, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
         _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | flags)
@@ -330,7 +360,7 @@ class _Usage:
         self.tasks = 0
         self.oom_kills = 0
         self._pss_at = float("-inf")
-        self._last_cpu: dict[tuple[int, float], float] = {}   # (pid, start time) -> its own CPU time, last seen
+        self._last_cpu: dict[tuple[int, float], float] = {}  # (pid, start time) -> its own CPU time, last seen
         self._ended_cpu = 0.0
 
     def _processes(self) -> list:
@@ -358,9 +388,9 @@ class _Usage:
         tasks = cgroup.tasks()
         if cpu is None or tasks is None:
             self._sample_processes(memory=False)
-        if cpu is not None:   # minus this supervisor's own (it is in the job's cgroup)
+        if cpu is not None:  # minus this supervisor's own (it is in the job's cgroup)
             self.cpu_seconds = max(self.cpu_seconds, cpu - own.user - own.system)
-        if tasks is not None:   # less this supervisor and the process that forked it (both in the cgroup)
+        if tasks is not None:  # less this supervisor and the process that forked it (both in the cgroup)
             self.tasks = max(0, tasks - 2)
         self.memory = cgroup.memory()
         self.oom_kills = cgroup.oom_kills()
@@ -371,7 +401,7 @@ class _Usage:
         for process in self._processes():
             try:
                 with process.oneshot():
-                    times = process.cpu_times()   # its children's too, once it has reaped them
+                    times = process.cpu_times()  # its children's too, once it has reaped them
                     cpu += times.user + times.system + times.children_user + times.children_system
                     alive[(process.pid, process.create_time())] = times.user + times.system
                     resident += process.memory_info().rss
@@ -379,10 +409,10 @@ class _Usage:
                 processes.append(process)
             except psutil.Error:
                 continue  # it ended while we looked
-        for key in set(self._last_cpu) - set(alive):   # ended since the last sample: its last own CPU time
+        for key in set(self._last_cpu) - set(alive):  # ended since the last sample: its last own CPU time
             self._ended_cpu += self._last_cpu.pop(key)
         self._last_cpu.update(alive)
-        reaped = os.times()   # what this supervisor reaped (orphans, as pid 1)
+        reaped = os.times()  # what this supervisor reaped (orphans, as pid 1)
         by_waits = cpu + reaped.children_user + reaped.children_system
         by_processes = self._ended_cpu + sum(alive.values())
         self.cpu_seconds = max(self.cpu_seconds, by_waits, by_processes)
@@ -465,14 +495,14 @@ def _supervise(spec: dict, control: int, cgroup: JobCgroup | None = None) -> int
     isolate = spec.get("isolate")
     if isolate:
         _setup_job_filesystem(spec)
-        if os.geteuid() == 0 and spec.get("uid") is not None:   # never the OOM killer's choice (root only)
+        if os.geteuid() == 0 and spec.get("uid") is not None:  # never the OOM killer's choice (root only)
             with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
                 handle.write("-1000")
     kernel_file = os.path.join(spec["job_dir"], "ipc", "kernel-side.json")
     relay = _relay_for(spec, kernel_file)
     kernel = os.fork()
     if kernel == 0:
-        try:   # the relay's sockets are closed with every other descriptor (_kernel)
+        try:  # the relay's sockets are closed with every other descriptor (_kernel)
             if not isolate:
                 os.setsid()
             _kernel(dict(spec, kernel_connection_file=kernel_file))
@@ -488,7 +518,7 @@ def _supervise(spec: dict, control: int, cgroup: JobCgroup | None = None) -> int
             stopped = True
             break
         if relay.violation:
-            killed_for = relay.violation   # "message" (over message_bytes), "protocol" or "traffic"
+            killed_for = relay.violation  # "message" (over message_bytes), "protocol" or "traffic"
             break
         if time.monotonic() < next_sample:
             continue
@@ -512,9 +542,15 @@ def _supervise(spec: dict, control: int, cgroup: JobCgroup | None = None) -> int
     if killed_for is None and usage.oom_kills:
         killed_for = "memory"
     out_dir = os.path.join(spec["job_dir"], "out")
-    report = {"exit": None if status is None else os.waitstatus_to_exitcode(status), "killed_for": killed_for,
-              "stopped": stopped, "cpu_seconds": round(usage.cpu_seconds, 3), "peak_memory": int(usage.peak_memory),
-              "cgroup": usage.cgroup is not None, "record_problem": _copy_records_out(spec, out_dir)}
+    report = {
+        "exit": None if status is None else os.waitstatus_to_exitcode(status),
+        "killed_for": killed_for,
+        "stopped": stopped,
+        "cpu_seconds": round(usage.cpu_seconds, 3),
+        "peak_memory": int(usage.peak_memory),
+        "cgroup": usage.cgroup is not None,
+        "record_problem": _copy_records_out(spec, out_dir),
+    }
     with open(os.path.join(out_dir, "status.json"), "w") as handle:
         json.dump(report, handle)
     return 0
@@ -544,8 +580,9 @@ def _job(spec: dict, control: int) -> None:
             code = _supervise(spec, control, cgroup)
         except BaseException as error:  # noqa: BLE001 - a setup failure must still leave a status behind
             with open(os.path.join(spec["job_dir"], "out", "status.json"), "w") as handle:
-                json.dump({"exit": None, "killed_for": None, "stopped": False, "setup_error": repr(error)[:500]},
-                          handle)
+                json.dump(
+                    {"exit": None, "killed_for": None, "stopped": False, "setup_error": repr(error)[:500]}, handle
+                )
         finally:
             os._exit(code)
     _, status = os.waitpid(supervisor, 0)
@@ -565,13 +602,13 @@ def serve() -> None:
     _warm_imports()
     gc.collect()
     gc.freeze()  # the imports' objects: never scanned by a kernel's collector, so never copied on write
-    jobs: dict[int, tuple[str, int]] = {}   # pid -> (job id, write end of its control pipe)
+    jobs: dict[int, tuple[str, int]] = {}  # pid -> (job id, write end of its control pipe)
     by_job: dict[str, int] = {}
     stdin = sys.stdin.fileno()
     buffer = b""
     _emit({"event": "ready", "pid": os.getpid()})
-    exits: set[int] = set()   # a pidfd per job: readable the moment the job ends (no polling delay)
-    leftover: list[JobCgroup] = []   # cgroups of ended jobs, removed once empty
+    exits: set[int] = set()  # a pidfd per job: readable the moment the job ends (no polling delay)
+    leftover: list[JobCgroup] = []  # cgroups of ended jobs, removed once empty
     while True:
         ready, _, _ = select.select([stdin, *exits], [], [], POLL_SECONDS)
         for fd in exits.intersection(ready):
@@ -594,6 +631,7 @@ def serve() -> None:
                             _job(request["spec"], read_end)
                         except BaseException:  # noqa: BLE001 - say why in the job's log, then fail the job
                             import traceback
+
                             traceback.print_exc()
                             sys.stderr.flush()
                         finally:
@@ -623,7 +661,7 @@ def serve() -> None:
                 os.close(write_end)
                 leftover.append(JobCgroup(job))
                 _emit({"job": job, "event": "exited", "status": os.waitstatus_to_exitcode(status)})
-        leftover = [cgroup for cgroup in leftover if not cgroup.remove()]   # once its last process is gone
+        leftover = [cgroup for cgroup in leftover if not cgroup.remove()]  # once its last process is gone
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """course_utils.grading.lab.server: every formgrader response carries a policy that forbids loads from elsewhere."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace

@@ -5,6 +5,7 @@ The grader checks the submitted answer cell with the rules the test cell applies
 constraint records) and scores the task from the records of the task's own job (its answer cell run alone with
 its test cell); a violation scores 0 for that task only, worded as the test cell words it.
 """
+
 from __future__ import annotations
 
 import nbformat
@@ -24,8 +25,10 @@ from course_utils.grading.pipeline.tasks import (
 from course_utils.wording import unanswered
 
 PARAMS = {"function": "product", "rules": ["matmul"], "uses": [], "require": [], "visible": True}
-TASK_REFERENCE = {"ex_p/constraint": {"kind": "constraint", "value": [], "params": PARAMS},
-                  "ex_p/value": {"kind": "tensor", "value": torch.ones(2), "params": {}}}
+TASK_REFERENCE = {
+    "ex_p/constraint": {"kind": "constraint", "value": [], "params": PARAMS},
+    "ex_p/value": {"kind": "tensor", "value": torch.ones(2), "params": {}},
+}
 WHOLE_REFERENCE = {**TASK_REFERENCE, "ex_q/value": {"kind": "value", "value": 3, "params": {}}}
 CELLS = [GradedCell("ex_p", 3.0, True, "ex_p_answer"), GradedCell("ex_q", 1.0, True, "ex_q_answer")]
 CLEAN = "def product(A, B):\n    return (A.unsqueeze(2) * B.unsqueeze(0)).sum(1)\n"
@@ -41,8 +44,9 @@ def task_records(constraint_value=(), value=True):
 def scores(answer, records=None, notebook=None, whole=None):
     run = TaskRun(answer, task_records() if records is None else records, TASK_REFERENCE, notebook)
     whole = {"ex_q/value": {"kind": "value", "value": 3, "params": {}}} if whole is None else whole
-    return {s.grade_id: (s.score, s.message)
-            for s in score_notebook(CELLS, whole, WHOLE_REFERENCE, tasks={"ex_p": run})}
+    return {
+        s.grade_id: (s.score, s.message) for s in score_notebook(CELLS, whole, WHOLE_REFERENCE, tasks={"ex_p": run})
+    }
 
 
 def test_constraint_records_come_from_the_reference():
@@ -82,13 +86,19 @@ def test_a_missing_answer_cell_fails_closed():
 
 
 def test_a_broken_reference_parameter_fails_closed_instead_of_crashing():
-    reference = {"ex_p/constraint": {"kind": "constraint", "value": [], "params": {"function": "product",
-                                                                                   "rules": ["no_such_rule"]}}}
+    reference = {
+        "ex_p/constraint": {
+            "kind": "constraint",
+            "value": [],
+            "params": {"function": "product", "rules": ["no_such_rule"]},
+        }
+    }
     assert answer_problems(CLEAN, reference) == {"ex_p/constraint": "the constraint check could not run (KeyError)"}
 
 
 def test_a_test_cell_that_stopped_says_why_in_the_grade():
     """The learner's notebook showed the reason (an unanswered task, a failed check): the grade says the same."""
+
     def executed(ename, evalue):
         test = nbformat.v4.new_code_cell("...")
         test.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "ex_p", "points": 3}
@@ -96,13 +106,17 @@ def test_a_test_cell_that_stopped_says_why_in_the_grade():
         return nbformat.writes(nbformat.v4.new_notebook(cells=[test]))
 
     stub = "def product(A, B):\n    raise NotImplementedError()\n"
-    got = scores(stub, records=task_records([], value=False), notebook=executed("NotImplementedError",
-                                                                                unanswered("product")))
+    got = scores(
+        stub, records=task_records([], value=False), notebook=executed("NotImplementedError", unanswered("product"))
+    )
     assert got["ex_p"] == (0.0, unanswered("product"))
     stopped = executed("NameError", "name 'x' is not defined")
     got = scores(CLEAN, records=task_records([], value=False), notebook=stopped)
-    assert got["ex_p"] == (0.0, "1 of 2 tests failed:\n- 1 test did not run ('value'): the test cell stopped at: "
-                                "NameError: name 'x' is not defined")
+    assert got["ex_p"] == (
+        0.0,
+        "1 of 2 tests failed:\n- 1 test did not run ('value'): the test cell stopped at: "
+        "NameError: name 'x' is not defined",
+    )
 
 
 def test_a_task_job_is_the_setup_the_answer_cell_and_the_test_cell():
@@ -112,12 +126,15 @@ def test_a_task_job_is_the_setup_the_answer_cell_and_the_test_cell():
             made.metadata["nbgrader"] = {"grade": False, "solution": False, "locked": True, **meta}
         return made
 
-    source = nbformat.v4.new_notebook(cells=[
-        cell("import torch", grade_id="setup"), cell("def product(A, B):\n    pass", grade_id="ex_p_answer",
-                                                     solution=True, locked=False),
-        cell("safe = constrained(product, 'matmul', key='ex_p/constraint')", grade_id="ex_p", grade=True, points=3),
-        cell("def q():\n    pass", grade_id="ex_q_answer", solution=True, locked=False),
-        cell("record('ex_q/value', q(), kind='value')", grade_id="ex_q", grade=True, points=1)])
+    source = nbformat.v4.new_notebook(
+        cells=[
+            cell("import torch", grade_id="setup"),
+            cell("def product(A, B):\n    pass", grade_id="ex_p_answer", solution=True, locked=False),
+            cell("safe = constrained(product, 'matmul', key='ex_p/constraint')", grade_id="ex_p", grade=True, points=3),
+            cell("def q():\n    pass", grade_id="ex_q_answer", solution=True, locked=False),
+            cell("record('ex_q/value', q(), kind='value')", grade_id="ex_q", grade=True, points=1),
+        ]
+    )
     assert constrained_task_ids(source) == ["ex_p"]
     submitted = nbformat.v4.new_notebook(cells=[cell("import os"), *source.cells[:2], cell("product = None")])
     submitted.cells[2].source = CLEAN

@@ -1,5 +1,6 @@
 """course_utils.grading.pipeline.safe_html and rendering: every field a renderer reads is normalised, images only
 show data they carry, a notebook made safe is a valid notebook, and the plain fallback renders nothing."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,14 @@ PIXEL = "https://tracker.example/pixel.png"
 
 
 def hostile():
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1"), nbformat.v4.new_markdown_cell(
-        f'![x]({PIXEL}) <img src="//tracker.example/p.png"> <img src="data:image/png;base64,iVBORw0KGgo=">')])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("1"),
+            nbformat.v4.new_markdown_cell(
+                f'![x]({PIXEL}) <img src="//tracker.example/p.png"> <img src="data:image/png;base64,iVBORw0KGgo=">'
+            ),
+        ]
+    )
     cell = nbformat.from_dict(dict(nb.cells[0]))
     cell["execution_count"] = "x"
     cell["metadata"] = {"junk": "y" * 100_000, "nbgrader": {"grade": False}}
@@ -43,7 +50,7 @@ def test_a_hostile_notebook_made_safe_is_valid_and_loads_nothing_from_elsewhere(
 
 def test_metadata_the_format_refuses_is_dropped_so_the_notebook_stays_valid():
     nb = hostile()
-    nb.metadata = {"kernelspec": {"name": "python3"}}   # display_name missing
+    nb.metadata = {"kernelspec": {"name": "python3"}}  # display_name missing
     nb.cells[1].metadata = {"nbgrader": "not a dict"}
     nbformat.validate(safe_notebook(nb))
 
@@ -54,7 +61,7 @@ def test_the_plain_fallback_is_valid_and_renders_no_markdown():
     assert nb.cells[1].source.startswith("<div>\n<pre>![x](https") and "<img" not in nb.cells[1].source
     assert "text/html" not in nbformat.writes(nb)
     nb = hostile()
-    nb.cells[0].outputs.pop()   # nbformat itself cannot read an output that is not a dict
+    nb.cells[0].outputs.pop()  # nbformat itself cannot read an output that is not a dict
     shown = nbformat.reads(plain_notebook_json(json.dumps(nb), "why"), as_version=4)
     assert shown.cells[0].source == "[grader: this notebook is shown as plain text: why]" and len(shown.cells) == 3
     nothing = nbformat.reads(plain_notebook_json(json.dumps(hostile()), "why"), as_version=4)

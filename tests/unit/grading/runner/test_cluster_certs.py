@@ -1,5 +1,6 @@
 """course_utils.grading.runner.cluster: the course's certificate is made once, private to its owner, refused when
 others can read it; Dask's Security built from it requires encryption; only tls:// addresses are accepted."""
+
 from __future__ import annotations
 
 import os

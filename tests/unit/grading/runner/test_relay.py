@@ -1,6 +1,7 @@
 """course_utils.grading.runner.relay: the byte relay between a kernel and the grader counts each message's frames
 together and refuses the header that would take one past the limit, wherever the stream is cut; with real ZMQ
 sockets on both ends, a message over the limit never reaches the reader."""
+
 from __future__ import annotations
 
 import os
@@ -62,10 +63,10 @@ def test_anything_but_zmtp_3_with_the_null_mechanism_is_refused():
     counter.feed(bytes(curve))
     assert counter.violation == "protocol"
     counter = ZmtpCounter(limit=1 << 20)
-    counter.feed(GREETING + bytes([0x40, 1, 0]))   # a flag no frame has
+    counter.feed(GREETING + bytes([0x40, 1, 0]))  # a flag no frame has
     assert counter.violation == "protocol"
     counter = ZmtpCounter(limit=1 << 40)
-    counter.feed(GREETING + bytes([0x06]) + (2**20).to_bytes(8, "big"))   # a 1 MiB command
+    counter.feed(GREETING + bytes([0x06]) + (2**20).to_bytes(8, "big"))  # a 1 MiB command
     assert counter.violation == "protocol"
 
 
@@ -99,14 +100,14 @@ def relayed(tmp_path):
 def test_through_real_zmq_a_small_message_arrives_and_a_large_one_never_does(relayed):
     pub, sub, relay = relayed
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:   # PUB/SUB: send until the subscription has gone through
+    while time.monotonic() < deadline:  # PUB/SUB: send until the subscription has gone through
         pub.send_multipart([b"small", b"message"])
         if sub.poll(100):
             break
     assert sub.recv_multipart() == [b"small", b"message"]
     while sub.poll(200):
         sub.recv_multipart()
-    pub.send_multipart([b"big"] + [b"x" * (256 * 1024)] * 8)   # 2 MiB in frames of 256 KiB: over 1 MiB together
+    pub.send_multipart([b"big"] + [b"x" * (256 * 1024)] * 8)  # 2 MiB in frames of 256 KiB: over 1 MiB together
     deadline = time.monotonic() + 30
     while relay.violation is None and time.monotonic() < deadline:
         time.sleep(0.05)

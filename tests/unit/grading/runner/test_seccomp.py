@@ -1,5 +1,6 @@
 """course_utils.grading.runner.seccomp: the hand-written filter is a valid program for each architecture, and loaded
 into a process it denies what it should and allows what a notebook needs (run in a child process)."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ print(json.dumps(result))
 @pytest.mark.parametrize("machine", sorted(AUDIT_ARCH))
 def test_every_jump_lands_inside_the_program(machine):
     code = program(machine)
-    ops = [struct.unpack("=HBBI", code[i:i + 8]) for i in range(0, len(code), 8)]
+    ops = [struct.unpack("=HBBI", code[i : i + 8]) for i in range(0, len(code), 8)]
     assert ops[-1][0] == 0x06 and len(ops) < 256
     for index, (op, jt, jf, _) in enumerate(ops):
         if op & 0x07 == 0x05:
@@ -48,5 +49,12 @@ def test_the_filter_denies_namespaces_io_uring_and_keyrings_to_every_thread_and_
     done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     got = json.loads(done.stdout)
-    assert got == {"unshare": "EPERM", "io_uring": "ENOSYS", "keyctl": "EPERM", "clone_newns": "EPERM", "fork": 7,
-                   "spawn": 0, "threads": ["2"]}
+    assert got == {
+        "unshare": "EPERM",
+        "io_uring": "ENOSYS",
+        "keyctl": "EPERM",
+        "clone_newns": "EPERM",
+        "fork": 7,
+        "spawn": 0,
+        "threads": ["2"],
+    }
