@@ -54,7 +54,7 @@ NOT_FOR_STUDENTS = (
     "course_utils/grading/",
 )
 #: ... except the part of the grading package a learner's JupyterLab runs (Validate)
-LEARNER_GRADING = ("course_utils/grading/__init__.py", "course_utils/grading/lab/")
+LEARNER_GRADING = ("course_utils/grading/__init__.py", "course_utils/grading/git.py", "course_utils/grading/lab/")
 #: what the class venv installs (the whole package, the grader's side too) and the kernels read
 PACKAGE_FILES = ("course_utils/", "data/", "pyproject.toml", "requirements.txt", "README.md")
 LESSONS_DIR_NAME = "pytorch-foundations"  # the folder the lessons get in each student's home

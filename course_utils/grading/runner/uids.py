@@ -19,11 +19,8 @@ from pathlib import Path
 
 FIRST_UID = 61000
 COUNT = 4000
-LOCK_DIR = Path(
-    os.environ.get(
-        "COURSE_UID_LOCK_DIR", "/run/course-grading-uids" if os.access("/run", os.W_OK) else "/tmp/course-grading-uids"
-    )
-)
+#: one lock file per leased uid, machine-wide (``lease_uid(lock_dir=...)`` for another place, e.g. in tests)
+LOCK_DIR = Path("/run/course-grading-uids" if os.access("/run", os.W_OK) else "/tmp/course-grading-uids")
 
 
 class NoFreeUid(RuntimeError):
