@@ -115,8 +115,8 @@ class SnapshotOverwriteCells(OverwriteCells):
 class _SchemaCheckedOnce(MetadataValidator):
     """nbgrader's metadata validator, with its JSON schema checked once per process instead of once per cell.
 
-    ``jsonschema.validate`` re-validates the schema itself on every call: 3 ms a cell, 60 ms of every
-    notebook's grading. Cells of another schema version go to nbgrader's own method (and its errors).
+    ``jsonschema.validate`` re-validates the schema itself on every call, a cost paid per cell (timed in
+    docs/performance.md). Cells of another schema version go to nbgrader's own method (and its errors).
     """
 
     _validator = None

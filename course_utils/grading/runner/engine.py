@@ -8,8 +8,8 @@
 Each worker thread runs one job at a time, in kernels forked from its process's kernel template
 (``grading.kernel.Template``, one per process, shared by its threads). The default LocalCluster of up to
 ``IN_PROCESS_WORKERS`` workers is in-process: its workers are threads of the grader's process, so a machine
-starts one template and no worker process (on 2 cores that saves a template's 2.6 CPU-seconds of imports
-and 2 s of cluster start; see the README's Performance); a larger one has worker processes of up to that
+starts one template and no worker process (on 2 cores that saves a template's imports and a cluster's
+start: timed in docs/performance.md); a larger one has worker processes of up to that
 many threads each. Isolation is the same either way: every notebook runs in a kernel forked fresh for it,
 in its own jail, as its own uid; a worker only drives kernels, and no kernel message over
 ``c.Limits.message_bytes`` (all its parts) reaches it. A job is plain data and its result comes back as plain data (the

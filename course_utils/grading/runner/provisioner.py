@@ -285,8 +285,8 @@ class QuickReadyClient(AsyncKernelClient):
     jupyter_client's ``wait_for_ready`` gets a kernel_info reply, then waits up to 0.2 s for one IOPub
     message (so the IOPub subscription is known to be live; the first status messages usually go out
     before it is, so this wait mostly times out and the request is sent again), then discards IOPub
-    messages until none has come for 0.2 s: about 0.4 s of idle time per notebook, more than the kernel's
-    own CPU. Here the same two proofs of life, asked for every 20 ms, then only what has already arrived
+    messages until none has come for 0.2 s: idle time in every notebook's grading (timed in
+    docs/performance.md). Here the same two proofs of life, asked for every 20 ms, then only what has already arrived
     is discarded; a late startup message is harmless, since nbclient reads only replies to its own requests.
     """
 

@@ -92,7 +92,7 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
 
 def _warm_imports() -> None:
     """Everything a notebook and the kernel import, loaded once here (no thread or OpenMP pool starts)."""
-    import ipykernel.debugger  # noqa: F401 - debugpy and pydevd: 0.13 s of every kernel's start, else
+    import ipykernel.debugger  # noqa: F401 - debugpy and pydevd: else in every kernel's start
     import ipykernel.ipkernel  # noqa: F401
     import ipykernel.kernelapp  # noqa: F401
     import IPython  # noqa: F401
