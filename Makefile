@@ -42,6 +42,7 @@ check: setup ## The fast tier (about a minute): ruff, then the unit tests and th
 
 test: setup browser-tools hub-tools ## Every test: the three tiers (unit, kernel, e2e), the docstrings and the lessons under nbval
 	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest tests course_utils --doctest-modules notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
 
