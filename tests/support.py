@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -66,6 +67,11 @@ def make_tiny_course(root: Path):
     shutil.copy(REPO / "nbgrader_config.py", root)
     nbformat.write(tiny_notebook(), root / "solutions" / "hw" / "hw.ipynb")
     return Course.load(root)
+
+
+def grading_cli(course) -> list[str]:
+    """The start of a command line running the grader's CLI on ``course`` with this interpreter."""
+    return [sys.executable, "-m", "course_utils.grading", "--course", str(course.root)]
 
 
 def submit(course, student: str, answer: str | None, assignment: str = "hw"):

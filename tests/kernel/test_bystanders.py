@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import nbformat
@@ -15,7 +14,7 @@ import pytest
 
 from course_utils.grading.pipeline.results import load_result, result_totals
 from course_utils.grading.runner.sandbox import mode
-from support import make_tiny_course, submit
+from support import grading_cli, make_tiny_course, submit
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,11 +31,7 @@ HOG = (
 def autograde(course, *extra):
     return subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "course_utils.grading",
-            "--course",
-            str(course.root),
+            *grading_cli(course),
             "autograde",
             "hw",
             "--workers",

@@ -22,7 +22,7 @@ from nbgrader.api import Gradebook
 
 from course_utils.grading.pipeline.results import load_result, result_totals
 from course_utils.grading.runner import cluster as cluster_module
-from support import REPO, as_user, local_user, make_tiny_course, passable_by_others, submit
+from support import REPO, as_user, grading_cli, local_user, make_tiny_course, passable_by_others, submit
 
 pytestmark = pytest.mark.slow
 SLOW_RIGHT = "import time\ndef double(x):\n    time.sleep(0.0)\n    return 2 * x\ntime.sleep(2)\n"
@@ -181,11 +181,7 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(tmp_path, cluster, ce
     sandbox = [] if shutil.which("bwrap") else ["--no-sandbox"]
     run = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "course_utils.grading",
-            "--course",
-            str(course.root),
+            *grading_cli(course),
             "autograde",
             "hw",
             "--scheduler",

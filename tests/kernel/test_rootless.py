@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from course_utils.grading.pipeline.results import load_result, result_totals
-from support import REPO, make_tiny_course, passable_by_others, submit
+from support import REPO, grading_cli, make_tiny_course, passable_by_others, submit
 
 pytestmark = [
     pytest.mark.slow,
@@ -50,11 +50,7 @@ def test_an_unprivileged_instructor_grades_in_the_same_jail(tmp_path):
                     f"--reuid={nobody.pw_uid}",
                     f"--regid={nobody.pw_gid}",
                     "--clear-groups",
-                    sys.executable,
-                    "-m",
-                    "course_utils.grading",
-                    "--course",
-                    str(course.root),
+                    *grading_cli(course),
                     "autograde",
                     "hw",
                     "--workers",
