@@ -340,10 +340,10 @@ def main(argv=None) -> int:
             failed.append(section)
         report["sections"][section] = {**figures, "load_average_1min_at_start": load, "started": section_started}
         rows += section_rows
-    report["rows"] = [dict(zip(("section", "metric", "value", "target", "met"), row)) for row in rows]
-    report["total_seconds"] = time.perf_counter() - started
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1))
+        report["rows"] = [dict(zip(("section", "metric", "value", "target", "met"), row)) for row in rows]
+        report["total_seconds"] = time.perf_counter() - started
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=1))  # after each section: a later crash loses nothing
     print(f"machine: {machine_kind()}; load average at the start {report['machine']['load_average_1min_at_start']:.2f}")
     print_table(rows)
     print(
