@@ -338,7 +338,12 @@ def main(argv=None) -> int:
                 [(section, "section failed", repr(error)[:80], "runs", False)],
             )
             failed.append(section)
-        report["sections"][section] = {**figures, "load_average_1min_at_start": load, "started": section_started}
+        report["sections"][section] = {
+            **figures,
+            "load_average_1min_at_start": load,
+            "load_average_1min_at_end": load_average(),  # other work on the machine shows here
+            "started": section_started,
+        }
         rows += section_rows
         report["rows"] = [dict(zip(("section", "metric", "value", "target", "met"), row)) for row in rows]
         report["total_seconds"] = time.perf_counter() - started
