@@ -1,8 +1,9 @@
 # PyTorch Foundations: `make lab` starts the course, `make check` runs the fast tests, `make test` every test.
 # Both set up .venv on first use (and again only when requirements.txt or pyproject.toml change).
 SHELL := /bin/bash
-# Python 3.10 to 3.13; the first of these found (3.11 first: the version the course is measured on)
-PYTHON ?= $(shell for v in 3.11 3.12 3.13 3.10; do command -v python$$v && break; done || command -v python3)
+# Python 3.11 to 3.13 (the pinned numpy, pandas and nbgrader need 3.11 or later); the first of these found
+# (3.11 first: the version the course is measured on)
+PYTHON ?= $(shell for v in 3.11 3.12 3.13; do command -v python$$v && break; done || command -v python3)
 VENV := .venv
 # a classroom's copy of the course (make hub) names the class's Python here: no second venv
 -include classroom.mk
@@ -47,7 +48,7 @@ test: setup browser-tools hub-tools ## Every test: the three tiers (unit, kernel
 setup: $(if $(SETUP_DONE),,$(STAMP)) sandbox-tools
 
 $(STAMP): requirements.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 13) else "The course needs Python 3.10 to 3.13 (this is %d.%d): set PYTHON=/path/to/python3.x" % sys.version_info[:2])'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else "The course needs Python 3.11, 3.12 or 3.13 (this is %d.%d; the pinned numpy, pandas and nbgrader need 3.11 or later): set PYTHON=/path/to/python3.x" % sys.version_info[:2])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -r requirements.txt -e .
 	@for ext in $(NBGRADER_SERVER_EXTENSIONS); do \

@@ -1,5 +1,6 @@
 """pytest at the repository root: the names the docstrings' examples use (``--doctest-modules course_utils``), and
 hypothesis' ``check`` profile: make check (the fast tier) draws fewer examples per property than make test does."""
+
 from pathlib import Path
 
 import numpy

@@ -5,6 +5,7 @@ The instructor source (solutions and hidden tests) lives in solutions/, the stud
 (submissions, autograded copies, feedback, the gradebook, the exchange) stays in the git-ignored
 grading/ folder.
 """
+
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent

@@ -5,7 +5,7 @@
 
 Two trainings, each timed in a fresh interpreter (data loading excluded):
 
-* ``lesson07_train_recipe``: lesson 07's own ``train_recipe`` helper, its source taken from the lesson's
+* ``lesson07_train_recipe``: lesson 07b's own ``train_recipe`` helper, its source taken from the lesson's
   notebook and run as the lesson runs it (the same training split), with the lesson's final recipe
   (standardised inputs, 512-256 hidden, one-cycle to 0.004, label smoothing, weight decay, batches of 1024)
   for ``EPOCHS`` epochs;
@@ -21,6 +21,7 @@ and busy / quiet of torch's default: target at most 2x) and the quiet-machine co
 (its quiet / default quiet). "Quiet" is whatever else the
 machine runs: the load average before and after is part of the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,13 +35,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LESSON = REPO / "notebooks" / "07_apparel_classifier.ipynb"
+LESSON = REPO / "notebooks" / "07b_improving_the_classifier.ipynb"
 EPOCHS = 3
 CNN_IMAGES = 6000
 SETTINGS = {  # name -> OpenMP environment
-    "default": {},                                                   # torch's default: 1 thread per core, spinning
-    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},                       # the course's choice
-    "passive_1_thread": {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"},   # the alternative, for comparison
+    "default": {},  # torch's default: 1 thread per core, spinning
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},  # the course's choice
+    "passive_1_thread": {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"},  # the alternative, for comparison
 }
 CHOSEN = "passive"
 OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -50,6 +51,7 @@ def lesson_helper_source(lesson: Path = LESSON) -> str:
     """The source of the lesson's code cells that define ``standardise`` and ``train_recipe`` (with ``build_mlp``),
     in the lesson's order."""
     import nbformat
+
     nb = nbformat.read(lesson, as_version=4)
     sources = []
     for marker in ("standardise = ", "def train_recipe("):
@@ -68,8 +70,18 @@ def lesson07_scope(x_train, y_train, x_val, y_val) -> dict:
     from torch import nn
 
     from course_utils.train import TensorBatches, fit
-    scope = {"torch": torch, "nn": nn, "TensorBatches": TensorBatches, "fit": fit, "device": torch.device("cpu"),
-             "x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val}
+
+    scope = {
+        "torch": torch,
+        "nn": nn,
+        "TensorBatches": TensorBatches,
+        "fit": fit,
+        "device": torch.device("cpu"),
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_val": x_val,
+        "y_val": y_val,
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         exec(compile(lesson_helper_source(), str(LESSON), "exec"), scope)
     return scope
@@ -78,12 +90,22 @@ def lesson07_scope(x_train, y_train, x_val, y_val) -> dict:
 def time_lesson07(epochs: int = EPOCHS) -> float:
     """Seconds of one ``train_recipe`` call (lesson 07's final recipe, ``epochs`` epochs), in this process."""
     from course_utils.data import load_fashion_mnist, split_indices
+
     images, labels = load_fashion_mnist("train")
     features = images.reshape(len(images), -1).float() / 255
     train_idx, val_idx = split_indices(len(features), val_fraction=0.1, seed=0)
     scope = lesson07_scope(features[train_idx], labels[train_idx], features[val_idx], labels[val_idx])
-    recipe = dict(standardised=True, hidden=(512, 256), one_cycle=True, lr=0.004, smoothing=0.1, weight_decay=0.1,
-                  batch_size=1024, epochs=epochs)
+    recipe = dict(
+        standardised=True,
+        hidden=(512, 256),
+        one_cycle=True,
+        lr=0.004,
+        smoothing=0.1,
+        weight_decay=0.1,
+        batch_size=1024,
+        epochs=epochs,
+        progress=False,
+    )
     started = time.perf_counter()
     scope["train_recipe"](**recipe)
     return time.perf_counter() - started
@@ -96,13 +118,20 @@ def time_fit_cnn(n_images: int = CNN_IMAGES) -> float:
 
     from bench.recipes import fashion_tensors, small_cnn
     from course_utils.train import TensorBatches, fit
+
     x, y, _, _ = fashion_tensors(standardised=True, images_shape="image")
     torch.manual_seed(0)
     model = small_cnn().to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.003, fused=True)
     started = time.perf_counter()
-    fit(model, TensorBatches(x[:n_images], y[:n_images], 128, shuffle=True, seed=0), optimizer, 1,
-        loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1), progress=False)
+    fit(
+        model,
+        TensorBatches(x[:n_images], y[:n_images], 128, shuffle=True, seed=0),
+        optimizer,
+        1,
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1),
+        progress=False,
+    )
     return time.perf_counter() - started
 
 
@@ -118,8 +147,9 @@ def time_in_fresh_process(workload: str, setting: str, quick: bool) -> float:
     """Seconds of ``workload`` in a fresh interpreter whose only OpenMP setting is ``setting``."""
     size = "epochs=1" if quick and workload == "lesson07_train_recipe" else ("n_images=1000" if quick else "")
     code = f"from bench.contention import {WORKLOADS[workload]} as f; print(f({size}))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_environment(setting), capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=_environment(setting), capture_output=True, text=True
+    )
     if done.returncode:
         raise RuntimeError(f"{workload} under {setting} failed:\n{done.stderr[-2000:]}")
     return float(done.stdout.strip().splitlines()[-1])
@@ -140,9 +170,15 @@ class BusyCore:
 def run(repeats: int = 3, quick: bool = False) -> dict:
     """Every workload x setting x (quiet, busy), ``repeats`` times interleaved; medians and ratios."""
     seconds = {w: {s: {"quiet": [], "busy": []} for s in SETTINGS} for w in WORKLOADS}
-    figures = {"repeats": repeats, "quick": quick, "epochs": 1 if quick else EPOCHS, "cpu_count": os.cpu_count(),
-               "loadavg_before": [round(x, 2) for x in os.getloadavg()], "chosen": CHOSEN,
-               "settings": SETTINGS}
+    figures = {
+        "repeats": repeats,
+        "quick": quick,
+        "epochs": 1 if quick else EPOCHS,
+        "cpu_count": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "chosen": CHOSEN,
+        "settings": SETTINGS,
+    }
     for _ in range(repeats):
         for setting in SETTINGS:
             for condition in ("quiet", "busy"):
@@ -155,12 +191,18 @@ def run(repeats: int = 3, quick: bool = False) -> dict:
         out = {}
         for setting, runs in by_setting.items():
             quiet, busy = statistics.median(runs["quiet"]), statistics.median(runs["busy"])
-            out[setting] = {"quiet_s": round(quiet, 2), "busy_s": round(busy, 2), "slowdown": round(busy / quiet, 2),
-                            "runs": {k: [round(x, 2) for x in v] for k, v in runs.items()}}
+            out[setting] = {
+                "quiet_s": round(quiet, 2),
+                "busy_s": round(busy, 2),
+                "slowdown": round(busy / quiet, 2),
+                "runs": {k: [round(x, 2) for x in v] for k, v in runs.items()},
+            }
         default_quiet = statistics.median(by_setting["default"]["quiet"])
         for setting in SETTINGS:
             out[setting]["quiet_cost"] = round(statistics.median(by_setting[setting]["quiet"]) / default_quiet, 2)
-            out[setting]["busy_vs_default_quiet"] = round(statistics.median(by_setting[setting]["busy"]) / default_quiet, 2)
+            out[setting]["busy_vs_default_quiet"] = round(
+                statistics.median(by_setting[setting]["busy"]) / default_quiet, 2
+            )
         figures["workloads"][workload] = out
     return figures
 

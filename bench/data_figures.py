@@ -1,7 +1,8 @@
 """The data figures of the foundation issue: load, checksum, competition-layout export and reads.
 
-    >>> figures = data_figures()   # {'train_load_s': ..., 'checksum_s': ..., 'export_s': ..., ...}
+>>> figures = data_figures()   # {'train_load_s': ..., 'checksum_s': ..., 'export_s': ..., ...}
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -21,8 +22,10 @@ def _seconds(call) -> float:
 def data_figures(quick: bool = False) -> dict:
     """Seconds for each data step; ``quick`` exports 2,000 + 500 images instead of 70,000."""
     load_fashion_mnist("train")  # pays the one-off checksum and decode, so the next call is the cached path
-    figures = {"train_load_s": _seconds(lambda: load_fashion_mnist("train")),
-               "checksum_s": _seconds(lambda: sha256_of(locate_file(FILES["train"][0])))}
+    figures = {
+        "train_load_s": _seconds(lambda: load_fashion_mnist("train")),
+        "checksum_s": _seconds(lambda: sha256_of(locate_file(FILES["train"][0]))),
+    }
     n_train, n_test = (2000, 500) if quick else (None, None)
     with tempfile.TemporaryDirectory(prefix="bench-layout-") as tmp:
         folder = Path(tmp) / "apparel"

@@ -17,6 +17,7 @@ submission graded in the watcher's state file (what the progress page shows), wh
 after the feedback is in the exchange; the bench polls every 0.1 s. Differences from the hub: the students
 are ids, not local accounts, so the watcher runs with its account check off (``--any-owner``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,6 +42,7 @@ COURSE_ID = "pytorch-foundations"
 
 def _exchange_config(home: Path, exchange: Path, student: str):
     from traitlets.config import Config
+
     c = Config()
     c.CourseDirectory.course_id = COURSE_ID
     c.CourseDirectory.assignment_id = ASSIGNMENT
@@ -58,6 +60,7 @@ def _exchange_app(kind: str, home: Path, exchange: Path, student: str):
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.exchange.default.fetch_feedback import ExchangeFetchFeedback
     from nbgrader.exchange.default.submit import ExchangeSubmit
+
     c = _exchange_config(home, exchange, student)
     app = {"submit": ExchangeSubmit, "fetch_feedback": ExchangeFetchFeedback}[kind]
     return app(coursedir=CourseDirectory(config=c), authenticator=Authenticator(config=c), config=c)
@@ -74,6 +77,7 @@ def _course(root: Path, exchange: Path):
     """The instructor's course (nbgrader_config.py, solutions/ and exercises/ of exercise 01), workspace made."""
     from course_utils.grading.course import Course
     from course_utils.grading.pipeline.workspace import ensure_workspace
+
     shutil.copy(REPO / "nbgrader_config.py", root)
     for folder in ("solutions", "exercises"):
         shutil.copytree(REPO / folder / ASSIGNMENT, root / folder / ASSIGNMENT)
@@ -82,13 +86,30 @@ def _course(root: Path, exchange: Path):
 
 
 def _start_watcher(course_root: Path, exchange: Path, log: Path, workers: int | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-P", "-m", "course_utils.grading.hub.watcher", "watch", "--course", str(course_root),
-           "--exchange", str(exchange), "--min-interval", "0", "--poll", "0.2", "--any-owner", "--warm", ASSIGNMENT]
+    cmd = [
+        sys.executable,
+        "-P",
+        "-m",
+        "course_utils.grading.hub.watcher",
+        "watch",
+        "--course",
+        str(course_root),
+        "--exchange",
+        str(exchange),
+        "--min-interval",
+        "0",
+        "--poll",
+        "0.2",
+        "--any-owner",
+        "--warm",
+        ASSIGNMENT,
+    ]
     if workers:
         cmd += ["--workers", str(workers)]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}   # as the hub runs its grader service
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}  # as the hub runs its grader service
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def _wait_for_line(log: Path, text: str, process: subprocess.Popen, seconds: float) -> float:
@@ -114,8 +135,11 @@ def _graded_times(state_path: Path, submitted: dict[str, float], seconds: float)
         now = time.time()
         for student in submitted:
             entry = entries.get(f"{ASSIGNMENT}/{student}", {})
-            if student not in seen and entry.get("status") in ("graded", "failed") and entry.get("started", 0) >= \
-                    submitted[student] - 60:
+            if (
+                student not in seen
+                and entry.get("status") in ("graded", "failed")
+                and entry.get("started", 0) >= submitted[student] - 60
+            ):
                 seen[student] = now
         time.sleep(0.1)
     return seen
@@ -128,24 +152,29 @@ def run(n_students: int = 20, workers: int | None = None, timeout: float = 900.0
     if os.geteuid() != 0:
         raise PermissionError("The grader sandboxes each notebook (bubblewrap, own uid): run the benchmark as root.")
     from course_utils.grading.authoring.samples import honest_class
+
     release_nb = nbformat.read(REPO / "exercises" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
     solution_nb = nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
     students = honest_class(release_nb, solution_nb, n_students)
-    figures = {"assignment": ASSIGNMENT, "n_students": n_students, "cpu_count": os.cpu_count(),
-               "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+    figures = {
+        "assignment": ASSIGNMENT,
+        "n_students": n_students,
+        "cpu_count": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+    }
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         tmp = Path(tmp)
         exchange, course_root, homes = tmp / "exchange", tmp / "course", tmp / "homes"
         course_root.mkdir()
         course = _course(course_root, exchange)
-        for student, nb, _ in students:   # each student's fetched copy, answered
+        for student, nb, _ in students:  # each student's fetched copy, answered
             (homes / student / ASSIGNMENT).mkdir(parents=True)
             nbformat.write(nb, homes / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
         watcher = _start_watcher(course_root, exchange, tmp / "watcher.log", workers)
         try:
             figures["warm_up_s"] = round(_wait_for_line(tmp / "watcher.log", "watching", watcher, timeout), 2)
             context = multiprocessing.get_context("fork")
-            with context.Pool(n_students) as pool:   # every student's submit at once
+            with context.Pool(n_students) as pool:  # every student's submit at once
                 submitted = dict(pool.map(_submit, [(homes / s, exchange, s) for s, _, _ in students]))
             graded = _graded_times(course.workspace / "service" / "state.json", submitted, timeout)
         finally:
@@ -156,21 +185,29 @@ def run(n_students: int = 20, workers: int | None = None, timeout: float = 900.0
         if missing:
             raise RuntimeError(f"no feedback for {missing} within {timeout:.0f} s:\n{figures['watcher_log_tail']}")
         state = json.loads((course.workspace / "service" / "state.json").read_text())
-        wrong = {s: (state[f"{ASSIGNMENT}/{s}"].get("score"), points) for s, _, points in students
-                 if state[f"{ASSIGNMENT}/{s}"].get("score") != points}
+        wrong = {
+            s: (state[f"{ASSIGNMENT}/{s}"].get("score"), points)
+            for s, _, points in students
+            if state[f"{ASSIGNMENT}/{s}"].get("score") != points
+        }
         if wrong:
             raise AssertionError(f"scores differ from what the answers earn (student: (got, earned)): {wrong}")
         fetched = 0
-        for student, _, _ in students:   # each student fetches the released feedback, as the Assignments tab does
+        for student, _, _ in students:  # each student fetches the released feedback, as the Assignments tab does
             _exchange_app("fetch_feedback", homes / student, exchange, student).start()
             fetched += len(list((homes / student / ASSIGNMENT / "feedback").rglob(f"{NOTEBOOK}.html")))
     latencies = sorted(graded[s] - submitted[s] for s in submitted)
     first_submit, last_submit = min(submitted.values()), max(submitted.values())
-    figures.update(latencies_s=[round(x, 2) for x in latencies], median_s=round(statistics.median(latencies), 2),
-                   worst_s=round(latencies[-1], 2), best_s=round(latencies[0], 2),
-                   submit_spread_s=round(last_submit - first_submit, 2),
-                   all_graded_after_s=round(max(graded.values()) - first_submit, 2),
-                   feedback_fetched=fetched, loadavg_after=[round(x, 2) for x in os.getloadavg()])
+    figures.update(
+        latencies_s=[round(x, 2) for x in latencies],
+        median_s=round(statistics.median(latencies), 2),
+        worst_s=round(latencies[-1], 2),
+        best_s=round(latencies[0], 2),
+        submit_spread_s=round(last_submit - first_submit, 2),
+        all_graded_after_s=round(max(graded.values()) - first_submit, 2),
+        feedback_fetched=fetched,
+        loadavg_after=[round(x, 2) for x in os.getloadavg()],
+    )
     return figures
 
 

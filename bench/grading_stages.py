@@ -17,6 +17,7 @@ It works with the grader before the kernel template too (the ``Job`` of that ver
 gradebook URL), so running it against an older checkout (``PYTHONPATH=<old checkout>``) gives the
 "before" column of the same table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,7 @@ def _timed_nbclient(current: dict):
             finally:
                 times = current["times"]
                 times[key] = times.get(key, 0.0) + time.perf_counter() - started
+
         setattr(client.NotebookClient, name, timed)
 
     wrap("async_start_new_kernel", "kernel_ready_s")
@@ -77,6 +79,7 @@ def _job(course, nb_bytes: bytes, path: Path):
     fields = inspect.signature(Job).parameters
     if "notebook_bytes" in fields:  # the kernel template's grader: plain data
         from course_utils.grading.pipeline.sanitize import SourceSnapshot
+
         snapshot = SourceSnapshot.from_gradebook(course.db_url, course.coursedir.course_id, ASSIGNMENT, NOTEBOOK)
         return Job("bench", ASSIGNMENT, NOTEBOOK, nb_bytes, [], snapshot, course.limits, True)
     path.write_bytes(nb_bytes)  # the grader before it: a path and the gradebook's URL
@@ -91,8 +94,8 @@ def _machine_cpu_seconds() -> float:
 
 
 def measure(n: int = 10) -> dict:
-    from course_utils.grading.runner.jobs import run_job
     from course_utils.grading.authoring.samples import solved
+    from course_utils.grading.runner.jobs import run_job
 
     release_nb = nbformat.read(REPO / "exercises" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
     solution_nb = nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
@@ -117,7 +120,9 @@ def measure(n: int = 10) -> dict:
                 times["kernel_cpu_s"] = out.stages["kernel_cpu_s"]
             if out.problem:
                 raise RuntimeError(f"the solved notebook did not run cleanly: {out.problem}")
-            times["other_s"] = times["job_s"] - sum(times.get(k, 0) for k in ("kernel_ready_s", "cells_s", "shutdown_s"))
+            times["other_s"] = times["job_s"] - sum(
+                times.get(k, 0) for k in ("kernel_ready_s", "cells_s", "shutdown_s")
+            )
             rows.append(times)
     keys = sorted({k for row in rows for k in row})
     return {k: round(sum(row.get(k, 0.0) for row in rows) / len(rows), 3) for k in keys}

@@ -20,6 +20,7 @@ Also: the seconds per stage of one submission (means over the warm run's noteboo
 seconds x workers / submissions. Every grader must give every student exactly the points its answers earn.
 Timings on a shared machine are inflated: the load average before and after is part of the figures.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,6 +64,7 @@ def time_nbgrader(course, students) -> tuple[float, dict[str, float]]:
     from sqlalchemy.exc import SAWarning
 
     from course_utils.grading.course import working_folder
+
     with working_folder(course.root), warnings.catch_warnings():
         warnings.simplefilter("ignore", SAWarning)  # nbgrader's own autoflush noise
         api = NbGraderAPI(coursedir=course.coursedir, config=course.config)
@@ -78,9 +80,11 @@ def time_nbgrader(course, students) -> tuple[float, dict[str, float]]:
 def time_ours(course, sandboxed: bool, engine=None, workers: int = WORKERS):
     """(seconds, scores, report) of our autograde: on ``engine`` if given, else on a fresh LocalCluster."""
     from course_utils.grading.pipeline.autograde import autograde
+
     start = time.perf_counter()
-    (report,) = autograde(course, [ASSIGNMENT], workers=workers, sandboxed=sandboxed, force=True, progress=False,
-                          engine=engine)
+    (report,) = autograde(
+        course, [ASSIGNMENT], workers=workers, sandboxed=sandboxed, force=True, progress=False, engine=engine
+    )
     seconds = time.perf_counter() - start
     return seconds, {s: total for s, (total, _) in report.totals.items()}, report
 
@@ -89,19 +93,27 @@ def _check_scores(expected: dict[str, float], got: dict[str, dict[str, float]]) 
     for grader, scores in got.items():
         wrong = {s: (scores.get(s), points) for s, points in expected.items() if scores.get(s) != points}
         if wrong:
-            raise AssertionError(f"{grader} gave scores that differ from what the answers earn "
-                                 f"(student: (got, earned)): {wrong}")
+            raise AssertionError(
+                f"{grader} gave scores that differ from what the answers earn (student: (got, earned)): {wrong}"
+            )
 
 
 def stage_means(report) -> dict[str, float]:
     """Mean seconds (and CPU seconds, peak bytes) per stage over a report's notebooks."""
-    keys = sorted({k for stages in report.stages for k, v in stages.items() if isinstance(v, (int, float))
-                   and not isinstance(v, bool)})
+    keys = sorted(
+        {
+            k
+            for stages in report.stages
+            for k, v in stages.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    )
     return {k: round(sum(s.get(k) or 0 for s in report.stages) / max(1, len(report.stages)), 4) for k in keys}
 
 
 def _class(n: int):
     from course_utils.grading.authoring.samples import honest_class
+
     release_nb = nbformat.read(REPO / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}_exercises.ipynb", as_version=4)
     solution_nb = nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}_exercises.ipynb", as_version=4)
     return honest_class(release_nb, solution_nb, n)
@@ -110,6 +122,7 @@ def _class(n: int):
 def scaling(n: int, tmp: Path) -> dict:
     """``n`` submissions on a warm sandboxed engine of 1 worker, then of 2: seconds and worker-seconds each."""
     from course_utils.grading.runner.engine import Engine
+
     students = _class(n)
     expected = {s: points for s, _, points in students}
     figures = {"n": n}
@@ -130,12 +143,18 @@ def scaling(n: int, tmp: Path) -> dict:
 def run(n_submissions: int = 20, scaling_n: int = 0) -> dict:
     """Grade ``n_submissions`` honest submissions with every grader; return the figures (see module doc)."""
     from course_utils.grading.runner.engine import Engine
+
     if n_submissions < 1:
         raise ValueError(f"n_submissions must be at least 1, not {n_submissions}.")
     students = _class(n_submissions)
     expected = {s: points for s, _, points in students}
-    figures = {"assignment": ASSIGNMENT, "n_submissions": n_submissions, "workers": WORKERS,
-               "cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+    figures = {
+        "assignment": ASSIGNMENT,
+        "n_submissions": n_submissions,
+        "workers": WORKERS,
+        "cpu_count": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+    }
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         copies = {}
         for name in ("nbgrader", "sandboxed", "no_sandbox"):
@@ -171,29 +190,37 @@ def run(n_submissions: int = 20, scaling_n: int = 0) -> dict:
 
 def format_table(figures: dict) -> str:
     """The figures as a short table for the terminal."""
-    rows = [("plain nbgrader autograde (serial)", "nbgrader", None),
-            (f"ours, sandboxed, {figures['workers']} workers, everything counted", "sandboxed", "speedup_sandboxed"),
-            (f"ours, --no-sandbox, {figures['workers']} workers, everything counted", "no_sandbox",
-             "speedup_no_sandbox"),
-            (f"ours, sandboxed, warm engine, cached references", "warm", "speedup_warm")]
-    lines = [f"grading throughput: {figures['n_submissions']} submissions of {figures['assignment']}, "
-             f"{figures['cpu_count']} CPUs, load average {figures['loadavg_before']} -> {figures['loadavg_after']}",
-             f"{'grader':<56}{'total s':>9}{'s/sub':>8}{'worker-s/sub':>14}{'speed-up':>10}"]
+    rows = [
+        ("plain nbgrader autograde (serial)", "nbgrader", None),
+        (f"ours, sandboxed, {figures['workers']} workers, everything counted", "sandboxed", "speedup_sandboxed"),
+        (f"ours, --no-sandbox, {figures['workers']} workers, everything counted", "no_sandbox", "speedup_no_sandbox"),
+        ("ours, sandboxed, warm engine, cached references", "warm", "speedup_warm"),
+    ]
+    lines = [
+        f"grading throughput: {figures['n_submissions']} submissions of {figures['assignment']}, "
+        f"{figures['cpu_count']} CPUs, load average {figures['loadavg_before']} -> {figures['loadavg_after']}",
+        f"{'grader':<56}{'total s':>9}{'s/sub':>8}{'worker-s/sub':>14}{'speed-up':>10}",
+    ]
     for label, name, speedup in rows:
-        lines.append(f"{label:<56}{figures[name + '_s']:>9.1f}{figures[name + '_s_per_submission']:>8.2f}"
-                     f"{figures[name + '_worker_s_per_submission']:>14.2f}"
-                     f"{(str(figures[speedup]) + 'x') if speedup else '1x':>10}")
+        lines.append(
+            f"{label:<56}{figures[name + '_s']:>9.1f}{figures[name + '_s_per_submission']:>8.2f}"
+            f"{figures[name + '_worker_s_per_submission']:>14.2f}"
+            f"{(str(figures[speedup]) + 'x') if speedup else '1x':>10}"
+        )
     lines.append("stages of one submission (warm, means): " + json.dumps(figures["stages"]))
     if "scaling" in figures:
         s = figures["scaling"]
-        lines.append(f"{s['n']} submissions, warm: 1 worker {s['workers_1_s']:.1f} s, 2 workers {s['workers_2_s']:.1f} s "
-                     f"({s['speedup_2_vs_1']}x); worker-s per submission {s['workers_1_worker_s_per_submission']} / "
-                     f"{s['workers_2_worker_s_per_submission']}")
+        lines.append(
+            f"{s['n']} submissions, warm: 1 worker {s['workers_1_s']:.1f} s, 2 workers {s['workers_2_s']:.1f} s "
+            f"({s['speedup_2_vs_1']}x); worker-s per submission {s['workers_1_worker_s_per_submission']} / "
+            f"{s['workers_2_worker_s_per_submission']}"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
+
     parser = argparse.ArgumentParser(prog="python -m bench.grading_throughput", description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--n-submissions", type=int, default=20)
     parser.add_argument("--scaling", type=int, default=200, help="submissions for the 1 vs 2 workers run (0: skip)")

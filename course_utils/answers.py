@@ -19,6 +19,7 @@ It never fails, whatever the value:
 The markers are one-key dicts (``{"__what__": text}``, ``{"__problem__": sentence}``); messages show their
 text, never the dict.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -29,9 +30,23 @@ from torch import nn
 from course_utils.networks import NetworkSpecError, describe_layers
 
 #: the dtypes the checks compare (others fail with a message naming the dtype)
-DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16,
-          torch.uint32, torch.uint64, torch.float16, torch.bfloat16, torch.float32, torch.float64,
-          torch.complex64, torch.complex128)
+DTYPES = (
+    torch.bool,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.uint16,
+    torch.uint32,
+    torch.uint64,
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.complex64,
+    torch.complex128,
+)
 _WHAT, _PROBLEM = "__what__", "__problem__"
 #: the deepest nesting and the most values an answer keeps (beyond them it is described, not recorded)
 MAX_NESTING, MAX_ITEMS = 8, 10_000
@@ -43,8 +58,8 @@ MAX_NESTING, MAX_ITEMS = 8, 10_000
 def describe(value) -> str:
     """A short name for what a value is, for messages (never fails, never shows internals).
 
-        >>> describe([1, 2])
-        'a list of length 2'
+    >>> describe([1, 2])
+    'a list of length 2'
     """
     try:
         if value is None:
@@ -118,19 +133,26 @@ def _tensor_answer(value: torch.Tensor):
         if value.is_nested:
             return problem_marker("{name} is a nested tensor: return an ordinary tensor (torch.stack or torch.cat).")
         if value.layout != torch.strided:
-            return problem_marker(f"{{name}} is a tensor with layout {value.layout}: the checks compare ordinary "
-                                  "(strided) tensors; convert it with .to_dense().")
+            return problem_marker(
+                f"{{name}} is a tensor with layout {value.layout}: the checks compare ordinary "
+                "(strided) tensors; convert it with .to_dense()."
+            )
         if value.device.type == "meta":
-            return problem_marker("{name} is a tensor on the meta device, which has a shape but no values: "
-                                  "create it without device='meta'.")
+            return problem_marker(
+                "{name} is a tensor on the meta device, which has a shape but no values: "
+                "create it without device='meta'."
+            )
         if value.device.type != "cpu":
-            return problem_marker(f"{{name}} is on the {value.device} device: the checks and the grader work on "
-                                  "the CPU; return it with .cpu().")
+            return problem_marker(
+                f"{{name}} is on the {value.device} device: the checks and the grader work on "
+                "the CPU; return it with .cpu()."
+            )
         if value.is_quantized:
             return problem_marker("{name} is a quantized tensor: return it with .dequantize().")
         if value.dtype not in DTYPES:
-            return problem_marker(f"{{name}} has dtype {value.dtype}, which the checks do not compare: "
-                                  "convert it, e.g. with .float().")
+            return problem_marker(
+                f"{{name}} has dtype {value.dtype}, which the checks do not compare: convert it, e.g. with .float()."
+            )
         return plain_tensor(value)
     except Exception as error:
         return problem_marker(f"{{name}} is a tensor that cannot be read ({type(error).__name__}).")
@@ -169,8 +191,8 @@ def _tree(value, tensors_only: bool, depth: int = 0, budget: list | None = None)
 def as_number(value):
     """``value`` as a Python int or float when it is one (or a one-element tensor or NumPy number), else None.
 
-        >>> as_number(torch.tensor([2.5])), as_number("2.5"), as_number(True)
-        (2.5, None, None)
+    >>> as_number(torch.tensor([2.5])), as_number("2.5"), as_number(True)
+    (2.5, None, None)
     """
     try:
         if isinstance(value, bool):
@@ -196,14 +218,21 @@ def as_number(value):
 def module_summary(module: nn.Module, sample_input=None) -> dict:
     """Leaf layers as [type name, parameter shapes], parameter count, state_dict, output (shape) on a sample.
 
-        >>> module_summary(nn.Linear(3, 2))["n_params"]
-        8
+    >>> module_summary(nn.Linear(3, 2))["n_params"]
+    8
     """
-    layers = [[type(m).__name__, [list(p.shape) for p in m.parameters(recurse=False)]]
-              for m in module.modules() if not list(m.children())]
-    summary = {"layers": layers, "n_params": int(sum(p.numel() for p in module.parameters())),
-               "output_shape": None, "output": None,
-               "state_dict": {str(k): _tree(v, True) for k, v in module.state_dict().items()}}
+    layers = [
+        [type(m).__name__, [list(p.shape) for p in m.parameters(recurse=False)]]
+        for m in module.modules()
+        if not list(m.children())
+    ]
+    summary = {
+        "layers": layers,
+        "n_params": int(sum(p.numel() for p in module.parameters())),
+        "output_shape": None,
+        "output": None,
+        "state_dict": {str(k): _tree(v, True) for k, v in module.state_dict().items()},
+    }
     if sample_input is not None:
         with torch.no_grad():
             out = module(sample_input)
@@ -226,8 +255,10 @@ def _module_answer(value, sample_input=None):
             out = value(sample_input)
     except Exception as error:
         shape = tuple(sample_input.shape) if isinstance(sample_input, torch.Tensor) else describe(sample_input)
-        return problem_marker(f"calling {{name}} on a sample input of shape {shape} failed with "
-                              f"{type(error).__name__}: {str(error)[:200]}")
+        return problem_marker(
+            f"calling {{name}} on a sample input of shape {shape} failed with "
+            f"{type(error).__name__}: {str(error)[:200]}"
+        )
     summary["output_shape"] = list(out.shape) if isinstance(out, torch.Tensor) else describe(out)
     summary["output"] = _tree(out, True) if isinstance(out, torch.Tensor) else None
     return summary
@@ -241,10 +272,14 @@ def _grad_answer(value):
     except Exception as error:
         return problem_marker(f"{{name}}.grad cannot be read ({type(error).__name__}).")
     if grad is None:
-        why = ("it does not require gradients: create it with requires_grad=True (or call .requires_grad_()) "
-               "before computing with it" if not requires_grad else
-               "it is not a leaf tensor: use the tensor you created, not one computed from it" if not is_leaf else
-               "backward() was not called on a result computed from it")
+        why = (
+            "it does not require gradients: create it with requires_grad=True (or call .requires_grad_()) "
+            "before computing with it"
+            if not requires_grad
+            else "it is not a leaf tensor: use the tensor you created, not one computed from it"
+            if not is_leaf
+            else "backward() was not called on a result computed from it"
+        )
         return problem_marker(f"{{name}}.grad is None: {why}.")
     plain = _tensor_answer(grad)
     return problem_marker(plain[_PROBLEM].replace("{name}", "{name}.grad")) if is_problem(plain) else plain
@@ -255,7 +290,10 @@ def _network_answer(model: nn.Module):
     problem marker naming it), or a problem marker saying why the network has no description."""
     try:
         layers = describe_layers(model)
-        return {"layers": _tree(layers, False), "state_dict": {str(k): _tree(v, True) for k, v in model.state_dict().items()}}
+        return {
+            "layers": _tree(layers, False),
+            "state_dict": {str(k): _tree(v, True) for k, v in model.state_dict().items()},
+        }
     except NetworkSpecError as error:
         return problem_marker(f"{{name}} cannot be rebuilt by the grader: {str(error)[:300]}.")
     except Exception as error:
@@ -265,8 +303,8 @@ def _network_answer(model: nn.Module):
 def answer(kind: str, value, **options):
     """The plain form of a learner's ``value`` for a record of ``kind`` (see the module docstring).
 
-        >>> answer("grad", torch.ones(2))
-        {'__problem__': '{name}.grad is None: it does not require gradients: create it with ...'}
+    >>> answer("grad", torch.ones(2))
+    {'__problem__': '{name}.grad is None: it does not require gradients: create it with ...'}
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -279,15 +317,21 @@ def answer(kind: str, value, **options):
             if kind == "grad":
                 return _grad_answer(value)
             if kind == "grad_fn":
-                return [_tree(value, True)] if isinstance(value, torch.Tensor) else (
-                    _tree(value, True) if isinstance(value, (list, tuple)) else what(describe(value)))
+                return (
+                    [_tree(value, True)]
+                    if isinstance(value, torch.Tensor)
+                    else (_tree(value, True) if isinstance(value, (list, tuple)) else what(describe(value)))
+                )
             if kind == "classifier":
                 if isinstance(value, nn.Module):  # a network designed to a spec: its description
                     return _network_answer(value)
                 if not isinstance(value, dict):
                     return what(describe(value))
                 if set(value) == {"layers", "state_dict"}:  # a designed network (course_utils.networks)
-                    return {"layers": _tree(value["layers"], False), "state_dict": answer("classifier", value["state_dict"])}
+                    return {
+                        "layers": _tree(value["layers"], False),
+                        "state_dict": answer("classifier", value["state_dict"]),
+                    }
                 return {str(k): _tree(v, True) for k, v in value.items()}
             return _tree(value, tensors_only=kind == "tensor")
         except Exception as error:  # a hostile object (broken __len__, __iter__, ...): describe, never crash

@@ -6,6 +6,7 @@ Every writer in the course that must not leave a torn file behind (record files,
 gradebook copy, exports) goes through :func:`replacing`: write a temporary file beside the target, then
 ``os.replace`` it in one step. A failure removes the temporary file and leaves the target as it was.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,7 +38,7 @@ def replacing(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 def write_atomically(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write ``data`` (text as UTF-8, or bytes) to ``path`` atomically; return the path.
 
-        >>> write_atomically("released.key", "abc123")  # doctest: +SKIP
+    >>> write_atomically("released.key", "abc123")  # doctest: +SKIP
     """
     with replacing(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)

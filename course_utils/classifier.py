@@ -19,6 +19,7 @@ says is what the grade says) and the grader's trusted verdict (``course_utils.gr
 file, with the parameters of the *solution's* record). Like every rule of ``course_utils.compare``, it judges a
 raw value and its recorded form alike: it starts from ``answer("classifier", value)``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,11 +34,10 @@ APPAREL_HIDDEN = 128
 def build_apparel_classifier() -> nn.Sequential:
     """Exercise 07's former prescribed architecture: flatten, Linear(784, 128), ReLU, Linear(128, 10).
 
-        >>> sum(p.numel() for p in build_apparel_classifier().parameters())
-        101770
+    >>> sum(p.numel() for p in build_apparel_classifier().parameters())
+    101770
     """
-    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, APPAREL_HIDDEN), nn.ReLU(),
-                         nn.Linear(APPAREL_HIDDEN, 10))
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, APPAREL_HIDDEN), nn.ReLU(), nn.Linear(APPAREL_HIDDEN, 10))
 
 
 #: architecture name (the record's ``architecture`` parameter) -> a builder of the untrained network
@@ -53,8 +53,8 @@ MAX_BATCH_NUMBERS = 20_000_000
 def apparel_accuracy(model: nn.Module, split: str = "test", input_shape=(28, 28), batch: int = 2000) -> float:
     """Accuracy of ``model`` on a Fashion-MNIST split, inputs normalised as in ``course_utils.data``.
 
-        >>> apparel_accuracy(build_apparel_classifier()) < 0.3  # untrained  # doctest: +SKIP
-        True
+    >>> apparel_accuracy(build_apparel_classifier()) < 0.3  # untrained  # doctest: +SKIP
+    True
     """
     from course_utils.data import load_fashion_mnist, normalize_images
 
@@ -63,9 +63,9 @@ def apparel_accuracy(model: nn.Module, split: str = "test", input_shape=(28, 28)
     correct = 0
     with torch.no_grad():
         for start in range(0, len(labels), batch):
-            x = normalize_images(images[start:start + batch]).reshape(-1, *input_shape)
+            x = normalize_images(images[start : start + batch]).reshape(-1, *input_shape)
             logits = model(x)
-            correct += int((logits.argmax(dim=1) == labels[start:start + batch]).sum())
+            correct += int((logits.argmax(dim=1) == labels[start : start + batch]).sum())
     return correct / len(labels)
 
 
@@ -100,8 +100,14 @@ def designed_network(value, params: dict) -> tuple[nn.Sequential | None, int, st
 
 def _designed_network(value, params: dict, name: str = "the network"):
     if not isinstance(value, dict) or set(value) != {"layers", "state_dict"}:
-        return None, 0, (f"{name} should be an nn.Sequential of standard torch.nn layers (or its layer list and "
-                         f"weights), but it is {describe(value)}")
+        return (
+            None,
+            0,
+            (
+                f"{name} should be an nn.Sequential of standard torch.nn layers (or its layer list and "
+                f"weights), but it is {describe(value)}"
+            ),
+        )
     input_shape = tuple(int(n) for n in params.get("input_shape", (28, 28)))
     try:
         skeleton = build_sequential(value["layers"], device="meta")
@@ -118,8 +124,11 @@ def _designed_network(value, params: dict, name: str = "the network"):
         largest = _largest_activation(skeleton, input_shape)
         out = skeleton(torch.zeros(2, *input_shape, device="meta"))
     except Exception as error:
-        return None, 0, (f"the network fails on a batch of shape {(2, *input_shape)} "
-                      f"({type(error).__name__}: {str(error)[:120]})")
+        return (
+            None,
+            0,
+            (f"the network fails on a batch of shape {(2, *input_shape)} ({type(error).__name__}: {str(error)[:120]})"),
+        )
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, 10):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else describe(out)
         return None, 0, f"the network maps a batch of shape {(2, *input_shape)} to {shape}, not (2, 10)"
@@ -156,8 +165,11 @@ def classifier_report(value, params: dict, *, name: str = "the network") -> tupl
         builder = ARCHITECTURES[params.get("architecture", "apparel_mlp")]
         problem = _weights_problem(value)
         if problem:
-            return (f"expected the trained model's state_dict, got {describe(value)}"
-                    if not isinstance(value, dict) else problem), None
+            return (
+                f"expected the trained model's state_dict, got {describe(value)}"
+                if not isinstance(value, dict)
+                else problem
+            ), None
         model = builder()
         try:
             model.load_state_dict(value, strict=True)

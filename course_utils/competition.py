@@ -10,6 +10,7 @@
 ``write_submission`` validates predictions before writing them and ``score_submission`` plays the
 leaderboard against the official test labels.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -31,8 +32,8 @@ TEST_ID_OFFSET = 60001  # competition ids: train images are 1..60000, test image
 def competition_ids(split: str, n: int) -> np.ndarray:
     """The ids of the first ``n`` images of a split in the competition layout (train 1.., test 60001..).
 
-        >>> competition_ids("test", 2).tolist()
-        [60001, 60002]
+    >>> competition_ids("test", 2).tolist()
+    [60001, 60002]
     """
     start = 1 if split == "train" else TEST_ID_OFFSET
     return np.arange(start, start + n, dtype=np.int64)
@@ -56,8 +57,7 @@ def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def export_competition_layout(directory, n_train: int | None = None, n_test: int | None = None,
-                              root=None) -> Path:
+def export_competition_layout(directory, n_train: int | None = None, n_test: int | None = None, root=None) -> Path:
     """Write Fashion-MNIST as a competition folder; return the folder.
 
         >>> export_competition_layout("apparel", n_train=100, n_test=20).name
@@ -98,7 +98,8 @@ def _export_locked(out: Path, sizes: dict, root) -> Path:
         frame[["id", "label"] if split == "train" else ["id"]].to_csv(out / split / f"{split}.csv", index=False)
         if split == "test":
             pd.DataFrame({"id": ids, "label": np.zeros(n, dtype=np.int64)}).to_csv(
-                out / "sample_submission.csv", index=False)
+                out / "sample_submission.csv", index=False
+            )
         jobs += _chunks(ids, images[:n].numpy(), image_dir, 4 * _workers())
     with ProcessPoolExecutor(_workers()) as pool:
         list(pool.map(_write_pngs, jobs))
@@ -117,8 +118,11 @@ def _read_pngs(job):
         try:
             with Image.open(path) as image:
                 if image.mode != "L" or image.size != (28, 28):
-                    return ("error", f"{where} is a {image.size[0]}x{image.size[1]} {image.mode} image; "
-                                     f"expected 28x28 grayscale (mode L). Re-export it or remove its row.")
+                    return (
+                        "error",
+                        f"{where} is a {image.size[0]}x{image.size[1]} {image.mode} image; "
+                        f"expected 28x28 grayscale (mode L). Re-export it or remove its row.",
+                    )
                 out[i] = np.asarray(image)
         except FileNotFoundError:
             return ("error", f"{where} is missing. Put the image back or remove its row from the CSV.")
@@ -192,8 +196,7 @@ def read_competition_layout(directory, split: str):
                     return _as_tensors(ids, stored["images"], labels)
         except (OSError, ValueError, KeyError):
             pass
-    jobs = [(str(image_dir), part_ids, 2 + int(start))
-            for part_ids, start in _split_with_offsets(ids, 4 * _workers())]
+    jobs = [(str(image_dir), part_ids, 2 + int(start)) for part_ids, start in _split_with_offsets(ids, 4 * _workers())]
     if len(ids) <= 2000:
         results = [_read_pngs(job) for job in jobs]
     else:
@@ -217,23 +220,28 @@ def _split_with_offsets(ids: np.ndarray, parts: int):
 
 
 def _as_tensors(ids, images, labels):
-    return (torch.from_numpy(ids.copy()), torch.from_numpy(images),
-            None if labels is None else torch.from_numpy(labels.copy()))
+    return (
+        torch.from_numpy(ids.copy()),
+        torch.from_numpy(images),
+        None if labels is None else torch.from_numpy(labels.copy()),
+    )
 
 
 def write_submission(ids, labels, path) -> Path:
     """Validate predictions and write them as a submission CSV (id,label); return the path.
 
-        >>> write_submission([60001, 60002], [9, 2], "submission.csv").name
-        'submission.csv'
+    >>> write_submission([60001, 60002], [9, 2], "submission.csv").name
+    'submission.csv'
     """
     import pandas as pd
 
     ids = torch.as_tensor(ids).reshape(-1) if not isinstance(ids, torch.Tensor) else ids.detach().cpu()
     labels = torch.as_tensor(labels) if not isinstance(labels, torch.Tensor) else labels.detach().cpu()
     if ids.dim() != 1 or labels.dim() != 1:
-        raise ValueError(f"ids and labels must be 1-D; got shapes {tuple(ids.shape)} and {tuple(labels.shape)}. "
-                         f"Use predictions.argmax(dim=1) to turn scores into labels.")
+        raise ValueError(
+            f"ids and labels must be 1-D; got shapes {tuple(ids.shape)} and {tuple(labels.shape)}. "
+            f"Use predictions.argmax(dim=1) to turn scores into labels."
+        )
     if len(ids) != len(labels):
         raise ValueError(f"{len(ids)} ids but {len(labels)} labels: give one label per id.")
     for name, values in (("ids", ids), ("labels", labels)):
@@ -256,8 +264,8 @@ def write_submission(ids, labels, path) -> Path:
 def score_submission(path, root=None) -> float:
     """Accuracy of a submission CSV against the official test labels (ids 60001..70000).
 
-        >>> score_submission("submission.csv")  # doctest: +SKIP
-        0.8812
+    >>> score_submission("submission.csv")  # doctest: +SKIP
+    0.8812
     """
     import pandas as pd
 

@@ -1,32 +1,35 @@
-"""The static rules of stated constraints ("without @", "without autograd"): pure AST, no torch.
+"""The rules of stated constraints ("without @", "without autograd"): pure AST and plain data, no torch.
 
-    >>> cell_problems("def f(a, b):\\n    return a @ b", "f", ["matmul"])[0]
-    '`f` uses `@` (matrix multiplication), which this task forbids (a built-in matrix product)'
+    >>> answer_cell_problems("def f(a, b):\\n    return a @ b", "f", ["matmul"])[0]
+    '`f` uses `@` (matrix multiplication) on line 2, which this task forbids (a built-in matrix product)'
 
 A task that says "without X" names a **rule** of :data:`RULES` (``matmul``, ``sigmoid``, ``autograd``,
-``convolution``, ``loss_functions``, or ``self_contained`` for "write it yourself"). Both sides run these
-rules: the learner's test cell (``course_utils.constraints.constrained``, which adds a guard that watches
-torch calls at run time) and the grader (``course_utils.grading.pipeline.constraints``), which only parses
-the submitted cells and so never imports torch.
+``convolution``, ``loss_functions``, or ``self_contained`` for "write it yourself"). A task is judged on its
+**answer cell** alone, the same way in the learner's test cell and in the grade: the test cell's
+``course_utils.constraints.constrained`` checks the cell's source with :func:`answer_cell_problems`, then runs
+the function under a guard that sees every PyTorch operator it executes (the ATen operators of each rule
+below); the grader runs the same check on the submitted answer cell (it only parses it, so it never imports
+torch here), then runs the answer cell alone, with the task's test cell, in a fresh kernel of its own
+(``course_utils.grading.pipeline.tasks``). Nothing else of the notebook takes part, so a scratch cell can
+change no constrained task's grade.
 
-For the cell that defines a constrained function (the *defining cell*):
+The answer cell must:
 
-1. no forbidden operator or name: ``@``, or an attribute such as ``.matmul``, ``.sigmoid``, ``.backward``
-   (the rule's :attr:`Rule.names`); for ``autograd``, no ``requires_grad=...`` argument either (other than
-   ``False``);
-2. no escape hatch: no ``import``, no ``getattr``/``eval``/``exec``/``compile``/``__import__``/``globals``/
-   ``vars``/``setattr``/``open``, no private or dunder attribute (``torch._C``, ``__dict__``), no
-   ``torch.ops``/``torch.utils``/``torch.jit``/``torch.load``..., no IPython magic;
-3. self-contained: every name it uses is defined in the cell itself, is one of Python's safe built-ins,
-   one of the modules ``torch``, ``nn``, ``F``, ``math``, or another constrained function the task allows
-   (``uses``), whose own defining cell obeys the same rules; the function is defined exactly once, by a
-   ``def`` (or ``class``) at the top level of one cell.
-
-And for every other code cell of the notebook (:func:`integrity_problems`, grader only): it must not rebind
-the constrained functions or the module names, assign to attributes of a module (``torch.sigmoid = ...``)
-or to dunder attributes, use the dynamic escape hatches (``exec``, ``eval``, ``globals``, ``setattr``,
-magics...), or import anything outside :data:`ALLOWED_IMPORTS`.
+1. use no forbidden operator or name: ``@``, or an attribute such as ``.matmul``, ``.sigmoid``,
+   ``.backward`` (the rule's :attr:`Rule.names`, in-place variants such as ``addmm_`` included); for
+   ``autograd``, make no tensor require gradients (``requires_grad=True``, ``.requires_grad_()``);
+2. use no escape hatch: no ``getattr``/``eval``/``exec``/``compile``/``__import__``/``globals``/``vars``/
+   ``setattr``/``open``, no private or dunder attribute (``torch._C``, ``__dict__``), no attribute that leads
+   out of PyTorch or past the guard, whatever it is reached from (``torch.ops``, ``torch.overrides``,
+   ``torch.utils``, ``torch.jit``; and the modules torch re-exports: ``torch.builtins``, ``torch.importlib``,
+   ``torch.sys``, ``torch.os``, ``F.np``...), no IPython magic, no import other than ``import torch``,
+   ``import math``, ``import torch.nn as nn``, ``import torch.nn.functional as F`` (or ``from torch import nn``);
+3. be self-contained: every name it uses is defined in the cell itself, is one of Python's safe built-ins,
+   one of the modules ``torch``, ``nn``, ``F``, ``math``, or a function the test cell provides (``uses``:
+   the course's own version of an earlier task's function); the function is defined by a ``def`` (or
+   ``class``) at the top level of the cell.
 """
+
 from __future__ import annotations
 
 import ast
@@ -34,110 +37,669 @@ import re
 import symtable
 from dataclasses import dataclass, field
 
-__all__ = ["Rule", "RULES", "cell_problems", "integrity_problems", "defining_cells", "notebook_problems",
-           "python_source", "message"]
+__all__ = [
+    "Rule",
+    "RULES",
+    "answer_cell_problems",
+    "cell_problems",
+    "defining_cells",
+    "python_source",
+    "message",
+    "summary",
+    "ESCAPE_ATTRIBUTES",
+    "SAFE_SUBMODULES",
+]
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One stated constraint: what it forbids, in words and as names and operators.
+    """One stated constraint: what it forbids, in words, as names in the source and as ATen operators at run time.
 
-        >>> RULES["matmul"].what
-        'a built-in matrix product'
+    >>> RULES["matmul"].what, RULES["matmul"].forbids("addmm_"), RULES["sigmoid"].forbids("log1p")
+    ('a built-in matrix product', True, False)
     """
+
     name: str
-    what: str                                  # for messages: "... which this task forbids (a built-in matrix product)"
+    what: str  # for messages: "... which this task forbids (a built-in matrix product)"
     names: frozenset = field(default_factory=frozenset)  # attribute / function names (torch.X, tensor.X, F.X, nn.X)
-    operators: tuple = ()                      # ast operator classes, e.g. (ast.MatMult,)
-    grad: bool = False                         # forbid tensors that require gradients
+    patterns: tuple = ()  # regular expressions a forbidden name matches (e.g. any `*_loss`)
+    operators: tuple = ()  # ast operator classes, e.g. (ast.MatMult,)
+    grad: bool = False  # forbid computing with tensors that require gradients
+    aten_denied: frozenset = field(default_factory=frozenset)  # ATen operators (base names) the guard stops
+    aten_patterns: tuple = ()  # regular expressions a denied ATen operator's base name matches
+    aten_allowed: frozenset | None = None  # when set, an allow-list: only these, element-wise operators and views
 
-    def forbids(self, dotted: str) -> bool:
-        """True when a dotted torch name (``torch.Tensor.matmul``) has a component this rule forbids."""
-        return any(part in self.names for part in dotted.split("."))
+    def forbids(self, name: str) -> bool:
+        """True when a function or attribute name (``addmm_``, ``sigmoid``) is one this rule forbids."""
+        base = _base(name)
+        return base in self.names or name in self.names or any(re.search(p, base) for p in self.patterns)
+
+    def forbids_operator(self, op: str, pointwise: bool = False, view: bool = False) -> bool:
+        """True when the ATen operator ``op`` (``aten::addmm_`` or ``addmm_``) may not run under this rule.
+
+            >>> RULES["matmul"].forbids_operator("aten::mm"), RULES["matmul"].forbids_operator("aten::sum")
+            (True, False)
+
+        ``pointwise`` and ``view`` say whether the operator is element-wise or a view (the kernel asks torch);
+        under an allow-list those are permitted.
+        """
+        base = _base(op.split("::")[-1])
+        if base in self.aten_denied or any(re.search(p, base) for p in self.aten_patterns):
+            return True
+        if self.aten_allowed is None:
+            return False
+        return not (pointwise or view or base in self.aten_allowed)
 
 
-_CONVOLUTIONS = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-                 "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-                 "LazyConv1d", "LazyConv2d", "LazyConv3d", "convolution", "_convolution", "conv_tbc"}
+def _base(name: str) -> str:
+    """``addmm_`` -> ``addmm``: an in-place variant is judged as the operation it is (``__x__`` stays)."""
+    return name[:-1] if name.endswith("_") and not name.endswith("__") and len(name) > 1 else name
+
+
+_CONVOLUTIONS = {
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "LazyConv1d",
+    "LazyConv2d",
+    "LazyConv3d",
+    "convolution",
+    "conv_tbc",
+}
+
+#: what "without a built-in matrix product" lets run: besides element-wise operators and views (the kernel asks
+#: torch which those are), reductions, creation, copies, joining and reshaping, indexing and sorting
+MATMUL_ALLOWED_OPS = frozenset(
+    {
+        # reductions
+        "sum",
+        "mean",
+        "prod",
+        "nansum",
+        "nanmean",
+        "amax",
+        "amin",
+        "aminmax",
+        "max",
+        "min",
+        "argmax",
+        "argmin",
+        "any",
+        "all",
+        "cumsum",
+        "cumprod",
+        "cummax",
+        "cummin",
+        "std",
+        "var",
+        "std_mean",
+        "var_mean",
+        "count_nonzero",
+        "median",
+        "nanmedian",
+        "mode",
+        "logcumsumexp",
+        "logsumexp",
+        # creation, random numbers, copies and dtypes
+        "empty",
+        "empty_like",
+        "empty_strided",
+        "zeros",
+        "zeros_like",
+        "ones",
+        "ones_like",
+        "full",
+        "full_like",
+        "arange",
+        "linspace",
+        "logspace",
+        "eye",
+        "scalar_tensor",
+        "lift_fresh_copy",
+        "new_empty",
+        "new_empty_strided",
+        "new_zeros",
+        "new_ones",
+        "new_full",
+        "fill",
+        "zero",
+        "rand",
+        "rand_like",
+        "randn",
+        "randn_like",
+        "randint",
+        "randint_like",
+        "randperm",
+        "normal",
+        "uniform",
+        "bernoulli",
+        "clone",
+        "copy",
+        "_to_copy",
+        "_copy_from",
+        "_copy_from_and_resize",
+        "contiguous",
+        "_local_scalar_dense",
+        "resize",
+        "set",
+        "_unsafe_view",
+        "item",
+        "_assert_async",
+        "_assert_scalar",
+        "_functional_assert_async",
+        "sym_constrain_range",
+        # joining, repeating and reshaping
+        "cat",
+        "stack",
+        "hstack",
+        "vstack",
+        "repeat",
+        "repeat_interleave",
+        "tile",
+        "flip",
+        "roll",
+        "rot90",
+        "tril",
+        "triu",
+        "diag_embed",
+        "constant_pad_nd",
+        "pad",
+        "select_scatter",
+        "slice_scatter",
+        "diagonal_scatter",
+        "as_strided_scatter",
+        "_reshape_copy",
+        "expand_copy",
+        "view_copy",
+        "permute_copy",
+        # indexing, masking and sorting
+        "index",
+        "index_put",
+        "_index_put_impl",
+        "index_select",
+        "index_add",
+        "index_copy",
+        "index_fill",
+        "gather",
+        "scatter",
+        "scatter_add",
+        "scatter_reduce",
+        "masked_select",
+        "masked_scatter",
+        "take",
+        "take_along_dim",
+        "nonzero",
+        "nonzero_static",
+        "argwhere",
+        "sort",
+        "argsort",
+        "topk",
+        "kthvalue",
+        "msort",
+        "unique",
+        "_unique",
+        "_unique2",
+        "unique_dim",
+        "unique_consecutive",
+        "searchsorted",
+        "bucketize",
+        "bincount",
+        "histc",
+        "isin",
+        "equal",
+        "is_nonzero",
+        "is_same_size",
+        "allclose",
+    }
+)
+
+_LOG_SOFTMAX = {"log_softmax", "_log_softmax", "_log_softmax_backward_data", "special_log_softmax"}
 
 #: every rule a task can name
-RULES = {rule.name: rule for rule in [
-    Rule("matmul", "a built-in matrix product",
-         frozenset({"matmul", "mm", "bmm", "mv", "dot", "vdot", "inner", "outer", "ger", "einsum", "tensordot",
-                    "linear", "bilinear", "addmm", "addmv", "addbmm", "baddbmm", "addr", "chain_matmul",
-                    "multi_dot", "vecdot", "spmm", "sspaddmm", "smm", "hspmm", "linalg", "Linear", "LazyLinear",
-                    "Bilinear", "kron", "cdist", "__matmul__", "__rmatmul__", "__imatmul__"} | _CONVOLUTIONS),
-         (ast.MatMult,)),
-    Rule("sigmoid", "the library's sigmoid (or a function built on it)",
-         frozenset({"sigmoid", "sigmoid_", "expit", "Sigmoid", "logsigmoid", "LogSigmoid", "softplus", "Softplus",
-                    "silu", "SiLU", "glu", "GLU", "softmax", "log_softmax", "Softmax", "LogSoftmax", "Softmin",
-                    "softmin", "hardsigmoid", "Hardsigmoid", "logit", "special"})),
-    Rule("autograd", "autograd (gradients computed by PyTorch)",
-         frozenset({"backward", "grad", "autograd", "requires_grad", "requires_grad_", "enable_grad",
-                    "set_grad_enabled", "inference_mode", "func", "vjp", "jvp", "jacobian", "hessian", "jacrev",
-                    "jacfwd", "vmap", "gradcheck", "retain_grad", "grad_fn", "Parameter"}), grad=True),
-    Rule("convolution", "a built-in convolution or pooling layer",
-         frozenset(_CONVOLUTIONS | {"unfold", "Unfold", "fold", "Fold", "max_pool1d", "max_pool2d", "max_pool3d",
-                                    "avg_pool1d", "avg_pool2d", "avg_pool3d", "MaxPool1d", "MaxPool2d", "MaxPool3d",
-                                    "AvgPool1d", "AvgPool2d", "AvgPool3d", "adaptive_avg_pool2d",
-                                    "adaptive_max_pool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "lp_pool2d"})),
-    Rule("loss_functions", "a library loss function (or the log-softmax, log-sigmoid or softplus it is built from)",
-         frozenset({"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
-                    "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss", "kl_div", "poisson_nll_loss",
-                    "gaussian_nll_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "MSELoss", "L1Loss",
-                    "SmoothL1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss",
-                    "KLDivLoss", "log_softmax", "LogSoftmax", "logsigmoid", "LogSigmoid", "softplus", "Softplus"})),
-    Rule("self_contained", "code from outside the answer cell"),
-]}
+RULES = {
+    rule.name: rule
+    for rule in [
+        Rule(
+            "matmul",
+            "a built-in matrix product",
+            frozenset(
+                {
+                    "matmul",
+                    "mm",
+                    "bmm",
+                    "mv",
+                    "dot",
+                    "vdot",
+                    "inner",
+                    "outer",
+                    "ger",
+                    "einsum",
+                    "tensordot",
+                    "linear",
+                    "bilinear",
+                    "addmm",
+                    "addmv",
+                    "addbmm",
+                    "baddbmm",
+                    "addr",
+                    "chain_matmul",
+                    "multi_dot",
+                    "vecdot",
+                    "spmm",
+                    "sspaddmm",
+                    "smm",
+                    "hspmm",
+                    "linalg",
+                    "Linear",
+                    "LazyLinear",
+                    "Bilinear",
+                    "kron",
+                    "cdist",
+                    "embedding_bag",
+                    "EmbeddingBag",
+                    "scaled_dot_product_attention",
+                    "multi_head_attention_forward",
+                    "MultiheadAttention",
+                    "matrix_power",
+                    "__matmul__",
+                    "__rmatmul__",
+                    "__imatmul__",
+                }
+                | _CONVOLUTIONS
+            ),
+            operators=(ast.MatMult,),
+            aten_allowed=MATMUL_ALLOWED_OPS,
+        ),
+        Rule(
+            "sigmoid",
+            "the library's sigmoid (or a function built on it)",
+            frozenset(
+                {
+                    "sigmoid",
+                    "expit",
+                    "Sigmoid",
+                    "logsigmoid",
+                    "LogSigmoid",
+                    "softplus",
+                    "Softplus",
+                    "silu",
+                    "SiLU",
+                    "glu",
+                    "GLU",
+                    "softmax",
+                    "log_softmax",
+                    "Softmax",
+                    "LogSoftmax",
+                    "Softmin",
+                    "softmin",
+                    "hardsigmoid",
+                    "Hardsigmoid",
+                    "logit",
+                    "mish",
+                    "Mish",
+                    "logaddexp",
+                    "logaddexp2",
+                    "logsumexp",
+                    "binary_cross_entropy_with_logits",
+                    "BCEWithLogitsLoss",
+                    "cross_entropy",
+                    "CrossEntropyLoss",
+                }
+            ),
+            aten_denied=frozenset(
+                {
+                    "sigmoid",
+                    "sigmoid_backward",
+                    "log_sigmoid",
+                    "log_sigmoid_forward",
+                    "log_sigmoid_backward",
+                    "softplus",
+                    "softplus_backward",
+                    "silu",
+                    "silu_backward",
+                    "glu",
+                    "glu_backward",
+                    "glu_jvp",
+                    "softmax",
+                    "_softmax",
+                    "_safe_softmax",
+                    "_softmax_backward_data",
+                    "special_softmax",
+                    "_masked_softmax",
+                    "hardsigmoid",
+                    "hardsigmoid_backward",
+                    "special_expit",
+                    "mish",
+                    "mish_backward",
+                    "logaddexp",
+                    "logaddexp2",
+                    "logsumexp",
+                    "special_logsumexp",
+                    "binary_cross_entropy_with_logits",
+                    "cross_entropy_loss",
+                }
+                | _LOG_SOFTMAX
+            ),
+        ),
+        Rule(
+            "autograd",
+            "autograd (gradients computed by PyTorch)",
+            frozenset(
+                {
+                    "backward",
+                    "grad",
+                    "autograd",
+                    "enable_grad",
+                    "func",
+                    "vjp",
+                    "jvp",
+                    "jacobian",
+                    "hessian",
+                    "jacrev",
+                    "jacfwd",
+                    "vmap",
+                    "gradcheck",
+                    "retain_grad",
+                    "grad_fn",
+                    "Parameter",
+                }
+            ),
+            grad=True,
+        ),
+        Rule(
+            "convolution",
+            "a built-in convolution or pooling layer",
+            frozenset(_CONVOLUTIONS | {"unfold", "Unfold", "fold", "Fold", "im2col", "col2im"}),
+            patterns=(r"^(\w*_)?conv(?!ert)", r"Conv(?!ert)", r"pool", r"Pool"),
+            aten_denied=frozenset({"unfold", "unfold_backward", "im2col", "col2im"}),
+            aten_patterns=(r"conv(?!ert)", r"pool"),
+        ),
+        Rule(
+            "loss_functions",
+            "a library loss function (or the log-softmax, log-sigmoid or softplus it is built from)",
+            frozenset(
+                {
+                    "binary_cross_entropy",
+                    "binary_cross_entropy_with_logits",
+                    "cross_entropy",
+                    "kl_div",
+                    "log_softmax",
+                    "LogSoftmax",
+                    "logsigmoid",
+                    "LogSigmoid",
+                    "softplus",
+                    "Softplus",
+                }
+            ),
+            patterns=(r"_loss$", r"Loss$"),
+            aten_denied=frozenset(
+                {
+                    "binary_cross_entropy",
+                    "binary_cross_entropy_with_logits",
+                    "kl_div",
+                    "log_sigmoid",
+                    "log_sigmoid_forward",
+                    "log_sigmoid_backward",
+                    "softplus",
+                    "softplus_backward",
+                }
+                | _LOG_SOFTMAX
+            ),
+            aten_patterns=(r"_loss",),
+        ),
+        Rule("self_contained", "code from outside the answer cell"),
+    ]
+}
 
-#: module names a constrained cell may use (bound by these imports only, in any cell)
+#: module names a constrained cell may use (bound by these imports: at the top of the notebook, or in the cell)
 MODULES = {"torch": "torch", "nn": "torch.nn", "F": "torch.nn.functional", "math": "math"}
 
 #: Python built-ins a constrained cell may use
-SAFE_BUILTINS = frozenset({
-    "abs", "all", "any", "bool", "complex", "dict", "divmod", "enumerate", "filter", "float", "frozenset", "int",
-    "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "next", "pow", "print", "range",
-    "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip", "super", "property",
-    "staticmethod", "classmethod", "object", "None", "True", "False", "NotImplemented", "Ellipsis",
-    "Exception", "ValueError", "TypeError", "IndexError", "KeyError", "RuntimeError", "ZeroDivisionError",
-    "ArithmeticError", "AssertionError", "NotImplementedError", "StopIteration", "OverflowError",
-})
+SAFE_BUILTINS = frozenset(
+    {
+        "abs",
+        "all",
+        "any",
+        "bool",
+        "complex",
+        "dict",
+        "divmod",
+        "enumerate",
+        "filter",
+        "float",
+        "frozenset",
+        "int",
+        "isinstance",
+        "issubclass",
+        "iter",
+        "len",
+        "list",
+        "map",
+        "max",
+        "min",
+        "next",
+        "pow",
+        "print",
+        "range",
+        "repr",
+        "reversed",
+        "round",
+        "set",
+        "slice",
+        "sorted",
+        "str",
+        "sum",
+        "tuple",
+        "zip",
+        "super",
+        "property",
+        "staticmethod",
+        "classmethod",
+        "object",
+        "None",
+        "True",
+        "False",
+        "NotImplemented",
+        "Ellipsis",
+        "type",
+        "Exception",
+        "ValueError",
+        "TypeError",
+        "IndexError",
+        "KeyError",
+        "RuntimeError",
+        "ZeroDivisionError",
+        "ArithmeticError",
+        "AssertionError",
+        "NotImplementedError",
+        "StopIteration",
+        "OverflowError",
+    }
+)
 
 #: names that run code from strings or change namespaces behind the reader's back
-ESCAPE_NAMES = frozenset({"exec", "eval", "compile", "__import__", "globals", "locals", "vars", "setattr",
-                          "delattr", "getattr", "open", "get_ipython", "__builtins__", "builtins", "input",
-                          "breakpoint", "memoryview"})
-#: of those, what other cells may not use either (they could rebind or patch what a constrained cell uses)
-INTEGRITY_ESCAPES = frozenset({"exec", "eval", "compile", "__import__", "globals", "locals", "vars", "setattr",
-                               "delattr", "__builtins__", "builtins"})
-#: torch attributes that reach code outside the function (compiled ops, C++ extensions, pickles, TorchScript)
-ESCAPE_ATTRIBUTES = frozenset({"ops", "library", "overrides", "utils", "jit", "fx", "hub", "load", "save",
-                               "export", "compile", "classes", "package", "_C", "_dynamo", "_refs", "_prims"})
-#: top-level modules any cell of a notebook with constrained tasks may import
-ALLOWED_IMPORTS = frozenset({"torch", "numpy", "pandas", "math", "matplotlib", "course_utils", "random",
-                             "itertools", "functools", "collections", "statistics", "time", "timeit", "typing",
-                             "dataclasses", "copy", "tempfile", "pathlib", "io", "string", "re", "json", "tqdm",
-                             "warnings", "pprint", "datetime", "textwrap"})
-#: magics other cells may use (IPython turns magics into get_ipython() calls) ...
-HARMLESS_MAGICS = frozenset({"matplotlib", "pwd", "who", "whos", "lsmagic", "history"})
-#: ... and magics that run Python code, allowed when that code passes the same check
-CODE_MAGICS = frozenset({"time", "timeit", "prun"})
-#: submodules of otherwise forbidden packages that other cells may import
-ALLOWED_SUBMODULES = frozenset({"IPython.display"})
+ESCAPE_NAMES = frozenset(
+    {
+        "exec",
+        "eval",
+        "compile",
+        "__import__",
+        "globals",
+        "locals",
+        "vars",
+        "setattr",
+        "delattr",
+        "getattr",
+        "open",
+        "get_ipython",
+        "__builtins__",
+        "builtins",
+        "input",
+        "breakpoint",
+        "memoryview",
+    }
+)
+#: attributes that lead out of PyTorch, past the guard, or into the interpreter, whatever they are reached from:
+#: compiled operators and their registries, the torch-function and dispatch machinery, serialisation, compilers,
+#: the modules torch and F re-export (``torch.sys``, ``torch.builtins``, ``F.np``...), frames and code objects.
+#: A unit test keeps this in step with the modules torch really exposes.
+ESCAPE_ATTRIBUTES = frozenset(
+    {
+        "ops",
+        "library",
+        "overrides",
+        "utils",
+        "jit",
+        "fx",
+        "hub",
+        "load",
+        "save",
+        "export",
+        "compile",
+        "compiler",
+        "classes",
+        "package",
+        "multiprocessing",
+        "distributed",
+        "serialization",
+        "storage",
+        "backends",
+        "profiler",
+        "futures",
+        "monitor",
+        "cuda",
+        "mps",
+        "xpu",
+        "mtia",
+        "accelerator",
+        "ao",
+        "quantization",
+        "quantized",
+        "qat",
+        "quantizable",
+        "intrinsic",
+        "parallel",
+        "cpp",
+        "from_file",
+        "numpy",
+        "np",
+        "builtins",
+        "importlib",
+        "sys",
+        "os",
+        "ctypes",
+        "inspect",
+        "types",
+        "glob",
+        "platform",
+        "threading",
+        "functools",
+        "dataclasses",
+        "textwrap",
+        "warnings",
+        "subprocess",
+        "pickle",
+        "marshal",
+        "gc",
+        "operator",
+        "weakref",
+        "f_globals",
+        "f_locals",
+        "f_back",
+        "f_builtins",
+        "f_code",
+        "gi_frame",
+        "cr_frame",
+        "ag_frame",
+        "tb_frame",
+        "tb_next",
+        "co_code",
+        "co_consts",
+        "func_globals",
+        "register_forward_hook",
+        "register_forward_pre_hook",
+        "register_hook",
+    }
+)
+#: submodules of torch a constrained cell may reach (all others are in ESCAPE_ATTRIBUTES or private)
+SAFE_SUBMODULES = frozenset(
+    {
+        "torch",
+        "nn",
+        "functional",
+        "linalg",
+        "special",
+        "fft",
+        "init",
+        "optim",
+        "lr_scheduler",
+        "swa_utils",
+        "math",
+        "random",
+        "testing",
+        "distributions",
+        "quasirandom",
+        "signal",
+        "windows",
+        "nested",
+        "masked",
+        "sparse",
+        "common_types",
+        "parameter",
+        "attention",
+        "amp",
+        "cpu",
+        "autograd",
+        "func",
+        "grad",
+        "return_types",
+        "version",
+        "torch_version",
+        "modules",
+    }
+)
 
 SYMBOLS = {ast.MatMult: "`@` (matrix multiplication)"}
 
 
-def message(function: str, what: str, rule: Rule | None = None) -> str:
-    why = f", which this task forbids ({rule.what})" if rule is not None else ""
-    return f"`{function}` {what}{why}"
+def message(
+    function: str, what: str, rule: Rule | None = None, line: int | None = None, code: str = "", why: str = ""
+) -> str:
+    """One problem, as both sides say it: what the function does, where (the line and its code), which rule forbids it.
+
+    >>> message("f", "calls `torch.mm`", RULES["matmul"], 2, "return torch.mm(A, B)")
+    '`f` calls `torch.mm` on line 2 (`return torch.mm(A, B)`), which this task forbids (a built-in matrix product)'
+    """
+    code = code if len(code) <= 70 else code[:67] + "..."
+    where = (f" on line {line}" if line else "") + (f" (`{code}`)" if code else "")
+    why = f", which this task forbids ({rule.what})" if rule is not None else (f": {why}" if why else "")
+    return f"`{function}` {what}{where}{why}"
+
+
+def summary(problems: list[str]) -> str:
+    """What the test cell raises and the grade says about a cell with these problems: the first, and a count.
+
+    >>> summary(["`f` uses `eval` on line 2", "`f` uses `exec` on line 3"])
+    '`f` uses `eval` on line 2 (and 1 more problem)'
+    """
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else "")
 
 
 def python_source(source: str) -> str:
     """A cell's source as the kernel runs it: IPython syntax (magics, ``!``) turned into plain Python.
 
-        >>> python_source("%matplotlib inline")
-        "get_ipython().run_line_magic('matplotlib', 'inline')\\n"
+    >>> python_source("%matplotlib inline")
+    "get_ipython().run_line_magic('matplotlib', 'inline')\\n"
     """
     try:
         from IPython.core.inputtransformer2 import TransformerManager
@@ -181,29 +743,21 @@ def global_references(python: str) -> set[str]:
     return refs
 
 
-def _magic_calls(tree) -> list[tuple[str, str | None]]:
-    """(magic name, the Python code it runs or None) for each IPython magic or shell command of a transformed
-    cell (``get_ipython().run_line_magic('name', 'line')``, ``run_cell_magic('name', 'line', 'cell')``)."""
+def _magics(tree) -> list[str]:
+    """IPython magics and shell commands of a transformed cell (IPython turns them into ``get_ipython()`` calls)."""
     found = []
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and isinstance(node.func.value, ast.Call) and isinstance(node.func.value.func, ast.Name)
-                and node.func.value.func.id == "get_ipython"):
-            texts = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None for a in node.args]
-            label = texts[0] if texts and texts[0] else "?"
-            if node.func.attr == "run_line_magic":
-                code = re.sub(r"^\s*(?:-[A-Za-z]+(?:\s+\d+)?\s+)*", "", texts[1]) if len(texts) > 1 and texts[1] else None
-                found.append((label, code))
-            elif node.func.attr == "run_cell_magic":
-                found.append((label, texts[2] if len(texts) > 2 else None))
-            else:
-                found.append((f"!{label}", None))
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Call)
+            and isinstance(node.func.value.func, ast.Name)
+            and node.func.value.func.id == "get_ipython"
+        ):
+            first = node.args[0] if node.args else None
+            label = first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else "?"
+            found.append(label if node.func.attr in ("run_line_magic", "run_cell_magic") else f"!{label}")
     return found
-
-
-def _magics(tree) -> list[str]:
-    """Line/cell magic names used in a transformed cell."""
-    return [name for name, _ in _magic_calls(tree)]
 
 
 def _dotted(node) -> str:
@@ -212,13 +766,34 @@ def _dotted(node) -> str:
     return text if len(text) <= 60 else "..." + text[-57:]
 
 
+def _canonical_import(node, alias) -> bool:
+    """True for ``import torch``, ``import math``, ``import torch.nn as nn``, ``from torch import nn``,
+    ``import torch.nn.functional as F``: an import that binds one of :data:`MODULES` to its own module."""
+    if isinstance(node, ast.Import):
+        bound = alias.asname or alias.name
+        return bound in MODULES and MODULES[bound] == alias.name
+    bound = alias.asname or alias.name
+    return node.level == 0 and bound in MODULES and f"{node.module}.{alias.name}" == MODULES[bound]
+
+
+def _root(node) -> str | None:
+    """The name an attribute or subscript chain starts from (``torch`` for ``torch.Tensor.sum``)."""
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _is_false(node) -> bool:
+    return isinstance(node, ast.Constant) and node.value in (False, None)
+
+
 def cell_problems(source: str, function: str, rules, allowed=()) -> list[str]:
-    """What breaks the rules in the defining cell of ``function`` (``[]`` when it obeys them).
+    """What breaks the rules in the answer cell that defines ``function`` (``[]`` when it obeys them).
 
         >>> cell_problems("def f(a, b):\\n    return a @ b\\n", "f", ["matmul"])
-        ['`f` uses `@` (matrix multiplication), which this task forbids (a built-in matrix product)']
+        ['`f` uses `@` (matrix multiplication) on line 2, which this task forbids (a built-in matrix product)']
 
-    ``allowed`` names other constrained functions the cell may call (defined in their own cells).
+    ``allowed`` names the functions the test cell provides (the course's own versions of earlier tasks').
     """
     rules = [RULES[r] for r in rules]
     tree, python = _parse(source)
@@ -226,69 +801,168 @@ def cell_problems(source: str, function: str, rules, allowed=()) -> list[str]:
         return [message(function, "is defined in a cell that is not valid Python")]
     problems = []
     if _magics(tree):
-        problems.append(message(function, "is defined in a cell that uses IPython magics or shell commands "
-                                           f"({', '.join(sorted(set(_magics(tree))))}); keep that cell plain Python"))
-    top_defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                and n.name == function]
+        problems.append(
+            message(
+                function,
+                "is defined in a cell that uses IPython magics or shell commands "
+                f"({', '.join(sorted(set(_magics(tree))))}); keep that cell plain Python",
+            )
+        )
+    top_defs = [
+        n
+        for n in tree.body
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name == function
+    ]
     if not top_defs:
         problems.append(message(function, "must be defined with `def` at the top level of its answer cell"))
     seen = set()
-    spans = [(n.lineno, n.end_lineno, n.name) for n in tree.body
-             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    spans = [
+        (n.lineno, n.end_lineno, n.name)
+        for n in tree.body
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    ]
+    grad_rule = next((rule for rule in rules if rule.grad), None)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    switched_off = {
+        id(t) for n in ast.walk(tree) if isinstance(n, ast.Assign) and _is_false(n.value) for t in n.targets
+    }  # x.requires_grad = False is fine
 
     def owner(node) -> str:
         """The top-level function of the cell that holds ``node`` (the one the message should name)."""
         line = getattr(node, "lineno", None)
         return next((name for start, end, name in spans if line is not None and start <= line <= end), function)
 
-    def add(problem: str) -> None:
+    def add(node, what: str, rule: Rule | None = None, who: str | None = None, why: str = "") -> None:
+        problem = message(who or owner(node), what, rule, getattr(node, "lineno", None), why=why)
         if problem not in seen:
             seen.add(problem)
             problems.append(problem)
 
+    magics = bool(_magics(tree))
     for node in ast.walk(tree):
-        who = owner(node)
+        if (
+            isinstance(node, (ast.Attribute, ast.Subscript))
+            and isinstance(node.ctx, (ast.Store, ast.Del))
+            and _root(node) in MODULES
+        ):
+            add(node, f"changes `{_dotted(node)}`", why="a constrained answer cell may not change torch, nn, F or math")
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = ", ".join(a.name for a in node.names)
-            add(message(function, f"is defined in a cell that imports (`{names}`): a constrained answer cell "
-                                   "may only use torch, nn, F and math, imported once at the top of the notebook"))
+            for alias in node.names:
+                if not _canonical_import(node, alias):
+                    add(
+                        node,
+                        f"is defined in a cell that imports `{alias.name}`",
+                        who=function,
+                        why="a constrained answer cell may only import torch, math, torch.nn as nn and "
+                        "torch.nn.functional as F",
+                    )
         elif isinstance(node, (ast.BinOp, ast.AugAssign)):
             for rule in rules:
                 if isinstance(node.op, rule.operators):
-                    add(message(who, f"uses {SYMBOLS.get(type(node.op), type(node.op).__name__)}", rule))
+                    add(node, f"uses {SYMBOLS.get(type(node.op), type(node.op).__name__)}", rule)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "requires_grad_":
+            if grad_rule is not None and not (
+                node.args
+                and _is_false(node.args[0])
+                or any(k.arg == "requires_grad" and _is_false(k.value) for k in node.keywords)
+            ):
+                add(node, f"makes a tensor require gradients (`{_dotted(node)}`)", grad_rule)
         elif isinstance(node, ast.Attribute):
             attr = node.attr
             if attr.startswith("_"):
-                add(message(who, f"uses the private attribute `{_dotted(node)}`: "
-                                  "private and dunder attributes are not allowed in a constrained cell"))
+                add(
+                    node,
+                    f"uses the private attribute `{_dotted(node)}`",
+                    why="private and dunder attributes are not allowed in a constrained cell",
+                )
             elif attr in ESCAPE_ATTRIBUTES:
-                add(message(who, f"uses `{_dotted(node)}`, which reaches code outside the cell"))
+                add(node, f"uses `{_dotted(node)}`", why="it reaches code outside the cell")
+            elif attr == "requires_grad_" and grad_rule is not None and id(node) not in called:
+                add(node, f"uses `{_dotted(node)}`", grad_rule)
+            elif (
+                attr == "requires_grad"
+                and isinstance(node.ctx, (ast.Store, ast.Del))
+                and grad_rule is not None
+                and id(node) not in switched_off
+            ):
+                add(node, f"sets `{_dotted(node)}`", grad_rule)
             for rule in rules:
-                if attr in rule.names:
-                    add(message(who, f"uses `{_dotted(node)}`", rule))
-        elif isinstance(node, ast.keyword) and node.arg == "requires_grad" and not (
-                isinstance(node.value, ast.Constant) and node.value.value in (False, None)):
-            for rule in rules:  # the guard stops such a tensor at run time; the cell says it plainly
-                if rule.grad:
-                    add(message(who, f"creates a tensor with `requires_grad={_dotted(node.value)}`", rule))
-        elif isinstance(node, ast.Name) and node.id in ESCAPE_NAMES and not (node.id == "get_ipython" and _magics(tree)):
-            add(message(who, f"uses `{node.id}`, which is not allowed in a constrained cell "
-                              "(it could run code the check cannot see)"))
+                if attr != "requires_grad" and rule.forbids(attr):
+                    add(node, f"uses `{_dotted(node)}`", rule)
+        elif isinstance(node, ast.keyword) and node.arg == "requires_grad" and not _is_false(node.value):
+            if grad_rule is not None:  # the guard stops such a tensor at run time; the cell says it plainly
+                add(node.value, f"creates a tensor with `requires_grad={_dotted(node.value)}`", grad_rule)
+        elif isinstance(node, ast.Name) and node.id in ESCAPE_NAMES and not (node.id == "get_ipython" and magics):
+            add(
+                node,
+                f"uses `{node.id}`",
+                why="not allowed in a constrained cell (it could run code the check cannot see)",
+            )
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            add(message(function, f"is defined in a cell with a `{type(node).__name__.lower()}` statement, "
-                                   "which is not allowed in a constrained cell"))
+            add(
+                node,
+                f"is defined in a cell with a `{type(node).__name__.lower()}` statement",
+                who=function,
+                why="not allowed in a constrained cell",
+            )
     defined = module_bindings(python)
     for name in sorted(global_references(python) - defined):
         if name in SAFE_BUILTINS or name in MODULES or name in allowed or name in ESCAPE_NAMES:
             continue
-        forbidden = [rule for rule in rules if name in rule.names]  # a bare forbidden name, imported elsewhere
+        forbidden = [rule for rule in rules if rule.forbids(name)]  # a bare forbidden name, imported elsewhere
+        line = _first_line(tree, name)
         if forbidden:
-            add(message(function, f"uses `{name}`", forbidden[0]))
+            problems.append(message(function, f"uses `{name}`", forbidden[0], line))
             continue
-        add(message(function, f"uses `{name}`, which its cell does not define: a constrained function may "
-                               f"only use what its own cell defines, {', '.join(MODULES)}, Python's built-ins"
-                               + (f" and {', '.join(f'`{a}`' for a in allowed)}" if allowed else "")))
+        problems.append(
+            message(
+                function,
+                f"uses `{name}`",
+                None,
+                line,
+                why=f"its cell does not define it, and a constrained function may only use what its "
+                f"own cell defines, {', '.join(MODULES)}, Python's built-ins"
+                + (f" and {', '.join(f'`{a}`' for a in allowed)}" if allowed else ""),
+            )
+        )
+    return list(dict.fromkeys(problems))
+
+
+def _first_line(tree, name: str) -> int | None:
+    lines = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == name]
+    return min(lines) if lines else None
+
+
+def answer_cell_problems(source: str, function: str, rules, uses=(), require=()) -> list[str]:
+    """Every problem of a constrained task's answer cell: the rules (:func:`cell_problems`), then the functions the
+    task requires it to call. The test cell and the grader both call this, on the same cell.
+
+        >>> answer_cell_problems("def f(z):\\n    return 2 * z\\n", "f", ["sigmoid"], uses=["g"], require=["g"])
+        ['`f` must use `g` (the task asks for it)']
+    """
+    problems = cell_problems(source, function, rules, allowed=list(uses))
+    tree, python = _parse(source)
+    if tree is not None and not problems and not _unanswered(tree, function):
+        used = global_references(python)
+        problems = [
+            message(function, f"must use `{name}` (the task asks for it)") for name in require if name not in used
+        ]
     return problems
+
+
+def _unanswered(tree, function: str) -> bool:
+    """True when ``function`` is still nbgrader's stub (its body only raises ``NotImplementedError``): calling it
+    then says the task is not written yet, which is the one thing to say about it."""
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
+            body = [n for n in node.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+            return (
+                len(body) == 1
+                and isinstance(body[0], ast.Raise)
+                and body[0].exc is not None
+                and "NotImplementedError" in ast.unparse(body[0].exc)
+            )
+    return False
 
 
 def defining_cells(sources: list[str], name: str) -> list[int]:
@@ -299,162 +973,3 @@ def defining_cells(sources: list[str], name: str) -> list[int]:
         if tree is not None and name in module_bindings(python):
             found.append(i)
     return found
-
-
-def _canonical_import(node, alias) -> bool:
-    bound = alias.asname or alias.name.split(".")[0]
-    if bound not in MODULES:
-        return True
-    target = MODULES[bound]
-    if isinstance(node, ast.Import):
-        return (alias.asname or alias.name) == bound and alias.name == target
-    return node.level == 0 and f"{node.module}.{alias.name}" == target
-
-
-def _root(node):
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
-
-
-def module_aliases(sources: list[str]) -> set[str]:
-    """Names that hold a module (or something reached from one) in any cell: imports, and plain aliases of
-    them such as ``t = torch`` or ``T = torch.Tensor`` (followed to a fixed point)."""
-    aliases, trees = set(MODULES), [t for t in (_parse(s)[0] for s in sources) if t is not None]
-    for tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                aliases |= {a.asname or a.name.split(".")[0] for a in node.names}
-    changed = True
-    while changed:
-        changed = False
-        for tree in trees:
-            for node in ast.walk(tree):
-                value = getattr(node, "value", None)
-                if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and isinstance(value, (ast.Name, ast.Attribute)):
-                    if _root(value) in aliases:
-                        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                        for target in targets:
-                            for part in ast.walk(target):
-                                if isinstance(part, ast.Name) and part.id not in aliases:
-                                    aliases.add(part.id)
-                                    changed = True
-    return aliases
-
-
-def _store_targets(node) -> list:
-    if isinstance(node, (ast.Assign, ast.Delete)):
-        return list(node.targets)
-    if isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor, ast.comprehension, ast.NamedExpr)):
-        return [node.target]
-    if isinstance(node, (ast.With, ast.AsyncWith)):
-        return [item.optional_vars for item in node.items if item.optional_vars is not None]
-    return []
-
-
-def integrity_problems(source: str, protected=(), shipped=(), modules=None) -> list[str]:
-    """What, in a cell other than a defining cell, could change what a constrained function does.
-
-        >>> integrity_problems("torch.sigmoid = lambda z: z")
-        ['assigns to `torch.sigmoid`: changing a module is not allowed in a notebook with constrained tasks']
-
-    ``protected`` names what the constrained cells rely on (the functions, the built-ins they use);
-    ``shipped`` names Python modules the submission ships; ``modules`` the names that hold modules
-    (:func:`module_aliases` of the whole notebook).
-    """
-    tree, python = _parse(source)
-    if tree is None:  # the kernel cannot run it either
-        return []
-    modules = set(MODULES) if modules is None else set(modules)
-    problems, magics = [], []
-    for name, code in _magic_calls(tree):
-        if name in CODE_MAGICS and code is not None and _parse(code)[0] is not None:
-            problems += integrity_problems(code, protected, shipped, modules)  # the code the magic runs
-        elif name not in HARMLESS_MAGICS:
-            magics.append(name)
-    if magics:
-        problems.append(f"uses IPython magics or shell commands ({', '.join(sorted(set(magics)))}), which are "
-                        "not allowed in a notebook with constrained tasks")
-    bound = module_bindings(python)
-    for name in sorted(bound & set(protected)):
-        problems.append(f"redefines `{name}`, which a constrained answer relies on")
-    canonical = True
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                top = (alias.name if isinstance(node, ast.Import) else (node.module or "")).split(".")[0]
-                if isinstance(node, ast.ImportFrom) and node.level:
-                    top = "."
-                full = alias.name if isinstance(node, ast.Import) else (node.module or "")
-                if top not in ALLOWED_IMPORTS and full not in ALLOWED_SUBMODULES:
-                    problems.append(f"imports `{top}`, which a notebook with constrained tasks may not import")
-                elif top in shipped:
-                    problems.append(f"imports `{top}`, which the submission ships as its own file")
-                if not _canonical_import(node, alias):
-                    name = alias.asname or alias.name.split(".")[0]
-                    problems.append(f"binds `{name}` to something other than `{MODULES[name]}`")
-                    canonical = False
-        elif isinstance(node, ast.Name) and node.id in INTEGRITY_ESCAPES:
-            problems.append(f"uses `{node.id}`, which is not allowed in a notebook with constrained tasks")
-        for target in _store_targets(node):
-            for part in ast.walk(target):
-                if not isinstance(part, (ast.Attribute, ast.Subscript)) or not isinstance(part.ctx, (ast.Store, ast.Del)):
-                    continue
-                if isinstance(part, ast.Attribute) and part.attr.startswith("__"):
-                    problems.append(f"assigns to `{_dotted(part)}`: dunder attributes may not be changed")
-                elif _root(part) in modules:
-                    problems.append(f"assigns to `{_dotted(part) or _root(part) + '[...]'}`: changing a module is not "
-                                    "allowed in a notebook with constrained tasks")
-    for name in sorted(bound & set(MODULES)):
-        if _rebinds(tree, name) and canonical:
-            problems.append(f"rebinds `{name}` (only `import {MODULES[name]}` may bind it)")
-    return list(dict.fromkeys(problems))
-
-
-def _rebinds(tree, name: str) -> bool:
-    """True when ``name`` is bound at some point of ``tree`` by anything but an import."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, (ast.Store, ast.Del)):
-            return True
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
-            return True
-        if isinstance(node, ast.ExceptHandler) and node.name == name:
-            return True
-        if isinstance(node, (ast.MatchAs, ast.MatchStar)) and getattr(node, "name", None) == name:
-            return True
-    return False
-
-
-def notebook_problems(sources: list[str], function: str, rules, uses=(), require=(), shipped=()) -> list[str]:
-    """Every static problem of a constrained task, over all code cells of a notebook (the grader's check).
-
-        >>> notebook_problems(["import torch", "def f(a, b):\\n    return a * b"], "f", ["matmul"])
-        []
-    """
-    group = [function, *uses]
-    problems, defining = [], {}
-    for name in group:
-        cells = defining_cells(sources, name)
-        if not cells:
-            problems.append(message(name, "is not defined in any cell"))
-        elif len(cells) > 1:
-            problems.append(message(name, f"is defined in {len(cells)} cells: keep one definition, in its answer cell"))
-        else:
-            defining[name] = cells[0]
-    relied_on = set(group)
-    for name, index in defining.items():
-        problems += cell_problems(sources[index], name, rules, allowed=[g for g in group if g != name])
-        tree, python = _parse(sources[index])
-        if tree is not None:
-            relied_on |= global_references(python) & SAFE_BUILTINS
-    if function in defining:
-        tree, python = _parse(sources[defining[function]])
-        used = global_references(python) if tree is not None else set()
-        for name in require:
-            if name not in used:
-                problems.append(message(function, f"must use your `{name}` (the task asks for it)"))
-    modules = module_aliases(sources)
-    for i, source in enumerate(sources):
-        if i not in defining.values():
-            problems += [f"another cell {p}" for p in integrity_problems(source, relied_on, shipped, modules)]
-    return list(dict.fromkeys(problems))

@@ -10,6 +10,7 @@ from the official mirror into a user cache with pooch, checksums included.
 The apparel case study's *competition layout* (CSV files next to one PNG per image) is
 ``course_utils.competition``.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -26,8 +27,16 @@ from course_utils import env
 from course_utils.atomic import replacing, write_atomically
 
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 TRAIN_MEAN = 0.2860  # mean pixel value of the training images, scaled to [0, 1]
 TRAIN_STD = 0.3530
@@ -57,8 +66,8 @@ class DataError(Exception):
 def cache_dir() -> Path:
     """The user cache for downloads and verified checksums (``COURSE_CACHE_DIR`` overrides).
 
-        >>> cache_dir().name
-        'pytorch-foundations'
+    >>> cache_dir().name
+    'pytorch-foundations'
     """
     override = os.environ.get(env.CACHE_DIR)
     if override:
@@ -71,8 +80,8 @@ def cache_dir() -> Path:
 def data_dir(root: str | os.PathLike | None = None) -> Path:
     """Where the Fashion-MNIST files are read from: ``root``, else ``COURSE_DATA_DIR``, else the repo's.
 
-        >>> data_dir().name
-        'fashion-mnist'
+    >>> data_dir().name
+    'fashion-mnist'
     """
     if root is not None:
         return Path(root)
@@ -88,8 +97,8 @@ def _file_version(path: Path) -> str:
 def sha256_of(path: str | os.PathLike) -> str:
     """The SHA-256 hex digest of a file, read in 1 MiB blocks.
 
-        >>> sha256_of("data/fashion-mnist/t10k-labels-idx1-ubyte.gz")[:8]
-        '67da17c7'
+    >>> sha256_of("data/fashion-mnist/t10k-labels-idx1-ubyte.gz")[:8]
+    '67da17c7'
     """
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -121,8 +130,8 @@ def _remember_verified(path: Path, version: str) -> None:
 def verify_file(path: str | os.PathLike) -> Path:
     """Check a Fashion-MNIST file's SHA-256 (cached per file version); return its path.
 
-        >>> verify_file("data/fashion-mnist/t10k-labels-idx1-ubyte.gz").name
-        't10k-labels-idx1-ubyte.gz'
+    >>> verify_file("data/fashion-mnist/t10k-labels-idx1-ubyte.gz").name
+    't10k-labels-idx1-ubyte.gz'
     """
     path = Path(path)
     expected = SHA256[path.name]
@@ -146,15 +155,18 @@ def _download(name: str) -> Path:
     import pooch
 
     target = cache_dir() / "fashion-mnist"
-    return Path(pooch.retrieve(MIRROR_URL + name, known_hash=f"sha256:{SHA256[name]}",
-                               fname=name, path=target, progressbar=False))
+    return Path(
+        pooch.retrieve(
+            MIRROR_URL + name, known_hash=f"sha256:{SHA256[name]}", fname=name, path=target, progressbar=False
+        )
+    )
 
 
 def locate_file(name: str, root: str | os.PathLike | None = None) -> Path:
     """The verified path of one Fashion-MNIST file: in the data folder, the user cache, or downloaded.
 
-        >>> locate_file("t10k-labels-idx1-ubyte.gz").name
-        't10k-labels-idx1-ubyte.gz'
+    >>> locate_file("t10k-labels-idx1-ubyte.gz").name
+    't10k-labels-idx1-ubyte.gz'
     """
     folder = data_dir(root)
     for candidate in (folder / name, cache_dir() / "fashion-mnist" / name):
@@ -181,7 +193,7 @@ def _parse_idx(raw: bytes, path: Path, magic: int, dims: int) -> np.ndarray:
     found_magic = int.from_bytes(raw[:4], "big")
     if found_magic != magic:
         raise DataError(f"{path} has IDX magic number {found_magic}, expected {magic}: wrong kind of file.")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     body = np.frombuffer(raw, dtype=np.uint8, offset=header)
     if body.size != int(np.prod(shape)):
         raise DataError(f"{path} declares shape {shape} but holds {body.size} values: the file is damaged.")
@@ -213,8 +225,8 @@ def _read_idx(gz_path: Path, magic: int, dims: int) -> np.ndarray:
 def load_fashion_mnist(split: str, root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The official images (uint8 [N, 28, 28]) and labels (int64 [N]) of one split, in order.
 
-        >>> images, labels = load_fashion_mnist("test"); images.shape
-        torch.Size([10000, 28, 28])
+    >>> images, labels = load_fashion_mnist("test"); images.shape
+    torch.Size([10000, 28, 28])
     """
     if split not in FILES:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}.")
@@ -236,8 +248,8 @@ def load_fashion_mnist(split: str, root: str | os.PathLike | None = None) -> tup
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float32 in [0, 1], then standardised with the training mean and std.
 
-        >>> normalize_images(torch.zeros(1, 28, 28, dtype=torch.uint8)).mean().item() < 0
-        True
+    >>> normalize_images(torch.zeros(1, 28, 28, dtype=torch.uint8)).mean().item() < 0
+    True
     """
     return (images.float() / 255.0 - TRAIN_MEAN) / TRAIN_STD
 
@@ -282,8 +294,8 @@ class _Batch(tuple):
 def collate(samples):
     """DataLoader collate: a pre-collated batch passes through, a list of samples is stacked.
 
-        >>> collate([(torch.zeros(1), torch.tensor(1))])[1]
-        tensor([1])
+    >>> collate([(torch.zeros(1), torch.tensor(1))])[1]
+    tensor([1])
     """
     if isinstance(samples, _Batch):
         return tuple(samples)
@@ -293,8 +305,8 @@ def collate(samples):
 def split_indices(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A reproducible random split of range(n) into (train indices, validation indices).
 
-        >>> [len(part) for part in split_indices(10, 0.2)]
-        [8, 2]
+    >>> [len(part) for part in split_indices(10, 0.2)]
+    [8, 2]
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}.")
@@ -303,12 +315,20 @@ def split_indices(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[tor
     return order[n_val:].sort().values, order[:n_val].sort().values
 
 
-def make_loaders(batch_size: int, val_fraction: float = 0.1, seed: int = 0, *, normalize: bool = True,
-                 transform=None, root=None, num_workers: int = 0) -> tuple[DataLoader, DataLoader, DataLoader]:
+def make_loaders(
+    batch_size: int,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    *,
+    normalize: bool = True,
+    transform=None,
+    root=None,
+    num_workers: int = 0,
+) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Train / validation / test DataLoaders; the validation split and shuffling follow ``seed``.
 
-        >>> train, val, test = make_loaders(256); len(val.dataset)
-        6000
+    >>> train, val, test = make_loaders(256); len(val.dataset)
+    6000
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, not {batch_size}.")

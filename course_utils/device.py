@@ -6,6 +6,7 @@
 `get_device()` prefers CUDA, then Apple's MPS, then the CPU. Set the environment variable
 ``COURSE_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``) to choose one yourself.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,8 @@ def _mps_available() -> bool:
 def available_devices() -> list[str]:
     """Names of every device usable here, e.g. ``['cpu', 'cuda', 'cuda:0']``.
 
-        >>> 'cpu' in available_devices()
-        True
+    >>> 'cpu' in available_devices()
+    True
     """
     names = ["cpu"]
     if torch.cuda.is_available():
@@ -52,8 +53,8 @@ def _device_from_env(choice: str) -> torch.device:
 def get_device() -> torch.device:
     """The best device here: cuda, else mps, else cpu (``COURSE_DEVICE`` overrides).
 
-        >>> get_device()
-        device(type='cpu')
+    >>> get_device()
+    device(type='cpu')
     """
     choice = os.environ.get(ENV_VAR, "").strip()
     if choice:
@@ -68,8 +69,8 @@ def get_device() -> torch.device:
 def device_report() -> str:
     """A few lines for the top of a notebook: torch version, device, GPU, CPU threads.
 
-        >>> print(device_report())  # doctest: +SKIP
-        torch 2.13.0 | device: cpu | CPU threads: 2
+    >>> print(device_report())  # doctest: +SKIP
+    torch 2.13.0 | device: cpu | CPU threads: 2
     """
     device = get_device()
     parts = [f"torch {torch.__version__}", f"device: {device}"]

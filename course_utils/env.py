@@ -7,6 +7,7 @@
 * ``COURSE_CACHE_DIR``: where downloads, verified checksums and decoded arrays are cached;
 * ``COURSE_RECORD_FILE``: set by the grader only: where ``checks.record`` writes the learner's results.
 """
+
 DEVICE = "COURSE_DEVICE"
 DATA_DIR = "COURSE_DATA_DIR"
 CACHE_DIR = "COURSE_CACHE_DIR"

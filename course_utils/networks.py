@@ -16,6 +16,7 @@ layer; the test cell records that list with the trained ``state_dict``. The grad
 which only ever calls the constructors of :data:`LAYERS` with plain numbers, booleans and short strings,
 checks the spec (parameter budget, input and output shapes) and measures accuracy itself.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,17 @@ from torch import nn
 #: layer type -> the constructor arguments read back from an instance (attributes of the same name)
 LAYERS: dict[str, tuple[str, ...]] = {
     "Linear": ("in_features", "out_features", "bias"),
-    "Conv2d": ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias",
-               "padding_mode"),
+    "Conv2d": (
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "bias",
+        "padding_mode",
+    ),
     "BatchNorm1d": ("num_features", "eps", "momentum", "affine", "track_running_stats"),
     "BatchNorm2d": ("num_features", "eps", "momentum", "affine", "track_running_stats"),
     "MaxPool2d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
@@ -66,13 +76,15 @@ def _plain(value):
 def describe_layer(layer: nn.Module) -> list:
     """``[type name, {argument: value}]`` for one layer of :data:`LAYERS`.
 
-        >>> describe_layer(nn.ReLU())
-        ['ReLU', {}]
+    >>> describe_layer(nn.ReLU())
+    ['ReLU', {}]
     """
     kind = type(layer).__name__
     if type(layer) is not getattr(nn, kind, None) or kind not in LAYERS:
-        raise NetworkSpecError(f"{kind} is not one of the layers a design task may use: "
-                               f"{', '.join(LAYERS)} (from torch.nn, not subclassed)")
+        raise NetworkSpecError(
+            f"{kind} is not one of the layers a design task may use: "
+            f"{', '.join(LAYERS)} (from torch.nn, not subclassed)"
+        )
     args = {}
     for name in LAYERS[kind]:
         value = getattr(layer, name)
@@ -83,12 +95,13 @@ def describe_layer(layer: nn.Module) -> list:
 def describe_layers(model) -> list:
     """The layer list of :func:`describe_sequential` (without the weights).
 
-        >>> describe_layers(nn.Sequential(nn.ReLU()))
-        [['ReLU', {}]]
+    >>> describe_layers(nn.Sequential(nn.ReLU()))
+    [['ReLU', {}]]
     """
     if type(model) is not nn.Sequential:
-        raise NetworkSpecError(f"the network should be an nn.Sequential (a plain one, not a subclass), "
-                               f"not {type(model).__name__}")
+        raise NetworkSpecError(
+            f"the network should be an nn.Sequential (a plain one, not a subclass), not {type(model).__name__}"
+        )
     if len(model) > MAX_LAYERS:
         raise NetworkSpecError(f"the network has {len(model)} layers; at most {MAX_LAYERS} are allowed")
     return [describe_layer(layer) for layer in model]
@@ -97,8 +110,8 @@ def describe_layers(model) -> list:
 def describe_sequential(model) -> dict:
     """``{"layers": [...], "state_dict": {...}}`` for an ``nn.Sequential`` of :data:`LAYERS` (not nested).
 
-        >>> len(describe_sequential(nn.Sequential(nn.Linear(2, 1)))["layers"])
-        1
+    >>> len(describe_sequential(nn.Sequential(nn.Linear(2, 1)))["layers"])
+    1
     """
     layers = describe_layers(model)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -132,7 +145,9 @@ def build_sequential(layers, device=None) -> nn.Sequential:
         raise NetworkSpecError(f"expected a list of 1 to {MAX_LAYERS} layers")
     modules = []
     for entry in layers:
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], dict)):
+        if not (
+            isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], dict)
+        ):
             raise NetworkSpecError("each layer should be [type name, {arguments}]")
         kind, args = entry
         if kind not in LAYERS:
@@ -151,7 +166,7 @@ def build_sequential(layers, device=None) -> nn.Sequential:
 def count_parameters(model: nn.Module) -> int:
     """The number of parameters (buffers such as batch-norm statistics not included).
 
-        >>> count_parameters(nn.Linear(784, 10))
-        7850
+    >>> count_parameters(nn.Linear(784, 10))
+    7850
     """
     return sum(p.numel() for p in model.parameters())

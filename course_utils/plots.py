@@ -5,16 +5,20 @@
 Every figure is built on its own ``Figure`` (no pyplot state), from its arguments only, so the
 same input always draws the same picture. What each lesson draws:
 
+* 01: :func:`plot_memory_layout` (a tensor's grid against its flat storage, and the strides between them);
 * 02: :func:`plot_broadcast` (how two shapes are stretched to one);
 * 03: :func:`plot_autograd_graph` (the graph ``backward()`` walks, read from ``grad_fn``);
+* 04: :func:`plot_optimizer_paths` (optimizers' steps over a loss's contour lines), :func:`plot_lr_schedule`;
 * 05: :func:`plot_decision_boundary` (a 2-D classifier's probability map);
 * 06: :func:`plot_network` (a small fully connected network with the shape of every tensor);
-* 07: :func:`plot_image_grid`, :func:`plot_loss_curves`, :func:`plot_history`, :func:`plot_lr_schedule`,
+* 07, 07b: :func:`plot_image_grid`, :func:`plot_loss_curves`, :func:`plot_history`,
   :func:`plot_confusion_matrix`, :func:`plot_per_class_accuracy`;
-* 09: :func:`plot_accuracy_vs_labels`.
+* 08: :func:`plot_convolution_steps` (a kernel sliding over an image, one output pixel at a time);
+* 09: :func:`plot_accuracy_vs_labels`, :func:`plot_all_reduce` (what data-parallel training averages).
 
 Graph layouts come from networkx (pure Python); the drawing is matplotlib's.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +34,9 @@ def _to_numpy(values) -> np.ndarray:
     return np.asarray(values)
 
 
-def plot_image_grid(images, labels, class_names=CLASS_NAMES, ncols: int = 8, predictions=None,
-                    title: str | None = None) -> Figure:
+def plot_image_grid(
+    images, labels, class_names=CLASS_NAMES, ncols: int = 8, predictions=None, title: str | None = None
+) -> Figure:
     """A grid of grayscale images titled with their class names (and predictions, if given).
 
         >>> fig = plot_image_grid(torch.zeros(4, 28, 28), [0, 1, 2, 3])
@@ -60,7 +65,9 @@ def plot_image_grid(images, labels, class_names=CLASS_NAMES, ncols: int = 8, pre
         text, color = class_names[labels[i]], "black"
         if predictions is not None:
             correct = predictions[i] == labels[i]
-            text = class_names[predictions[i]] if correct else f"{class_names[predictions[i]]}\n({class_names[labels[i]]})"
+            text = (
+                class_names[predictions[i]] if correct else f"{class_names[predictions[i]]}\n({class_names[labels[i]]})"
+            )
             color = "black" if correct else "red"
         ax.set_title(text, fontsize=8, color=color)
     if title:
@@ -69,11 +76,12 @@ def plot_image_grid(images, labels, class_names=CLASS_NAMES, ncols: int = 8, pre
     return fig
 
 
-def plot_loss_curves(train_losses, val_losses=None, xlabel: str = "epoch", ylabel: str = "loss",
-                     title: str | None = None) -> Figure:
+def plot_loss_curves(
+    train_losses, val_losses=None, xlabel: str = "epoch", ylabel: str = "loss", title: str | None = None
+) -> Figure:
     """Training (and validation) loss against epoch, on one axis.
 
-        >>> fig = plot_loss_curves([0.9, 0.6], [1.0, 0.7])
+    >>> fig = plot_loss_curves([0.9, 0.6], [1.0, 0.7])
     """
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
@@ -95,8 +103,8 @@ def plot_loss_curves(train_losses, val_losses=None, xlabel: str = "epoch", ylabe
 def confusion_matrix(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
     """Counts[i, j] = how many items of true class i were predicted as class j.
 
-        >>> confusion_matrix([0, 1, 1], [0, 1, 0], n_classes=2).tolist()
-        [[1, 0], [1, 1]]
+    >>> confusion_matrix([0, 1, 1], [0, 1, 0], n_classes=2).tolist()
+    [[1, 0], [1, 1]]
     """
     y_true, y_pred = _to_numpy(y_true).astype(int), _to_numpy(y_pred).astype(int)
     if y_true.shape != y_pred.shape:
@@ -109,7 +117,7 @@ def confusion_matrix(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
 def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, title: str | None = None) -> Figure:
     """A confusion matrix heat map with counts in each cell; rows are true classes.
 
-        >>> fig = plot_confusion_matrix([0, 1, 1], [0, 1, 0], class_names=["a", "b"])
+    >>> fig = plot_confusion_matrix([0, 1, 1], [0, 1, 0], class_names=["a", "b"])
     """
     counts = confusion_matrix(y_true, y_pred, len(class_names))
     size = 1.0 + 0.6 * len(class_names)
@@ -125,8 +133,15 @@ def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, title: str | 
     threshold = counts.max() / 2 if counts.size else 0
     for i in range(len(class_names)):
         for j in range(len(class_names)):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if counts[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(counts[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if counts[i, j] > threshold else "black",
+            )
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -136,8 +151,8 @@ def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, title: str | 
 def per_class_accuracy(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
     """For each class, the share of its items predicted correctly (NaN for a class with no items).
 
-        >>> per_class_accuracy([0, 0, 1], [0, 1, 1], n_classes=2).tolist()
-        [0.5, 1.0]
+    >>> per_class_accuracy([0, 0, 1], [0, 1, 1], n_classes=2).tolist()
+    [0.5, 1.0]
     """
     counts = confusion_matrix(y_true, y_pred, n_classes)
     totals = counts.sum(axis=1)
@@ -187,8 +202,10 @@ def plot_history(history, title: str | None = None) -> Figure:
     figures after it.
     """
     fig = Figure(figsize=(10, 3.6))
-    panels = [("loss", history.train_loss, history.val_loss),
-              ("accuracy", history.train_accuracy, history.val_accuracy)]
+    panels = [
+        ("loss", history.train_loss, history.val_loss),
+        ("accuracy", history.train_accuracy, history.val_accuracy),
+    ]
     for i, (what, train, val) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
         train = _to_numpy(train)
@@ -225,8 +242,14 @@ def plot_lr_schedule(learning_rates, steps_per_epoch: int | None = None, title: 
     peak = int(np.argmax(lrs))
     ax.plot([x[peak]], [lrs[peak]], "o", color="C3")
     where = f"epoch {x[peak]:.1f}" if steps_per_epoch else f"step {peak}"
-    ax.annotate(f"peak {lrs[peak]:g} at {where}", (x[peak], lrs[peak]), textcoords="offset points",
-                xytext=(8, -4), fontsize=8, va="top")
+    ax.annotate(
+        f"peak {lrs[peak]:g} at {where}",
+        (x[peak], lrs[peak]),
+        textcoords="offset points",
+        xytext=(8, -4),
+        fontsize=8,
+        va="top",
+    )
     ax.set_xlabel("epoch" if steps_per_epoch else "optimizer step")
     ax.set_ylabel("learning rate")
     ax.set_ylim(0, lrs.max() * 1.15)
@@ -237,8 +260,9 @@ def plot_lr_schedule(learning_rates, steps_per_epoch: int | None = None, title: 
     return fig
 
 
-def plot_accuracy_vs_labels(n_labels, accuracies: dict, title: str | None = None,
-                            chance: float | None = None) -> Figure:
+def plot_accuracy_vs_labels(
+    n_labels, accuracies: dict, title: str | None = None, chance: float | None = None
+) -> Figure:
     """Test accuracy against the number of labelled training examples, one line per method (log x).
 
         >>> fig = plot_accuracy_vs_labels([10, 100], {"scratch": [0.4, 0.7], "fine-tuned": [0.7, 0.8]})
@@ -253,10 +277,17 @@ def plot_accuracy_vs_labels(n_labels, accuracies: dict, title: str | None = None
         acc = np.asarray(acc, dtype=float)
         acc = acc[:, None] if acc.ndim == 1 else acc
         if acc.ndim != 2 or len(acc) != len(n_labels):
-            raise ValueError(f"{name!r} has {len(acc)} rows of accuracies for {len(n_labels)} label counts: "
-                             f"give one each (a number, or a list with one per run).")
-        ax.plot(n_labels, 100 * acc.mean(axis=1), marker="o", color=f"C{k}",
-                label=name if acc.shape[1] == 1 else f"{name} (mean of {acc.shape[1]} runs)")
+            raise ValueError(
+                f"{name!r} has {len(acc)} rows of accuracies for {len(n_labels)} label counts: "
+                f"give one each (a number, or a list with one per run)."
+            )
+        ax.plot(
+            n_labels,
+            100 * acc.mean(axis=1),
+            marker="o",
+            color=f"C{k}",
+            label=name if acc.shape[1] == 1 else f"{name} (mean of {acc.shape[1]} runs)",
+        )
         if acc.shape[1] > 1:
             ax.fill_between(n_labels, 100 * acc.min(axis=1), 100 * acc.max(axis=1), color=f"C{k}", alpha=0.2, lw=0)
     if chance is not None:
@@ -275,8 +306,9 @@ def plot_accuracy_vs_labels(n_labels, accuracies: dict, title: str | None = None
 
 
 @torch.no_grad()
-def plot_decision_boundary(model, features, labels, logits: bool = False, resolution: int = 200,
-                           margin: float = 0.5, title: str | None = None) -> Figure:
+def plot_decision_boundary(
+    model, features, labels, logits: bool = False, resolution: int = 200, margin: float = 0.5, title: str | None = None
+) -> Figure:
     """A 2-D classifier's P(class 1) over the plane, its 0.5 boundary, and the labelled points.
 
         >>> fig = plot_decision_boundary(torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Sigmoid()),
@@ -310,8 +342,16 @@ def plot_decision_boundary(model, features, labels, logits: bool = False, resolu
     fig.colorbar(shown, ax=ax, label="P(class 1)")
     for cls, marker in ((0, "o"), (1, "^")):
         chosen = points[y == cls]
-        ax.scatter(chosen[:, 0], chosen[:, 1], s=12, marker=marker, edgecolors="black", linewidths=0.4,
-                   color="C0" if cls == 0 else "C3", label=f"class {cls}")
+        ax.scatter(
+            chosen[:, 0],
+            chosen[:, 1],
+            s=12,
+            marker=marker,
+            edgecolors="black",
+            linewidths=0.4,
+            color="C0" if cls == 0 else "C3",
+            label=f"class {cls}",
+        )
     ax.set_xlabel("x₁")
     ax.set_ylabel("x₂")
     ax.legend(loc="upper left", fontsize=8)
@@ -345,14 +385,19 @@ def plot_broadcast(a, b, op: str = "+", title: str | None = None) -> Figure:
         if arr.ndim > 2:
             raise ValueError(f"{name} has {arr.ndim} dimensions; the diagram draws 0-, 1- or 2-D tensors only.")
     try:
-        shape = np.broadcast_shapes(a_np.shape, b_np.shape)
+        np.broadcast_shapes(a_np.shape, b_np.shape)
     except ValueError:
-        raise ValueError(f"shapes {tuple(a_np.shape)} and {tuple(b_np.shape)} do not broadcast: compared from the "
-                         f"right, each pair of sizes must be equal or contain a 1.") from None
+        raise ValueError(
+            f"shapes {tuple(a_np.shape)} and {tuple(b_np.shape)} do not broadcast: compared from the "
+            f"right, each pair of sizes must be equal or contain a 1."
+        ) from None
     result = _OPERATORS[op](a_np, b_np)
     shape2 = _as_2d(result).shape
-    panels = [(f"a {tuple(a_np.shape)}", _as_2d(a_np)), (f"b {tuple(b_np.shape)}", _as_2d(b_np)),
-              (f"a {op} b {tuple(result.shape)}", _as_2d(result))]
+    panels = [
+        (f"a {tuple(a_np.shape)}", _as_2d(a_np)),
+        (f"b {tuple(b_np.shape)}", _as_2d(b_np)),
+        (f"a {op} b {tuple(result.shape)}", _as_2d(result)),
+    ]
     rows, cols = shape2
     gap = 1.2  # room between the grids for the operator signs
     fig = Figure(figsize=(0.55 * (3 * cols + 2 * gap) + 0.6, 0.55 * rows + 1.3))
@@ -367,8 +412,15 @@ def plot_broadcast(a, b, op: str = "+", title: str | None = None) -> Figure:
                 real = i < own.shape[0] and j < own.shape[1]
                 value = own[min(i, own.shape[0] - 1), min(j, own.shape[1] - 1)]
                 ax.add_patch(_cell(left + j, i, real))
-                ax.text(left + j + 0.5, i + 0.5, f"{value:g}", ha="center", va="center", fontsize=9,
-                        color="black" if real else "0.55")
+                ax.text(
+                    left + j + 0.5,
+                    i + 0.5,
+                    f"{value:g}",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="black" if real else "0.55",
+                )
     for k, symbol in ((1, op), (2, "=")):
         ax.text(k * (cols + gap) - gap / 2, rows / 2, symbol, ha="center", va="center", fontsize=16)
     ax.set_xlim(-0.1, 3 * cols + 2 * gap + 0.1)
@@ -402,8 +454,10 @@ def autograd_graph(output: torch.Tensor, names: dict | None = None):
     import networkx as nx
 
     if not isinstance(output, torch.Tensor) or output.grad_fn is None:
-        raise ValueError("output must be a tensor computed from tensors with requires_grad=True "
-                         "(it has no grad_fn, so autograd recorded nothing).")
+        raise ValueError(
+            "output must be a tensor computed from tensors with requires_grad=True "
+            "(it has no grad_fn, so autograd recorded nothing)."
+        )
     names = names or {}
 
     def name_of(tensor, default):
@@ -418,8 +472,9 @@ def autograd_graph(output: torch.Tensor, names: dict | None = None):
             key = keys[id(fn)] = f"fn{len(keys)}"
             graph.add_node(key, kind="function", label=type(fn).__name__)
             if hasattr(fn, "variable"):  # AccumulateGrad: the leaf whose .grad it fills
-                graph.add_node(key + "/leaf", kind="leaf",
-                               label=f"{name_of(fn.variable, 'leaf')} {tuple(fn.variable.shape)}")
+                graph.add_node(
+                    key + "/leaf", kind="leaf", label=f"{name_of(fn.variable, 'leaf')} {tuple(fn.variable.shape)}"
+                )
                 graph.add_edge(key, key + "/leaf")
         return keys[id(fn)]
 
@@ -450,9 +505,11 @@ def _layered_positions(graph) -> dict:
     for layer in sorted(layers):
         nodes = layers[layer]
         if layer:
+
             def barycentre(node):
                 preds = [pos[p][1] for p in graph.predecessors(node)]
                 return -sum(preds) / len(preds)  # higher predecessors first
+
             nodes = sorted(nodes, key=barycentre)  # stable: ties keep discovery order
         for rank, node in enumerate(nodes):
             pos[node] = (float(layer), (len(nodes) - 1) / 2 - rank)
@@ -465,8 +522,8 @@ _NODE_COLORS = {"output": "#f6d5a8", "function": "#cfe2f3", "leaf": "#d5ecc2"}
 def plot_autograd_graph(output: torch.Tensor, names: dict | None = None, title: str | None = None) -> Figure:
     """Draw :func:`autograd_graph`: output on the left, leaves on the right, arrows the way backward goes.
 
-        >>> a = torch.ones(2, requires_grad=True)
-        >>> fig = plot_autograd_graph((a + 5).mean(), {"a": a})
+    >>> a = torch.ones(2, requires_grad=True)
+    >>> fig = plot_autograd_graph((a + 5).mean(), {"a": a})
     """
     graph = autograd_graph(output, names)
     pos = _layered_positions(graph)
@@ -478,12 +535,31 @@ def plot_autograd_graph(output: torch.Tensor, names: dict | None = None, title: 
     texts = {}
     for node, data in graph.nodes(data=True):
         x, y = pos[node]
-        texts[node] = ax.text(x, y, data["label"], ha="center", va="center", fontsize=9, zorder=3,
-                              bbox=dict(boxstyle="round,pad=0.4", fc=_NODE_COLORS[data["kind"]], ec="0.3"))
+        texts[node] = ax.text(
+            x,
+            y,
+            data["label"],
+            ha="center",
+            va="center",
+            fontsize=9,
+            zorder=3,
+            bbox=dict(boxstyle="round,pad=0.4", fc=_NODE_COLORS[data["kind"]], ec="0.3"),
+        )
     for u, v in graph.edges():
-        ax.annotate("", xy=pos[v], xytext=pos[u], zorder=4,  # after the boxes: clipped to their final outline
-                    arrowprops=dict(arrowstyle="-|>", color="0.25", shrinkA=3, shrinkB=3,
-                                    patchA=texts[u].get_bbox_patch(), patchB=texts[v].get_bbox_patch()))
+        ax.annotate(
+            "",
+            xy=pos[v],
+            xytext=pos[u],
+            zorder=4,  # after the boxes: clipped to their final outline
+            arrowprops=dict(
+                arrowstyle="-|>",
+                color="0.25",
+                shrinkA=3,
+                shrinkB=3,
+                patchA=texts[u].get_bbox_patch(),
+                patchB=texts[v].get_bbox_patch(),
+            ),
+        )
     xs, ys = zip(*pos.values())
     ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
     ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
@@ -524,17 +600,304 @@ def plot_network(layer_sizes=(4, 3, 1), batch: int = 3, activation: str = "σ", 
     xs = sorted({x for x, _ in pos.values()})
     bottom = min(y for _, y in pos.values()) - 0.35
     for layer, x in enumerate(xs):
-        formula = names[layer] if layer == 0 else (
-            f"{names[layer]} = {activation}({names[layer - 1]} W{layer} + b{layer})")
+        formula = (
+            names[layer] if layer == 0 else (f"{names[layer]} = {activation}({names[layer - 1]} W{layer} + b{layer})")
+        )
         ax.text(x, bottom, f"{formula}\n{(batch, sizes[layer])}", ha="center", va="top", fontsize=9)
     top = max(y for _, y in pos.values()) + 0.25
     for layer in range(len(sizes) - 1):
-        ax.text((xs[layer] + xs[layer + 1]) / 2, top,
-                f"W{layer + 1} {(sizes[layer], sizes[layer + 1])}\nb{layer + 1} {(1, sizes[layer + 1])}",
-                ha="center", va="bottom", fontsize=9, color="#1f4e79")
+        ax.text(
+            (xs[layer] + xs[layer + 1]) / 2,
+            top,
+            f"W{layer + 1} {(sizes[layer], sizes[layer + 1])}\nb{layer + 1} {(1, sizes[layer + 1])}",
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            color="#1f4e79",
+        )
     ax.set_xlim(min(xs) - 0.45, max(xs) + 0.45)
     ax.set_ylim(bottom - 0.45, top + 0.4)
-    ax.set_title(title or f"{'-'.join(map(str, sizes))} network, batch of {batch}: the shape of every tensor",
-                 fontsize=10)
+    ax.set_title(
+        title or f"{'-'.join(map(str, sizes))} network, batch of {batch}: the shape of every tensor", fontsize=10
+    )
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------- memory layout, optimizer paths, convolution, all-reduce
+
+
+def storage_offsets(tensor: torch.Tensor) -> np.ndarray:
+    """Where each element of a 1-D or 2-D tensor lives in its storage, as an array of the tensor's shape.
+
+        >>> storage_offsets(torch.arange(6).view(2, 3).T).tolist()
+        [[0, 3], [1, 4], [2, 5]]
+
+    Element ``[i, j]`` sits at ``storage_offset() + i * stride(0) + j * stride(1)``: no data is read,
+    only the tensor's strides.
+    """
+    if tensor.dim() not in (1, 2):
+        raise ValueError(f"the diagram draws 1-D or 2-D tensors, not {tensor.dim()}-D ones.")
+    index = np.indices(tuple(tensor.shape))
+    return tensor.storage_offset() + sum(i * s for i, s in zip(index, tensor.stride()))
+
+
+def plot_memory_layout(tensors: dict, title: str | None = None) -> Figure:
+    """How tensors map onto their storage: the grid you index, the flat block it reads, and in which order.
+
+        >>> t = torch.arange(6).view(2, 3)
+        >>> fig = plot_memory_layout({"t": t, "t.T": t.T})
+
+    One row per tensor (1-D or 2-D). Left: the tensor as you index it, each cell labelled with its value
+    and (small, grey) its position in storage. Right: the storage itself, one flat block, with a red
+    numbers (and arrows) saying in which order reading the tensor row after row visits it. A contiguous
+    tensor reads its storage left to right in unit steps; a transposed one jumps back and forth.
+    """
+    if not tensors:
+        raise ValueError("tensors is empty: give at least one, as {name: tensor}.")
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    rows = []
+    for name, t in tensors.items():
+        offsets = storage_offsets(t)
+        n_storage = t.untyped_storage().nbytes() // t.element_size()
+        storage = torch.as_strided(t.detach(), (n_storage,), (1,), 0).cpu().numpy()
+        grid = np.atleast_2d(t.detach().cpu().numpy())
+        rows.append((name, t, np.atleast_2d(offsets), grid, storage))
+    height = sum(max(g.shape[0], 1) + 2.2 for _, _, _, g, _ in rows)
+    width = max(g.shape[1] for _, _, _, g, _ in rows) + 2 + max(len(s) for *_, s in rows)
+    fig = Figure(figsize=(0.55 * width + 0.8, 0.55 * height + 0.6))
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.set_aspect("equal")
+    cmap = _qualitative(max(len(s) for *_, s in rows))
+    top = 0.0
+    for name, t, offsets, grid, storage in rows:
+        n_rows, n_cols = grid.shape
+        ax.text(
+            0,
+            top - 0.9,
+            f"{name}: shape {tuple(t.shape)}, strides {t.stride()}, contiguous {t.is_contiguous()}",
+            fontsize=9,
+            va="bottom",
+        )
+        for i in range(n_rows):
+            for j in range(n_cols):
+                k = int(offsets[i, j])
+                ax.add_patch(Rectangle((j, top + i), 1, 1, facecolor=cmap(k), edgecolor="0.3", lw=1))
+                ax.text(j + 0.5, top + i + 0.45, f"{grid[i, j]:g}", ha="center", va="center", fontsize=10)
+                ax.text(j + 0.92, top + i + 0.9, f"@{k}", ha="right", va="bottom", fontsize=6, color="0.35")
+        left = n_cols + 2
+        strip_y = top + (n_rows - 1) / 2
+        for k, value in enumerate(storage):
+            ax.add_patch(Rectangle((left + k, strip_y), 1, 1, facecolor=cmap(k), edgecolor="0.3", lw=1))
+            ax.text(left + k + 0.5, strip_y + 0.45, f"{value:g}", ha="center", va="center", fontsize=10)
+            ax.text(left + k + 0.5, strip_y + 1.3, str(k), ha="center", va="center", fontsize=7, color="0.35")
+        order = offsets.ravel()  # row-major: the order in which you read the tensor
+        for step, k in enumerate(order):  # above each storage cell: when reading the tensor gets there
+            ax.text(
+                left + k + 0.5,
+                strip_y - 0.3,
+                f"{step + 1}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="C3",
+                bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec="C3", lw=0.8),
+            )
+        for a, b in zip(order[:-1], order[1:]):
+            ax.add_patch(
+                FancyArrowPatch(
+                    (left + a + 0.5, strip_y - 0.55),
+                    (left + b + 0.5, strip_y - 0.55),
+                    connectionstyle=f"arc3,rad={-0.5 if b > a else 0.5}",
+                    arrowstyle="-|>",
+                    mutation_scale=8,
+                    color="C3",
+                    lw=0.9,
+                )
+            )
+        ax.text(left - 0.3, strip_y + 0.5, "storage", ha="right", va="center", fontsize=8, color="0.35")
+        top += n_rows + 2.2
+    ax.set_xlim(-0.2, width + 0.2)
+    ax.set_ylim(top - 1.6, -1.6)
+    ax.set_title(
+        title or "same colour = same element; red numbers: the order in which reading row after row visits storage",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _qualitative(n: int):
+    from matplotlib import colormaps
+
+    base = colormaps["Pastel1"] if n <= 9 else colormaps["tab20"]
+    return lambda k: base(k % base.N)
+
+
+def plot_optimizer_paths(
+    loss_fn, paths: dict, xlim, ylim, minimum=None, resolution: int = 120, labels=("w", "b"), title: str | None = None
+) -> Figure:
+    """Contours of a two-parameter loss, with the path each optimizer took across them.
+
+        >>> loss = lambda w, b: (w - 1) ** 2 + 10 * b ** 2
+        >>> fig = plot_optimizer_paths(loss, {"SGD": torch.tensor([[0.0, 1.0], [0.5, 0.2]])}, (-1, 2), (-1, 1.5))
+
+    ``loss_fn(w, b)`` takes two tensors of the same shape (a grid) and returns the loss at every point;
+    ``paths`` maps a name to the ``[steps + 1, 2]`` positions visited, start first. ``minimum``, if
+    given, is marked with a star. Contour levels are spaced evenly on a log scale, so the narrow valley
+    near the minimum stays visible.
+    """
+    if not paths:
+        raise ValueError("paths is empty: give at least one, as {name: tensor of shape [steps + 1, 2]}.")
+    ws = torch.linspace(float(xlim[0]), float(xlim[1]), resolution)
+    bs = torch.linspace(float(ylim[0]), float(ylim[1]), resolution)
+    grid_w, grid_b = torch.meshgrid(ws, bs, indexing="xy")
+    with torch.no_grad():
+        surface = _to_numpy(loss_fn(grid_w, grid_b)).astype(float)
+    if surface.shape != tuple(grid_w.shape):
+        raise ValueError(
+            f"loss_fn(w, b) returned shape {surface.shape} for a grid of {tuple(grid_w.shape)}: "
+            f"it must return one loss per grid point."
+        )
+    fig = Figure(figsize=(6.4, 4.6))
+    ax = fig.add_subplot()
+    low, high = max(surface.min(), 1e-12), surface.max()
+    levels = np.geomspace(low * 1.05, high, 16) if high > low * 1.05 else 12
+    ax.contour(_to_numpy(grid_w), _to_numpy(grid_b), surface, levels=levels, colors="0.6", linewidths=0.7)
+    for k, (name, path) in enumerate(paths.items()):
+        points = _to_numpy(path).astype(float)
+        if points.ndim != 2 or points.shape[1] != 2:
+            raise ValueError(f"path {name!r} has shape {points.shape}; give positions as [steps + 1, 2].")
+        ax.plot(points[:, 0], points[:, 1], "-o", ms=2.5, lw=1.3, color=f"C{k}", label=name)
+    start = _to_numpy(next(iter(paths.values())))[0]
+    ax.plot([start[0]], [start[1]], "s", color="black", ms=6, label="start")
+    if minimum is not None:
+        m = _to_numpy(minimum).astype(float)
+        ax.plot([m[0]], [m[1]], "*", color="black", ms=12, label="minimum")
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(title or "optimizer paths over the loss (grey: contour lines)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_convolution_steps(image, kernel, positions, title: str | None = None) -> Figure:
+    """A kernel sliding over an image: for each (row, column) position, the window, the sum and the output.
+
+        >>> fig = plot_convolution_steps(torch.arange(16.0).reshape(4, 4), torch.ones(2, 2), [(0, 0), (0, 1)])
+
+    One row of panels per position: the input with the kernel's window outlined, the kernel, and the
+    output map filled in up to that position, the current output cell outlined and its sum written out.
+    Outputs are cross-correlations without padding (what ``F.conv2d`` computes), so the output map is
+    ``(H - kh + 1, W - kw + 1)``.
+    """
+    from matplotlib.patches import Rectangle
+
+    x, k = _to_numpy(image).astype(float), _to_numpy(kernel).astype(float)
+    if x.ndim != 2 or k.ndim != 2:
+        raise ValueError(f"image and kernel must be 2-D, not {x.ndim}-D and {k.ndim}-D.")
+    kh, kw = k.shape
+    out_h, out_w = x.shape[0] - kh + 1, x.shape[1] - kw + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"a {kh}×{kw} kernel does not fit in a {x.shape[0]}×{x.shape[1]} image.")
+    positions = [tuple(int(v) for v in p) for p in positions]
+    for i, j in positions:
+        if not (0 <= i < out_h and 0 <= j < out_w):
+            raise ValueError(f"position {(i, j)} is outside the {out_h}×{out_w} output.")
+    output = np.array([[float((x[i : i + kh, j : j + kw] * k).sum()) for j in range(out_w)] for i in range(out_h)])
+
+    def grid(ax, values, left, shown=None, highlight=None, color="#cfe2f3", box="C3"):
+        rows, cols = values.shape
+        for r in range(rows):
+            for c in range(cols):
+                filled = shown is None or shown[r, c]
+                ax.add_patch(
+                    Rectangle((left + c, r), 1, 1, facecolor=color if filled else "white", edgecolor="0.4", lw=0.8)
+                )
+                if filled:
+                    ax.text(left + c + 0.5, r + 0.5, f"{values[r, c]:g}", ha="center", va="center", fontsize=9)
+        if highlight is not None:
+            (r, c), (h, w) = highlight
+            ax.add_patch(Rectangle((left + c, r), w, h, fill=False, edgecolor=box, lw=2.2))
+
+    n_h, n_w = x.shape
+    span = n_w + 1.5 + kw + 1.5 + out_w
+    fig = Figure(figsize=(0.5 * span + 0.6, (0.5 * max(n_h, kh, out_h) + 0.7) * len(positions) + 0.4))
+    order = {(i, j): n for n, (i, j) in enumerate((i, j) for i in range(out_h) for j in range(out_w))}
+    for row, (i, j) in enumerate(positions):
+        ax = fig.add_subplot(len(positions), 1, row + 1)
+        ax.axis("off")
+        ax.set_aspect("equal")
+        grid(ax, x, 0, highlight=((i, j), (kh, kw)))
+        ax.text(n_w + 0.75, n_h / 2, "⋆", ha="center", va="center", fontsize=16)
+        grid(ax, k, n_w + 1.5, color="#f6d5a8")
+        ax.text(n_w + 1.5 + kw + 0.75, n_h / 2, "=", ha="center", va="center", fontsize=16)
+        done = np.array([[order[(r, c)] <= order[(i, j)] for c in range(out_w)] for r in range(out_h)])
+        grid(ax, output, n_w + 1.5 + kw + 1.5, shown=done, highlight=((i, j), (1, 1)), color="#d5ecc2")
+        terms = " + ".join(f"{x[i + a, j + b]:g}·{k[a, b]:g}" for a in range(kh) for b in range(kw))
+        ax.set_title(f"window at ({i}, {j}): {terms} = {output[i, j]:g}", fontsize=8)
+        ax.set_xlim(-0.2, span + 0.2)
+        ax.set_ylim(max(n_h, kh, out_h) + 0.2, -0.2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_all_reduce(gradients, title: str | None = None) -> Figure:
+    """What an all-reduce does: every process's own gradient in, the mean of them all in every process out.
+
+        >>> fig = plot_all_reduce([torch.tensor([1.0, 2.0]), torch.tensor([3.0, 0.0])])
+
+    ``gradients`` holds one 1-D tensor per process (rank), e.g. the first few entries of each one's
+    gradient. Left: what each rank computed on its own data. Right: what each rank holds after the
+    all-reduce: the element-wise mean, identical everywhere, so every copy of the model takes the same step.
+    """
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    values = [_to_numpy(g).astype(float).ravel() for g in gradients]
+    if len(values) < 2:
+        raise ValueError("an all-reduce needs at least two processes: give one gradient per rank.")
+    if len({len(v) for v in values}) != 1:
+        raise ValueError(f"every rank's gradient must have the same size, not {[len(v) for v in values]}.")
+    mean = np.mean(values, axis=0)
+    n, size = len(values), len(mean)
+    gap = 1.6  # rows between two ranks
+    fig = Figure(figsize=(0.75 * (2 * size + 5) + 0.8, 0.75 * gap * n + 0.8))
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.set_aspect("equal")
+    right = size + 5
+    middle_y = gap * (n - 1) / 2 + 0.5
+    ax.add_patch(Rectangle((size + 1.2, middle_y - 0.6), 2.6, 1.2, facecolor="#f6d5a8", edgecolor="0.3"))
+    ax.text(size + 2.5, middle_y, "all-reduce\n(mean)", ha="center", va="center", fontsize=9)
+    for rank, own in enumerate(values):
+        y = gap * rank
+        ax.text(-0.3, y + 0.5, f"rank {rank}", ha="right", va="center", fontsize=9)
+        for c in range(size):
+            ax.add_patch(Rectangle((c, y), 1, 1, facecolor="#cfe2f3", edgecolor="0.3"))
+            ax.text(c + 0.5, y + 0.5, f"{own[c]:.3g}", ha="center", va="center", fontsize=8)
+            ax.add_patch(Rectangle((right + c, y), 1, 1, facecolor="#d5ecc2", edgecolor="0.3"))
+            ax.text(right + c + 0.5, y + 0.5, f"{mean[c]:.3g}", ha="center", va="center", fontsize=8)
+        ax.add_patch(
+            FancyArrowPatch(
+                (size + 0.1, y + 0.5), (size + 1.2, middle_y), arrowstyle="-|>", mutation_scale=10, color="0.3"
+            )
+        )
+        ax.add_patch(
+            FancyArrowPatch(
+                (size + 3.8, middle_y), (right - 0.1, y + 0.5), arrowstyle="-|>", mutation_scale=10, color="0.3"
+            )
+        )
+    ax.text(size / 2, -0.4, "own gradient (own data)", ha="center", va="bottom", fontsize=9)
+    ax.text(right + size / 2, -0.4, "after backward(): the mean", ha="center", va="bottom", fontsize=9)
+    ax.set_xlim(-1.8, right + size + 0.2)
+    ax.set_ylim(gap * (n - 1) + 1.2, -1.2)
+    ax.set_title(title or "all-reduce: every rank ends with the same averaged gradient", fontsize=10)
     fig.tight_layout()
     return fig

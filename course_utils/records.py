@@ -10,9 +10,12 @@ A test cell's ``record`` (``course_utils.checks``) writes, to the file named by 
 
 The grader reads it as untrusted bytes (:func:`load_record_bytes`): the archive's unpacked size is checked
 before anything is unpickled, it is loaded with ``weights_only=True`` (no pickled code runs), its nesting,
-item count and tensor sizes are checked without recursion, then its layout (:func:`validate`). The solution
+item count and tensor sizes are checked without recursion, then its layout (:func:`validate`). A refusal
+says what was wrong (and which entry, by its place in the file) but never quotes the file: its keys and
+values are whatever the kernel wrote, and the message reaches the learner's feedback. The solution
 notebook's records, made by the grader itself, are read back with :func:`load_records`.
 """
+
 from __future__ import annotations
 
 import io
@@ -27,6 +30,10 @@ FILE_NAME = "records.pt"
 ENV = env.RECORD_FILE
 MAX_DEPTH = 16
 MAX_ITEMS = 100_000
+#: the most one record may hold (its value and its rule), and the most one kernel records in all: the checks
+#: refuse a bigger answer in the learner's kernel (``checks``), so it fails its own test and never the file
+MAX_ENTRY_BYTES = 16 * 2**20
+MAX_KERNEL_BYTES = 48 * 2**20
 
 
 class RecordError(ValueError):
@@ -52,19 +59,26 @@ def write(path: Path, records: dict) -> None:
 
 
 def validate(records, source) -> None:
-    """Raise ValueError unless ``records`` has the layout above (``source`` names it in the message)."""
-    from course_utils.compare import KINDS, describe
+    """Raise ValueError unless ``records`` has the layout above (``source`` names it in the message; the
+    message names an entry by its position, never by its key).
+
+        >>> validate({"LEAK: hidden test source": 1}, "(from the kernel)")
+        Traceback (most recent call last):
+        ...
+        ValueError: Record file (from the kernel) is malformed: the key of entry 1 is not 'grade_id/label'.
+    """
+    from course_utils.compare import KINDS
 
     if not isinstance(records, dict):
-        raise ValueError(f"Record file {source} holds {describe(records)}, not a dict of records.")
-    for key, entry in records.items():
+        raise ValueError(f"Record file {source} holds a {type(records).__name__}, not a dict of records.")
+    for position, (key, entry) in enumerate(records.items(), 1):
         problem = None
         if not isinstance(key, str) or key.count("/") != 1:
-            problem = f"key {key!r} is not 'grade_id/label'"
+            problem = f"the key of entry {position} is not 'grade_id/label'"
         elif not isinstance(entry, dict) or set(entry) != {"kind", "value", "params"}:
-            problem = f"entry {key!r} is not a dict with kind, value and params"
-        elif entry["kind"] not in KINDS or not isinstance(entry["params"], dict):
-            problem = f"entry {key!r} has an unknown kind or params that are not a dict"
+            problem = f"entry {position} is not a dict with kind, value and params"
+        elif not isinstance(entry["kind"], str) or entry["kind"] not in KINDS or not isinstance(entry["params"], dict):
+            problem = f"entry {position} has an unknown kind or params that are not a dict"
         if problem:
             raise ValueError(f"Record file {source} is malformed: {problem}.")
 
@@ -72,20 +86,23 @@ def validate(records, source) -> None:
 def load_records(path) -> dict:
     """Read a record file the grader made itself (a reference), checking its layout.
 
-        >>> load_records("grading/references/01_tensors_vs_numpy/01_tensors_vs_numpy_exercises.pt")  # doctest: +SKIP
-        {'ex01_arange_matrix/visible': {'kind': 'tensor', 'value': tensor(...), 'params': {...}}}
+    >>> load_records("grading/references/01_tensors_vs_numpy/01_tensors_vs_numpy_exercises.pt")  # doctest: +SKIP
+    {'ex01_arange_matrix/visible': {'kind': 'tensor', 'value': tensor(...), 'params': {...}}}
     """
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No record file at {path}: the notebook recorded nothing "
-                                f"(was {ENV} set, and did any test cell run?).")
+        raise FileNotFoundError(
+            f"No record file at {path}: the notebook recorded nothing (was {ENV} set, and did any test cell run?)."
+        )
     try:
         records = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as error:  # corrupt, truncated, or holds objects that are not plain data
-        raise ValueError(f"Record file {path} cannot be read safely ({type(error).__name__}: "
-                         f"{str(error)[:200]}). Re-run the notebook to write it again.") from None
+        raise ValueError(
+            f"Record file {path} cannot be read safely ({type(error).__name__}: "
+            f"{str(error)[:200]}). Re-run the notebook to write it again."
+        ) from None
     validate(records, path)
     return records
 
@@ -133,8 +150,12 @@ def load_record_bytes(data: bytes, cap: int) -> dict:
         records = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except RecursionError:
         raise RecordError(f"the recorded values are nested more than {MAX_DEPTH} levels deep") from None
-    except Exception as error:  # corrupt, truncated, or holds objects that are not plain data
-        raise RecordError(f"the record file cannot be read safely ({type(error).__name__}: {str(error)[:200]})") from None
+    except Exception as error:  # corrupt, truncated, or holds objects that are not plain data; torch's message
+        # names what it refused (a class, a module), which the kernel chose: only the error's type is shown
+        raise RecordError(
+            f"the record file cannot be read safely ({type(error).__name__}); record plain data "
+            "(tensors, numbers, strings, lists, dicts) only"
+        ) from None
     check_structure(records, cap)
     try:
         validate(records, "(from the kernel)")

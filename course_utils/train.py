@@ -1,6 +1,6 @@
 """Small training helpers shared by the lessons and the benchmarks.
 
-    >>> history = fit(model, TensorBatches(x_train, y_train, 256, shuffle=True), optimizer, epochs=5,
+    >>> history = fit(model, TensorBatches(x_train, y_train, 256, shuffle=True), optimizer, epochs=5,  # doctest: +SKIP
     ...               val=(x_val, y_val))
 
 One job each:
@@ -11,11 +11,16 @@ One job each:
 * :func:`train_epoch` runs the five-step loop (forward, loss, zero_grad, backward, step) once
   over the data; :func:`fit` repeats it for some epochs and records a :class:`History`.
 * :func:`predict`, :func:`evaluate` and :func:`accuracy` score a model without tracking gradients.
-* :func:`random_shift` is a mild augmentation: each image moved by a pixel or two.
+* :func:`random_shift` is a mild augmentation: each image moved by a pixel or two (and mirrored, if
+  asked); :class:`Augment` is the same as a seeded batch transform for :class:`TensorBatches`.
+* ``predict(..., flip=True)`` averages each image with its mirror image (test-time augmentation);
+  ``fit(..., bf16=fast_bfloat16())`` trains under bfloat16 autocast where the CPU computes it natively;
+  ``fit(..., averaged=AveragedModel(...))`` keeps a moving average of the weights.
 * :func:`scheduled_learning_rates` lists the learning rate a scheduler sets at every step, without training.
 
 Every function moves batches to the model's device, so the same call runs on a CPU or a GPU.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,8 +31,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["TensorBatches", "History", "accuracy", "predict", "evaluate", "train_epoch", "fit",
-           "random_shift", "model_device", "scheduled_learning_rates"]
+__all__ = [
+    "TensorBatches",
+    "History",
+    "accuracy",
+    "predict",
+    "evaluate",
+    "train_epoch",
+    "fit",
+    "random_shift",
+    "Augment",
+    "fast_bfloat16",
+    "model_device",
+    "scheduled_learning_rates",
+]
 
 
 class TensorBatches:
@@ -41,8 +58,9 @@ class TensorBatches:
     (optional) is applied to each batch of inputs, e.g. ``random_shift``.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, transform=None):
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0, transform=None
+    ):
         _check_tensors(x, y)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive whole number, not {batch_size!r}.")
@@ -58,9 +76,9 @@ class TensorBatches:
         order = torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None
         for start in range(0, n, self.batch_size):
             if order is None:
-                xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+                xb, yb = self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
             else:
-                index = order[start:start + self.batch_size]
+                index = order[start : start + self.batch_size]
                 # index_select copies whole rows; x[index] (advanced indexing) is several times slower
                 xb, yb = self.x.index_select(0, index), self.y.index_select(0, index)
             yield (self.transform(xb) if self.transform is not None else xb), yb
@@ -68,13 +86,17 @@ class TensorBatches:
 
 def _check_tensors(x, y) -> None:
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError(f"inputs and labels must be torch tensors, got {type(x).__name__} and "
-                        f"{type(y).__name__}. Convert with torch.as_tensor(...).")
+        raise TypeError(
+            f"inputs and labels must be torch tensors, got {type(x).__name__} and "
+            f"{type(y).__name__}. Convert with torch.as_tensor(...)."
+        )
     if len(x) != len(y):
         raise ValueError(f"{len(x)} inputs but {len(y)} labels: give one label per input.")
     if not x.is_floating_point():
-        raise ValueError(f"inputs have dtype {x.dtype}; a model needs floats. Scale images with "
-                         f"x.float() / 255 (or course_utils.data.normalize_images).")
+        raise ValueError(
+            f"inputs have dtype {x.dtype}; a model needs floats. Scale images with "
+            f"x.float() / 255 (or course_utils.data.normalize_images)."
+        )
     if y.dtype != torch.int64:
         raise ValueError(f"labels have dtype {y.dtype}; cross-entropy needs int64 class indices. Use y.long().")
 
@@ -83,8 +105,8 @@ def _check_tensors(x, y) -> None:
 class History:
     """Per-epoch figures recorded by :func:`fit`.
 
-        >>> History(train_loss=[0.5], train_accuracy=[0.8]).epochs
-        1
+    >>> History(train_loss=[0.5], train_accuracy=[0.8]).epochs
+    1
     """
 
     train_loss: list = field(default_factory=list)
@@ -98,11 +120,20 @@ class History:
         return len(self.train_loss)
 
 
+def fast_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), where autocast speeds convolutions up.
+
+    Without those instructions oneDNN emulates bfloat16, which is slower than float32: train in float32 there.
+    """
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def model_device(model: nn.Module) -> torch.device:
     """The device a model's parameters live on.
 
-        >>> model_device(nn.Linear(2, 1))
-        device(type='cpu')
+    >>> model_device(nn.Linear(2, 1))
+    device(type='cpu')
     """
     try:
         return next(model.parameters()).device
@@ -116,43 +147,65 @@ def _as_batches(data, batch_size: int) -> Iterable:
         return TensorBatches(data[0], data[1], batch_size)
     if isinstance(data, Iterable) and not isinstance(data, (torch.Tensor, str)):
         return data
-    raise TypeError(f"data must be a pair (inputs, labels) of tensors, a TensorBatches or a DataLoader; "
-                    f"got {type(data).__name__}.")
+    raise TypeError(
+        f"data must be a pair (inputs, labels) of tensors, a TensorBatches or a DataLoader; got {type(data).__name__}."
+    )
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """The fraction of rows whose highest score is at the true label.
 
-        >>> accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0]))
-        0.5
+    >>> accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0]))
+    0.5
     """
     if logits.dim() != 2 or len(logits) != len(labels):
-        raise ValueError(f"logits must be [N, classes] with one row per label; got {tuple(logits.shape)} "
-                         f"for {len(labels)} labels.")
+        raise ValueError(
+            f"logits must be [N, classes] with one row per label; got {tuple(logits.shape)} for {len(labels)} labels."
+        )
     return (logits.argmax(dim=1) == labels.to(logits.device)).float().mean().item()
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, flip: bool = False) -> torch.Tensor:
     """Predicted class indices (int64, on the CPU) for every row of ``x``, in evaluation mode.
 
         >>> predict(nn.Linear(4, 3), torch.randn(5, 4)).shape
         torch.Size([5])
+
+    ``flip=True`` is test-time augmentation: each image's class probabilities are averaged with those
+    of its mirror image (left-right), which helps a model trained on flipped images. Images are
+    [N, C, H, W], [N, H, W] or flattened square [N, H*W].
     """
     was_training, device = model.training, model_device(model)
     model.eval()
     try:
-        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(dim=1).cpu()
-                          for i in range(0, len(x), batch_size)])
+        out = []
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size].to(device)
+            scores = model(xb)
+            if flip:
+                scores = scores.softmax(dim=1) + model(_mirror(xb)).softmax(dim=1)
+            out.append(scores.argmax(dim=1).cpu())
+        return torch.cat(out)
     finally:
         model.train(was_training)
+
+
+def _mirror(images: torch.Tensor) -> torch.Tensor:
+    """Images flipped left-right; flattened square images are unflattened, flipped and flattened again."""
+    if images.dim() != 2:
+        return images.flip(-1)
+    side = int(round(images.shape[-1] ** 0.5))
+    if side * side != images.shape[-1]:
+        raise ValueError(f"flattened images must be square to flip; {images.shape[-1]} pixels is not a square number.")
+    return images.reshape(len(images), side, side).flip(-1).reshape(images.shape)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data, loss_fn=F.cross_entropy, batch_size: int = 4096) -> tuple[float, float]:
     """Mean loss and accuracy of a model on ``(inputs, labels)`` or on a DataLoader, in evaluation mode.
 
-        >>> loss, acc = evaluate(nn.Linear(4, 3), (torch.randn(8, 4), torch.zeros(8, dtype=torch.long)))
+    >>> loss, acc = evaluate(nn.Linear(4, 3), (torch.randn(8, 4), torch.zeros(8, dtype=torch.long)))
     """
     was_training, device = model.training, model_device(model)
     model.eval()
@@ -171,14 +224,24 @@ def evaluate(model: nn.Module, data, loss_fn=F.cross_entropy, batch_size: int = 
     return total_loss / count, correct / count
 
 
-def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, loss_fn=F.cross_entropy,
-                scheduler=None) -> tuple[float, float]:
+def train_epoch(
+    model: nn.Module,
+    batches,
+    optimizer: torch.optim.Optimizer,
+    loss_fn=F.cross_entropy,
+    scheduler=None,
+    averaged=None,
+    bf16: bool = False,
+) -> tuple[float, float]:
     """One pass over ``batches`` with the five-step loop; returns (mean loss, accuracy) seen in training.
 
         >>> loss, acc = train_epoch(model, TensorBatches(x, y, 64, shuffle=True), optimizer)  # doctest: +SKIP
 
     ``scheduler`` (optional) is stepped after every batch, as OneCycleLR and per-step cosine
-    schedules expect. The figures are measured on the fly, with dropout active.
+    schedules expect. ``averaged`` (optional, a ``torch.optim.swa_utils.AveragedModel``) takes in the
+    weights after every step. ``bf16`` runs the forward pass and the loss under bfloat16 autocast
+    (worth it only where :func:`fast_bfloat16` says so). The figures are measured on the fly, with
+    dropout active.
     """
     device = model_device(model)
     model.train()
@@ -187,13 +250,16 @@ def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, los
     count = 0
     for xb, yb in batches:
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-        logits = model(xb)                 # 1. forward
-        loss = loss_fn(logits, yb)         # 2. loss
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(xb)  # 1. forward
+            loss = loss_fn(logits, yb)  # 2. loss
         optimizer.zero_grad(set_to_none=True)  # 3. forget the last step's gradients
-        loss.backward()                    # 4. backward
-        optimizer.step()                   # 5. update
+        loss.backward()  # 4. backward
+        optimizer.step()  # 5. update
         if scheduler is not None:
             scheduler.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         total_loss += loss.detach() * len(yb)  # kept on the device: no sync per batch
         correct += (logits.detach().argmax(dim=1) == yb).sum()
         count += len(yb)
@@ -202,18 +268,35 @@ def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, los
     return total_loss.item() / count, correct.item() / count
 
 
-def fit(model: nn.Module, train, optimizer: torch.optim.Optimizer, epochs: int, val=None,
-        scheduler=None, loss_fn=F.cross_entropy, seed: int | None = 0, progress: bool = True,
-        batch_size: int = 256) -> History:
+def fit(
+    model: nn.Module,
+    train,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    val=None,
+    scheduler=None,
+    loss_fn=F.cross_entropy,
+    *,
+    seed: int | None = None,
+    progress: bool = True,
+    batch_size: int = 256,
+    averaged=None,
+    bf16: bool = False,
+    val_loss_fn=None,
+) -> History:
     """Train for ``epochs`` passes over ``train``; return the :class:`History` of losses and accuracies.
 
         >>> history = fit(model, (x, y), torch.optim.Adam(model.parameters()), epochs=3)  # doctest: +SKIP
 
     ``train`` and ``val`` are each a pair of tensors (cut into batches of ``batch_size``, in
     order: wrap the training pair in ``TensorBatches(..., shuffle=True)`` to shuffle), a
-    :class:`TensorBatches` or a DataLoader. ``seed`` seeds torch's global generator first, so
-    dropout and augmentation repeat exactly (``None`` leaves it alone). ``progress`` shows a
-    tqdm bar over the epochs.
+    :class:`TensorBatches` or a DataLoader. Randomness is yours to seed: ``seed=s`` (keyword only) calls
+    ``torch.manual_seed(s)`` first (dropout and augmentation then repeat exactly); the default, ``None``,
+    leaves torch's global generator alone. ``val_loss_fn`` scores the validation data (default:
+    ``loss_fn``; pass ``F.cross_entropy`` to compare runs trained with label smoothing on one scale).
+    ``progress`` shows a tqdm bar that moves with every batch. ``averaged`` (an ``AveragedModel``,
+    e.g. an exponential moving average of the weights) is updated after every step, and it is the
+    model scored on ``val``. ``bf16`` trains under bfloat16 autocast (see :func:`train_epoch`).
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive whole number, not {epochs!r}.")
@@ -221,41 +304,74 @@ def fit(model: nn.Module, train, optimizer: torch.optim.Optimizer, epochs: int, 
         torch.manual_seed(seed)
     train_batches = _as_batches(train, batch_size)
     val_batches = None if val is None else _as_batches(val, 4096)
+    val_loss_fn = loss_fn if val_loss_fn is None else val_loss_fn
     history = History()
-    bar = _epoch_bar(epochs, progress)
-    for _ in bar:
+    bar = _batch_bar(train_batches, epochs) if progress else None
+    for epoch in range(epochs):
         started = time.perf_counter()
-        loss, acc = train_epoch(model, train_batches, optimizer, loss_fn, scheduler)
+        batches = train_batches if bar is None else _Counted(train_batches, bar)
+        loss, acc = train_epoch(model, batches, optimizer, loss_fn, scheduler, averaged, bf16)
         history.seconds.append(time.perf_counter() - started)
         history.train_loss.append(loss)
         history.train_accuracy.append(acc)
-        shown = {"loss": f"{loss:.4f}"}
+        shown = {"epoch": f"{epoch + 1}/{epochs}", "loss": f"{loss:.4f}"}
         if val_batches is not None:
-            val_loss, val_acc = evaluate(model, val_batches, loss_fn)
+            val_loss, val_acc = evaluate(model if averaged is None else averaged.module, val_batches, val_loss_fn)
             history.val_loss.append(val_loss)
             history.val_accuracy.append(val_acc)
             shown["val_acc"] = f"{val_acc:.4f}"
-        if progress:
+        if bar is not None:
             bar.set_postfix(shown)
+    if bar is not None:
+        bar.close()
     return history
 
 
-def _epoch_bar(epochs: int, progress: bool):
-    if not progress:
-        return range(epochs)
+class _Counted:
+    """Yields the batches of ``batches`` and moves ``bar`` on by one after each."""
+
+    def __init__(self, batches, bar):
+        self.batches, self.bar = batches, bar
+
+    def __iter__(self):
+        for batch in self.batches:
+            yield batch
+            self.bar.update(1)
+
+
+def _batch_bar(batches, epochs: int):
+    """A tqdm bar over every batch of every epoch (its length unknown if the batches have none).
+
+    It redraws at most about 50 times (and at most twice a second): in a notebook every redraw is a few
+    kernel messages, and a client that reads them only after the cell (nbval) loses messages past
+    ZeroMQ's queue limit of 1000.
+    """
     from tqdm.auto import tqdm
 
-    return tqdm(range(epochs), desc="epochs", unit="epoch")
+    try:
+        total = epochs * len(batches)
+    except TypeError:
+        total = None
+    return tqdm(total=total, desc="training", unit="batch", miniters=max(1, (total or 0) // 50), mininterval=0.5)
 
 
-def random_shift(images: torch.Tensor, max_shift: int = 2, fill: float | None = None) -> torch.Tensor:
-    """Move each image by up to ``max_shift`` pixels in x and y (torch's global generator decides).
+def random_shift(
+    images: torch.Tensor,
+    max_shift: int = 2,
+    fill: float | None = None,
+    *,
+    flip: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Move each image by up to ``max_shift`` pixels in x and y, and mirror half of them if ``flip``.
 
         >>> random_shift(torch.zeros(3, 1, 28, 28)).shape
         torch.Size([3, 1, 28, 28])
 
     Works on [N, H, W], [N, C, H, W] or flattened [N, H*W] square images; the uncovered border is
-    filled with ``fill`` (default: the batch's smallest value, the background).
+    filled with ``fill`` (default: the batch's smallest value, the background). Each image draws its
+    own shift (and flip) from ``generator`` (default: torch's global generator). The whole batch is
+    moved by one ``gather`` from a padded copy, so it costs about as much as copying the batch twice.
     """
     if max_shift < 0:
         raise ValueError(f"max_shift must be 0 or more, not {max_shift}.")
@@ -264,15 +380,38 @@ def random_shift(images: torch.Tensor, max_shift: int = 2, fill: float | None = 
     if side is not None and side * side != shape[-1]:
         raise ValueError(f"flattened images must be square; {shape[-1]} pixels is not a square number.")
     grid = images.reshape(len(images), -1, side, side) if side else images.reshape(len(images), -1, *shape[-2:])
-    n, _, h, w = grid.shape
+    n, c, h, w = grid.shape
     fill = grid.min().item() if fill is None else fill
-    padded = F.pad(grid, (max_shift,) * 4, value=fill)
-    dx, dy = torch.randint(0, 2 * max_shift + 1, (2, n)).to(images.device)
-    rows = (dy[:, None] + torch.arange(h, device=images.device))  # [N, H]
-    cols = (dx[:, None] + torch.arange(w, device=images.device))  # [N, W]
-    batch = torch.arange(n, device=images.device)[:, None, None]
-    shifted = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    return shifted.reshape(shape)
+    s = max_shift
+    width = w + 2 * s
+    padded = F.pad(grid, (s,) * 4, value=fill).reshape(n, c, (h + 2 * s) * width)
+    dy, dx = torch.randint(0, 2 * s + 1, (2, n, 1), generator=generator)
+    start = dy * width + dx  # [N, 1]: where each image's window begins in its padded copy
+    rows = torch.arange(h)[:, None] * width
+    window = (rows + torch.arange(w)).reshape(1, h * w)  # the unshifted window's pixels, row by row
+    if flip:  # a mirrored image reads each row right to left
+        mirrored = (rows + torch.arange(w).flip(0)).reshape(1, h * w)
+        window = torch.where(torch.rand(n, 1, generator=generator) < 0.5, mirrored, window)
+    index = (window + start).to(images.device)  # [N, H*W]
+    return padded.gather(2, index.unsqueeze(1).expand(n, c, h * w)).reshape(shape)
+
+
+class Augment:
+    """A batch transform for :class:`TensorBatches`: random shifts (and flips) drawn from its own seeded generator.
+
+    >>> augment = Augment(max_shift=1, flip=True, seed=0)
+    >>> batches = TensorBatches(x, y, 1024, shuffle=True, transform=augment)  # doctest: +SKIP
+    """
+
+    def __init__(self, max_shift: int = 1, flip: bool = False, fill: float | None = None, seed: int = 0):
+        self.max_shift, self.flip, self.fill = max_shift, flip, fill
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return random_shift(images, self.max_shift, self.fill, flip=self.flip, generator=self.generator)
+
+    def __repr__(self) -> str:
+        return f"Augment(max_shift={self.max_shift}, flip={self.flip})"
 
 
 def scheduled_learning_rates(make_scheduler, total_steps: int, lr: float = 1.0) -> list[float]:

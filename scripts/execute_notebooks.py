@@ -7,6 +7,7 @@ it from the course venv) with its own folder as the working directory, so the st
 come from one clean run: execution counts 1..n, nothing left over from an earlier session.
 A notebook that fails is left untouched on disk and the script exits with status 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ CELL_TIMEOUT_S = 600
 def execute_notebook(path: Path) -> float:
     """Run the notebook at ``path`` in place; return the seconds it took.
 
-        >>> execute_notebook(Path("notebooks/01_tensors_vs_numpy.ipynb"))  # doctest: +SKIP
-        3.2
+    >>> execute_notebook(Path("notebooks/01_tensors_vs_numpy.ipynb"))  # doctest: +SKIP
+    3.2
     """
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -47,7 +48,9 @@ def _existing_notebooks(names: list[str]) -> list[Path]:
     paths = [Path(name) for name in names]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise SystemExit(f"error: no such notebook: {', '.join(missing)}. Pass paths to .ipynb files, e.g. notebooks/*.ipynb")
+        raise SystemExit(
+            f"error: no such notebook: {', '.join(missing)}. Pass paths to .ipynb files, e.g. notebooks/*.ipynb"
+        )
     wrong = [str(p) for p in paths if p.suffix != ".ipynb"]
     if wrong:
         raise SystemExit(f"error: not a notebook (expected .ipynb): {', '.join(wrong)}")

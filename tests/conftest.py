@@ -2,6 +2,7 @@
 
 Notebooks under tests/ are data (sample submissions), never nbval tests. Helpers live in ``support.py``.
 """
+
 from __future__ import annotations
 
 import pytest

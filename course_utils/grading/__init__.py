@@ -17,9 +17,9 @@ Folders by audience (each package's ``__init__`` lists its modules):
 
 | package | for | what |
 | --- | --- | --- |
-| ``pipeline/`` | the instructor | release -> collect -> references -> autograde -> scoring -> results/gradebook -> feedback -> export |
+| ``pipeline/`` | the instructor | release, collect, references, autograde, scoring, gradebook, feedback, export |
 | ``runner/`` | the grader | where notebooks run: the Dask engine, jobs, the kernel template, its jail and uids |
-| ``lab/`` | the learner | Validate's summary in JupyterLab, ``make update`` (the only part the students' copy carries) |
+| ``lab/`` | the learner | Validate's summary, ``make update`` (the only part the students' copy carries) |
 | ``hub/`` | a classroom | ``make hub``: accounts, the class's Python, the watcher that grades on submission, progress |
 | ``authoring/`` | exercise writers | statistics per exercise, copy detection, sample submissions |
 

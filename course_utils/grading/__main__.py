@@ -1,4 +1,5 @@
 """``python -m course_utils.grading``: see course_utils.grading.cli."""
+
 import sys
 
 from course_utils.grading.cli import main

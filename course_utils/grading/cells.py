@@ -1,4 +1,4 @@
-"""nbgrader's cell metadata and the course's hidden-test markers, read in one place.
+"""nbgrader's cell metadata and the course's hidden-test markers, read in one place for the grader.
 
     >>> [cell.grade_id for cell in graded_cells(nbformat.read(path, as_version=4))]  # doctest: +SKIP
     ['ex01_arange_matrix', ...]
@@ -7,8 +7,11 @@
 
 A graded task in a source notebook is a locked markdown prompt, an answer cell (``solution: true``) and
 a locked test cell (``grade: true``) whose hidden region sits between the markers that nbgrader's
-``ClearHiddenTests`` removes from the release (configured in ``nbgrader_config.py``).
+``ClearHiddenTests`` removes from the release (configured in ``nbgrader_config.py``). The learner's Validate
+(``lab.validate``, which ships to students without the grader) reads the same metadata with nbgrader's own
+helpers.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,17 +24,18 @@ import nbformat
 @dataclass(frozen=True)
 class GradedCell:
     """A grade cell of the instructor's source notebook."""
+
     grade_id: str
     points: float
-    autograded: bool          # an autograder test cell (False: manually graded answer)
-    answer_id: str | None     # the solution cell before it (where nbgrader keeps comments)
+    autograded: bool  # an autograder test cell (False: manually graded answer)
+    answer_id: str | None  # the solution cell before it (where nbgrader keeps comments)
 
 
 def nbgrader_meta(cell) -> dict:
     """The cell's nbgrader metadata ({} when it has none, or something that is not a dict).
 
-        >>> nbgrader_meta(nbformat.v4.new_code_cell("x = 1"))
-        {}
+    >>> nbgrader_meta(nbformat.v4.new_code_cell("x = 1"))
+    {}
     """
     meta = cell.get("metadata", {}).get("nbgrader")
     return meta if isinstance(meta, dict) else {}
@@ -69,8 +73,7 @@ def graded_cells(notebook) -> list[GradedCell]:
         if meta.get("solution"):
             last_answer = meta.get("grade_id")
         if meta.get("grade"):
-            cells.append(GradedCell(meta["grade_id"], float(meta.get("points", 0)), is_test_cell(cell),
-                                    last_answer))
+            cells.append(GradedCell(meta["grade_id"], float(meta.get("points", 0)), is_test_cell(cell), last_answer))
     return cells
 
 
@@ -83,14 +86,15 @@ def answer_sources(notebook) -> dict[str, str]:
 class HiddenMarkers:
     """The lines that open and close a hidden-test region (a line *containing* one is a marker, as in nbgrader).
 
-        >>> HiddenMarkers.from_config(Course.load(".").config).begin  # doctest: +SKIP
-        'BEGIN HIDDEN TESTS'
+    >>> HiddenMarkers.from_config(Course.load(".").config).begin  # doctest: +SKIP
+    'BEGIN HIDDEN TESTS'
     """
+
     begin: str = "BEGIN HIDDEN TESTS"
     end: str = "END HIDDEN TESTS"
 
     @classmethod
-    def from_config(cls, config) -> "HiddenMarkers":
+    def from_config(cls, config) -> HiddenMarkers:
         """The markers nbgrader's ``ClearHiddenTests`` uses under this traitlets config."""
         section = config.get("ClearHiddenTests", {}) if config is not None else {}
         return cls(section.get("begin_test_delimeter", cls.begin), section.get("end_test_delimeter", cls.end))
@@ -115,5 +119,9 @@ class HiddenMarkers:
 
     def hidden_lines(self, notebook, min_length: int = 8) -> set[str]:
         """The distinctive lines (stripped, at least ``min_length`` characters) of every hidden region."""
-        return {line.strip() for cell in read_notebook(notebook).cells
-                for line in self.hidden_part(cell.source).splitlines() if len(line.strip()) >= min_length}
+        return {
+            line.strip()
+            for cell in read_notebook(notebook).cells
+            for line in self.hidden_part(cell.source).splitlines()
+            if len(line.strip()) >= min_length
+        }

@@ -8,12 +8,14 @@ Every folder the grader reads or writes is a property here: nbgrader's own (sour
 autograded, feedback) from the config, and the grader's workspace next to them (``references``,
 ``results``, ``export``).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,22 +39,26 @@ class CourseError(RuntimeError):
 def is_safe_id(name: str) -> bool:
     """True for ids that are plain names (no path separators, no dot-dot, not hidden).
 
-        >>> is_safe_id("alice"), is_safe_id("../bob")
-        (True, False)
+    >>> is_safe_id("alice"), is_safe_id("../bob")
+    (True, False)
     """
     return isinstance(name, str) and bool(SAFE_ID.fullmatch(name)) and ".." not in name
 
 
+_WORKING_FOLDER = threading.RLock()
+
+
 @contextlib.contextmanager
 def working_folder(path):
-    """Run the block in ``path`` (nbgrader's apps read the course from the working folder); Python 3.10 has no
-    ``contextlib.chdir``."""
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
+    """Run the block in ``path`` (nbgrader's apps read the course from the working folder), one block at a
+    time: the working folder belongs to the whole process, and the hub's watcher grades in several threads."""
+    with _WORKING_FOLDER:
+        before = os.getcwd()
+        os.chdir(path)
+        try:
+            yield
+        finally:
+            os.chdir(before)
 
 
 def put_venv_tools_on_path() -> None:
@@ -70,11 +76,12 @@ class Course:
     limits: JobLimits
 
     @classmethod
-    def load(cls, root: str | os.PathLike = ".") -> "Course":
+    def load(cls, root: str | os.PathLike = ".") -> Course:
         root = Path(root).resolve()
         if not (root / "nbgrader_config.py").is_file():
-            raise CourseError(f"No nbgrader_config.py in {root}: run the grader from the course root "
-                              "or pass --course PATH.")
+            raise CourseError(
+                f"No nbgrader_config.py in {root}: run the grader from the course root or pass --course PATH."
+            )
         put_venv_tools_on_path()
         config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
         config.CourseDirectory.root = str(root)
@@ -84,6 +91,7 @@ class Course:
     def setting(self, configurable: str, name: str):
         """A setting of ``course_utils.grading.config`` (``c.<configurable>.<name>`` in nbgrader_config.py)."""
         from course_utils.grading import config
+
         return getattr(getattr(config, configurable)(config=self.config), name)
 
     # ------------------------------------------------------------ folders
@@ -139,7 +147,7 @@ class Course:
     def db_path(self) -> Path:
         if not self.db_url.startswith("sqlite:///"):
             raise CourseError(f"Only sqlite gradebooks are supported, not {self.db_url}.")
-        return Path(self.db_url[len("sqlite:///"):])
+        return Path(self.db_url[len("sqlite:///") :])
 
     # ------------------------------------------------------------ assignments
     def assignments(self) -> list[str]:
@@ -154,8 +162,9 @@ class Course:
 
     def check_assignment(self, assignment: str) -> None:
         if assignment not in self.assignments():
-            raise CourseError(f"Unknown assignment {assignment!r}; the course has: "
-                              f"{', '.join(self.assignments()) or 'none'}.")
+            raise CourseError(
+                f"Unknown assignment {assignment!r}; the course has: {', '.join(self.assignments()) or 'none'}."
+            )
 
     def source_notebook(self, assignment: str, notebook: str) -> Path:
         return self.source_dir / assignment / f"{notebook}.ipynb"
@@ -164,8 +173,11 @@ class Course:
         """Students with a submission folder for ``assignment`` (safe ids only, never a link)."""
         if not self.submitted_dir.is_dir():
             return []
-        return sorted(p.name for p in self.submitted_dir.iterdir()
-                      if is_safe_id(p.name) and (p / assignment).is_dir() and not (p / assignment).is_symlink())
+        return sorted(
+            p.name
+            for p in self.submitted_dir.iterdir()
+            if is_safe_id(p.name) and (p / assignment).is_dir() and not (p / assignment).is_symlink()
+        )
 
     def source_digest(self, assignment: str, *extra: Path) -> str:
         """SHA-256 over the assignment's source folder (names and bytes), and ``extra`` files."""

@@ -10,6 +10,7 @@ what is checked (a regular file, its owner, its size) is the very file that is t
 pipes and sockets are never opened; they are reported. Sizes are capped by both the apparent size and the
 blocks allocated, so a sparse file cannot turn 32 KiB of a student's quota into gigabytes of the grader's.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,9 @@ class TreeError(OSError):
 @dataclass
 class CopyReport:
     """What a copy did: files copied, and what it refused, each with the reason (relative paths)."""
+
     copied: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)     # "name: why"
+    skipped: list[str] = field(default_factory=list)  # "name: why"
     bytes: int = 0
 
     @property
@@ -42,8 +44,17 @@ class CopyReport:
 
 
 def _kind(mode: int) -> str:
-    return ("a link" if stat.S_ISLNK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return (
+        "a link"
+        if stat.S_ISLNK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a pipe"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
 
 
 def open_folder(path: Path, owner: int | None = None) -> int:
@@ -51,8 +62,9 @@ def open_folder(path: Path, owner: int | None = None) -> int:
     try:
         fd = os.open(path, _DIR_FLAGS)
     except OSError as error:
-        raise TreeError(error.errno, f"{path} cannot be opened as a folder without following links "
-                                     f"({error.strerror})") from None
+        raise TreeError(
+            error.errno, f"{path} cannot be opened as a folder without following links ({error.strerror})"
+        ) from None
     if owner is not None and os.fstat(fd).st_uid != owner:
         os.close(fd)
         raise TreeError(f"{path} does not belong to the account it should (uid {owner})")
@@ -70,7 +82,7 @@ def _walk(dir_fd: int, prefix: str, hidden: bool) -> Iterator[tuple[str, int, st
         if stat.S_ISDIR(info.st_mode):
             try:
                 child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-            except OSError:   # swapped for a link (or removed) since it was listed
+            except OSError:  # swapped for a link (or removed) since it was listed
                 yield rel, dir_fd, name, os.stat_result((stat.S_IFLNK,) + (0,) * 9)
                 continue
             try:
@@ -118,9 +130,16 @@ def _read(dir_fd: int, name: str, owner: int | None, room: int, sha=None) -> tup
     return b"".join(parts), None
 
 
-def read_tree(folder: Path, *, limit: int, owner: int | None = None, hidden: bool = True,
-              include: Callable[[str], bool] = lambda rel: True, recursive: bool = True,
-              report: CopyReport | None = None) -> list[tuple[str, bytes]]:
+def read_tree(
+    folder: Path,
+    *,
+    limit: int,
+    owner: int | None = None,
+    hidden: bool = True,
+    include: Callable[[str], bool] = lambda rel: True,
+    recursive: bool = True,
+    report: CopyReport | None = None,
+) -> list[tuple[str, bytes]]:
     """The regular files below ``folder`` as (relative path, bytes), read once through handles, at most
     ``limit`` bytes in all (later files are refused); what is refused goes into ``report``."""
     report = report if report is not None else CopyReport()
@@ -158,12 +177,22 @@ def write_tree(files: list[tuple[str, bytes]], dest: Path) -> None:
         target.write_bytes(data)
 
 
-def copy_tree(src: Path, dest: Path, *, limit: int = 2**40, owner: int | None = None, hidden: bool = True,
-              recursive: bool = True, include: Callable[[str], bool] = lambda rel: True) -> CopyReport:
+def copy_tree(
+    src: Path,
+    dest: Path,
+    *,
+    limit: int = 2**40,
+    owner: int | None = None,
+    hidden: bool = True,
+    recursive: bool = True,
+    include: Callable[[str], bool] = lambda rel: True,
+) -> CopyReport:
     """Copy the regular files below ``src`` into ``dest`` (see ``read_tree``); return what was done."""
     report = CopyReport()
-    write_tree(read_tree(src, limit=limit, owner=owner, hidden=hidden, include=include, recursive=recursive,
-                         report=report), dest)
+    write_tree(
+        read_tree(src, limit=limit, owner=owner, hidden=hidden, include=include, recursive=recursive, report=report),
+        dest,
+    )
     Path(dest).mkdir(parents=True, exist_ok=True)
     return report
 
@@ -183,8 +212,8 @@ def regular_files(folder: Path, hidden: bool = False) -> list[str]:
 def digest(paths) -> str:
     """SHA-256 over the names and contents of the regular files among ``paths`` (checkpoints skipped).
 
-        >>> len(digest([Path("nbgrader_config.py")]))
-        64
+    >>> len(digest([Path("nbgrader_config.py")]))
+    64
     """
     sha = hashlib.sha256()
     for path in paths:

@@ -1,8 +1,9 @@
 """git, run the one way the course runs it: in a folder, output as text, a clear error when it fails.
 
-    >>> git(Path("."), "rev-parse", "--is-inside-work-tree")   # doctest: +SKIP
-    'true'
+>>> git(Path("."), "rev-parse", "--is-inside-work-tree")   # doctest: +SKIP
+'true'
 """
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,12 @@ import subprocess
 from pathlib import Path
 
 #: who the course's own commits are by (the lessons repo of a classroom)
-COURSE_IDENTITY = {"GIT_AUTHOR_NAME": "course", "GIT_AUTHOR_EMAIL": "course@localhost",
-                   "GIT_COMMITTER_NAME": "course", "GIT_COMMITTER_EMAIL": "course@localhost"}
+COURSE_IDENTITY = {
+    "GIT_AUTHOR_NAME": "course",
+    "GIT_AUTHOR_EMAIL": "course@localhost",
+    "GIT_COMMITTER_NAME": "course",
+    "GIT_COMMITTER_EMAIL": "course@localhost",
+}
 
 
 class GitError(RuntimeError):

@@ -7,6 +7,7 @@
 Each step's screenshot is taken into a scratch folder; when a step fails, the folder is kept as the
 test's artefact in ``tests/artefacts/<test>/`` (git-ignored), with the failing step's screenshot last.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,9 +22,17 @@ import pytest
 
 ARTEFACTS = Path(__file__).resolve().parent / "artefacts"
 #: Debian's Chromium as root, with the machine's network closed (see the README's test section)
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 def require_browser() -> str:
@@ -40,6 +49,7 @@ def require_browser() -> str:
 def browser():
     """A headless Chromium (Debian's) driven by Playwright."""
     from playwright.sync_api import sync_playwright
+
     executable = require_browser()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
@@ -73,6 +83,7 @@ def wait_for_http(url: str, seconds: float, process=None) -> None:
     """Wait until ``url`` answers (any HTTP status), or fail with the server's exit code."""
     import urllib.error
     import urllib.request
+
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -81,7 +92,7 @@ def wait_for_http(url: str, seconds: float, process=None) -> None:
             urllib.request.urlopen(url, timeout=2)
             return
         except urllib.error.HTTPError as error:
-            if error.code < 500:   # a 5xx is the proxy answering for a hub that is not up yet
+            if error.code < 500:  # a 5xx is the proxy answering for a hub that is not up yet
                 return
             time.sleep(0.5)
         except OSError:
@@ -94,6 +105,7 @@ def wait_for_hub(url: str, seconds: float, process=None) -> None:
     has told the proxy its routes, the proxy answers every path itself (404)."""
     import json
     import urllib.request
+
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -115,7 +127,7 @@ class Steps:
         self.name, self.page, self.count = test_name, page, 0
         self.scratch = Path(tempfile.mkdtemp(prefix="browser-steps-"))
 
-    def __enter__(self) -> "Steps":
+    def __enter__(self) -> Steps:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -145,13 +157,17 @@ def wait_for_idle_kernel(page, timeout_ms: int = 180_000) -> None:
     """Wait until the current notebook's kernel is connected and idle: the status bar says
     "Python 3 (ipykernel) | Idle" (before that it says "No Kernel | Initializing", and Run All runs nothing)."""
     import re
+
     page.locator(".jp-StatusBar-TextItem:visible", has_text=re.compile(r"\(ipykernel\) \| Idle$")).first.wait_for(
-        timeout=timeout_ms)
+        timeout=timeout_ms
+    )
 
 
 #: the code cells' prompts, read with textContent (off-screen cells are not rendered: their innerText is '')
-_PROMPTS = "[...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt')]" \
-           ".map(p => p.textContent)"
+_PROMPTS = (
+    "[...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt')]"
+    ".map(p => p.textContent)"
+)
 
 
 def run_all(page, timeout_ms: int = 300_000) -> list[str]:
@@ -160,7 +176,7 @@ def run_all(page, timeout_ms: int = 300_000) -> list[str]:
     wait_for_idle_kernel(page)
     page.get_by_text("Run", exact=True).first.click()
     page.get_by_text("Run All Cells", exact=True).click()
-    page.wait_for_function(f"() => {_PROMPTS}.some(t => t.includes('*'))", timeout=60_000)   # queued
+    page.wait_for_function(f"() => {_PROMPTS}.some(t => t.includes('*'))", timeout=60_000)  # queued
     page.wait_for_function(f"() => !{_PROMPTS}.some(t => t.includes('*'))", timeout=timeout_ms)
     wait_for_idle_kernel(page)
     return page.evaluate(f"() => {_PROMPTS}")
@@ -176,8 +192,9 @@ def open_assignment_list(page) -> None:
     """Nbgrader menu -> Assignment List (the learner's Assignments tab)."""
     page.get_by_text("Nbgrader", exact=True).click()
     page.get_by_text("Assignment List", exact=True).click()
-    page.wait_for_selector("#released_assignments_list .list_item, #fetched_assignments_list .list_item",
-                           timeout=60_000)
+    page.wait_for_selector(
+        "#released_assignments_list .list_item, #fetched_assignments_list .list_item", timeout=60_000
+    )
 
 
 def log_in(page, url: str, user: str, password: str) -> None:

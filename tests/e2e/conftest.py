@@ -3,8 +3,10 @@
 ``solution_runs`` is what several files need of the solutions: the executed notebook (every test cell must
 pass) and its records (the trusted reference every answer is compared with). ``test_exercises`` checks the
 runs; ``test_grading_exercises`` hands the records to the grader as its cached references, so the grader
-does not run the solutions again.
+does not run the solutions again. They run as the grader runs them: one thread per kernel (``JobLimits.threads``),
+so that floating-point results match a graded run to the last bit.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,16 +15,19 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from course_utils.grading.runner.sandbox import JobLimits
 from course_utils.records import load_records
 from support import REPO, execute
 
+#: the thread settings of a graded kernel (``runner.sandbox.jail_env``)
+THREADS = {name: str(JobLimits().threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 ASSIGNMENTS = sorted(p.name for p in (REPO / "solutions").iterdir() if any(p.glob("*.ipynb")))
 
 
 @dataclass
 class SolutionRun:
-    notebook: nbformat.NotebookNode      # as the kernel left it, outputs included
-    records: dict                        # what its test cells recorded
+    notebook: nbformat.NotebookNode  # as the kernel left it, outputs included
+    records: dict  # what its test cells recorded
     record_file: Path
 
 
@@ -33,6 +38,6 @@ def solution_runs(tmp_path_factory) -> dict[str, SolutionRun]:
     for assignment in ASSIGNMENTS:
         path = REPO / "solutions" / assignment / f"{assignment}_exercises.ipynb"
         record_file = tmp_path_factory.mktemp(assignment) / "reference.pt"
-        nb = execute(nbformat.read(path, as_version=4), path.parent, record_file)
+        nb = execute(nbformat.read(path, as_version=4), path.parent, record_file, **THREADS)
         runs[assignment] = SolutionRun(nb, load_records(record_file), record_file)
     return runs

@@ -13,6 +13,7 @@ accounts: shell commands with ``runuser`` in their home, with the class's Jupyte
 password. On the way out, pass or fail: the hub and everything it started is stopped, the accounts, homes,
 control groups and the prefix are removed, and the hub's log is kept in ``tests/artefacts/<name>/hub.log``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,6 +71,7 @@ class Hub:
 
     def __init__(self, room, name: str, tag: str):
         from course_utils.grading.hub.accounts import read_passwords
+
         self.room, self.name, self.tag = room, name, tag
         self.url = f"http://127.0.0.1:{room.port}"
         self.passwords = read_passwords(room.passwords)
@@ -109,11 +111,18 @@ class Hub:
     def start(self) -> None:
         """Start JupyterHub (it starts the grader and progress services) and wait until the grader watches."""
         from course_utils.grading.hub.classroom import hub_command
+
         cmd, env = hub_command(self.room)
         mark = self._log_mark()
         log = open(self.log, "a")
-        self.process = subprocess.Popen(cmd, env={**env, "OMP_WAIT_POLICY": "PASSIVE"}, cwd=self.room.prefix / "hub",
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            cmd,
+            env={**env, "OMP_WAIT_POLICY": "PASSIVE"},
+            cwd=self.room.prefix / "hub",
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_for_hub(self.url, 300, self.process)
         self._wait_in_log(mark, b"watching ", 300, "the grader service to warm up")
         self.tokens.clear()
@@ -130,13 +139,14 @@ class Hub:
             with open(self.log, "rb") as handle:
                 handle.seek(mark)
                 return text in handle.read()
+
         wait_until(seen, seconds, what, every=1)
 
     def stop(self) -> None:
         if self.process is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)   # the hub stops its services and the users' servers
+            os.killpg(self.process.pid, signal.SIGTERM)  # the hub stops its services and the users' servers
         try:
             self.process.wait(90)
         except subprocess.TimeoutExpired:
@@ -154,6 +164,7 @@ class Hub:
     def grader_process(self):
         """The grader service's process (``hub watch`` of this classroom), or None."""
         import psutil
+
         for process in psutil.process_iter(["cmdline"]):
             args = process.info["cmdline"] or []
             if "watch" in args and str(self.room.course) in args:
@@ -176,26 +187,56 @@ class Hub:
     # ---------------------------------------------------------------- acting as an account
     def shell_env(self, user: str) -> dict:
         role = "instructor" if user == self.room.instructor else "student"
-        return {"HOME": str(self.home(user)), "USER": user, "LOGNAME": user, "SHELL": "/bin/bash",
-                "PATH": f"{self.room.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
-                "JUPYTER_CONFIG_PATH": str(self.room.config_dir(role)),
-                "GIT_CONFIG_GLOBAL": str(self.room.prefix / "etc" / "gitconfig")}
+        return {
+            "HOME": str(self.home(user)),
+            "USER": user,
+            "LOGNAME": user,
+            "SHELL": "/bin/bash",
+            "PATH": f"{self.room.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "JUPYTER_CONFIG_PATH": str(self.room.config_dir(role)),
+            "GIT_CONFIG_GLOBAL": str(self.room.prefix / "etc" / "gitconfig"),
+        }
 
-    def run_as(self, user: str, *args: str, cwd: Path | None = None, input: str | bytes | None = None,
-               check: bool = True, timeout: float = 300, background: bool = False):
+    def run_as(
+        self,
+        user: str,
+        *args: str,
+        cwd: Path | None = None,
+        input: str | bytes | None = None,
+        check: bool = True,
+        timeout: float = 300,
+        background: bool = False,
+    ):
         """Run ``args`` as ``user`` (``runuser``, in their home unless ``cwd``, their environment only, umask 077):
         what their JupyterLab terminal would run. ``background``: the Popen, not waited for."""
         env = [f"{k}={v}" for k, v in self.shell_env(user).items()]
-        command = ["runuser", "-u", user, "--", "env", "-i", *env, "bash", "-c",
-                   'umask 077; cd "$1" && shift && exec "$@"', "_", str(cwd or self.home(user)), *args]
+        command = [
+            "runuser",
+            "-u",
+            user,
+            "--",
+            "env",
+            "-i",
+            *env,
+            "bash",
+            "-c",
+            'umask 077; cd "$1" && shift && exec "$@"',
+            "_",
+            str(cwd or self.home(user)),
+            *args,
+        ]
         if background:
-            return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    start_new_session=True)
-        done = subprocess.run(command, input=input, capture_output=True, timeout=timeout,
-                              text=not isinstance(input, bytes))
+            return subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            )
+        done = subprocess.run(
+            command, input=input, capture_output=True, timeout=timeout, text=not isinstance(input, bytes)
+        )
         if check and done.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} as {user} failed ({done.returncode}):\n"
-                                 f"{done.stdout}\n{done.stderr}")
+            raise AssertionError(
+                f"{' '.join(args)} as {user} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+            )
         return done
 
     def shell(self, user: str, script: str, **kwargs):
@@ -205,8 +246,15 @@ class Hub:
     def write_as(self, user: str, relative: str, data: str | bytes) -> Path:
         """Write a file below ``user``'s home as that account (folders made as needed)."""
         target = self.home(user) / relative
-        self.run_as(user, "bash", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "_", str(target),
-                    input=data.encode() if isinstance(data, str) else data)
+        self.run_as(
+            user,
+            "bash",
+            "-c",
+            'mkdir -p "$(dirname "$1")" && cat > "$1"',
+            "_",
+            str(target),
+            input=data.encode() if isinstance(data, str) else data,
+        )
         return target
 
     def nbgrader(self, user: str, *args: str, check: bool = True, cwd: Path | None = None):
@@ -217,6 +265,7 @@ class Hub:
         """Write ``notebook`` as ``user``'s work on ``assignment`` and ``nbgrader submit`` it; return the exchange
         folder it made (the newest of theirs)."""
         import nbformat
+
         self.write_as(user, f"{assignment}/{NOTEBOOK}.ipynb", nbformat.writes(notebook))
         before = set(self.inbound_entries())
         self.nbgrader(user, "submit", assignment, *extra)
@@ -245,9 +294,13 @@ class Hub:
     def token(self, user: str) -> str:
         """An API token for ``user``, asked for with their own password (as a script of theirs would)."""
         import requests
+
         if user not in self.tokens:
-            answer = requests.post(f"{self.url}/hub/api/users/{user}/tokens", timeout=60,
-                                   json={"auth": {"username": user, "password": self.passwords[user]}})
+            answer = requests.post(
+                f"{self.url}/hub/api/users/{user}/tokens",
+                timeout=60,
+                json={"auth": {"username": user, "password": self.passwords[user]}},
+            )
             answer.raise_for_status()
             self.tokens[user] = answer.json()["token"]
         return self.tokens[user]
@@ -255,26 +308,33 @@ class Hub:
     def request(self, user: str, method: str, path: str, **kwargs):
         """An HTTP request to the hub's public URL (``path`` from its root) as ``user``."""
         import requests
+
         headers = {"Authorization": f"token {self.token(user)}", **kwargs.pop("headers", {})}
-        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=kwargs.pop("timeout", 60),
-                                **kwargs)
+        return requests.request(
+            method, f"{self.url}{path}", headers=headers, timeout=kwargs.pop("timeout", 60), **kwargs
+        )
 
     def start_server(self, user: str) -> None:
         """Start ``user``'s JupyterLab (what "Start My Server" does) and wait until it answers."""
         answer = self.request(user, "POST", f"/hub/api/users/{user}/server")
-        assert answer.status_code in (201, 202, 400), answer.text   # 400: already running
+        assert answer.status_code in (201, 202, 400), answer.text  # 400: already running
 
         def ready():
             model = self.request(user, "GET", f"/hub/api/users/{user}").json()
             return model.get("servers", {}).get("", {}).get("ready")
+
         wait_until(ready, 300, f"{user}'s server to start", every=1)
 
     def stop_server(self, user: str) -> None:
         """Stop ``user``'s server ("Stop My Server") and wait until the hub says it stopped."""
         answer = self.request(user, "DELETE", f"/hub/api/users/{user}/server")
         assert answer.status_code in (202, 204), answer.text
-        wait_until(lambda: not self.request(user, "GET", f"/hub/api/users/{user}").json().get("servers"), 120,
-                   f"{user}'s server to stop", every=1)
+        wait_until(
+            lambda: not self.request(user, "GET", f"/hub/api/users/{user}").json().get("servers"),
+            120,
+            f"{user}'s server to stop",
+            every=1,
+        )
 
     def server_api(self, user: str, method: str, path: str, **kwargs):
         """A request to ``user``'s own Jupyter server (``path`` below ``/user/<user>``)."""
@@ -289,14 +349,38 @@ class Hub:
         """Run ``code`` in one of ``user``'s kernels through its websocket: {"status", "stdout", "error"}; status
         "dead" when the kernel died while running it."""
         import websocket
-        ws = websocket.create_connection(f"ws://127.0.0.1:{self.room.port}/user/{user}/api/kernels/{kernel}/channels",
-                                         header=[f"Authorization: token {self.token(user)}"], timeout=timeout)
+
+        ws = websocket.create_connection(
+            f"ws://127.0.0.1:{self.room.port}/user/{user}/api/kernels/{kernel}/channels",
+            header=[f"Authorization: token {self.token(user)}"],
+            timeout=timeout,
+        )
         msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({"header": {"msg_id": msg_id, "username": user, "session": uuid.uuid4().hex,
-                                       "msg_type": "execute_request", "version": "5.3"},
-                            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                            "content": {"code": code, "silent": False, "store_history": False,
-                                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))
+        ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": user,
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
         out = {"status": None, "stdout": "", "error": ""}
         deadline = time.monotonic() + timeout
         try:
@@ -329,23 +413,39 @@ class Hub:
 def cgroup_folders(user: str) -> list[Path]:
     """The control-group folders the classroom's spawner made for ``user`` that are still there."""
     from course_utils.grading.hub.spawner import ClassroomSpawner, group_folders
+
     return group_folders(f"{ClassroomSpawner.cgroup_prefix.default_value}/{user}")
 
 
 @contextlib.contextmanager
-def running_classroom(roles: list[str], name: str, *, min_interval: float = 0, course_settings: str = "",
-                      memory_mb: int = 4096, start: bool = True) -> Iterator[Hub]:
+def running_classroom(
+    roles: list[str],
+    name: str,
+    *,
+    min_interval: float = 0,
+    course_settings: str = "",
+    memory_mb: int = 4096,
+    start: bool = True,
+) -> Iterator[Hub]:
     """A classroom with one student per role (``<role>-<tag>``) and an instructor, JupyterHub running (unless
     ``start`` is False); ``course_settings`` go into the course's ``nbgrader_config.local.py`` before the grader
     starts. Everything is removed afterwards; the hub's log is kept in ``tests/artefacts/<name>/``."""
     require_hub()
     from course_utils.grading.hub.classroom import Classroom, down, prepare
+
     tag = secrets.token_hex(3)
     prefix = Path(tempfile.mkdtemp(prefix=f"classroom-{name}-"))
-    prefix.chmod(0o755)   # every account passes through it to the class's Python and lessons
-    room = Classroom(prefix, [f"{role}-{tag}" for role in roles], f"teacher-{tag}", port=free_port(4),
-                     homes=prefix / "homes", min_interval=min_interval, proxy=str(PROXY),
-                     student_memory_mb=memory_mb)
+    prefix.chmod(0o755)  # every account passes through it to the class's Python and lessons
+    room = Classroom(
+        prefix,
+        [f"{role}-{tag}" for role in roles],
+        f"teacher-{tag}",
+        port=free_port(4),
+        homes=prefix / "homes",
+        min_interval=min_interval,
+        proxy=str(PROXY),
+        student_memory_mb=memory_mb,
+    )
     hub = None
     try:
         prepare(room)

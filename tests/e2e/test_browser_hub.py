@@ -6,6 +6,7 @@ in a temporary prefix (``hub_support.running_classroom``, as ``make hub`` builds
 folders and processes are removed when the module ends, pass or fail. Screenshots of each step are kept in
 tests/artefacts/<test>/ when a step fails; the hub's log (the grader's included) in tests/artefacts/hub/hub.log.
 """
+
 import re
 
 import pytest
@@ -24,10 +25,12 @@ from e2e.hub_support import ASSIGNMENT, NOTEBOOK, running_classroom
 
 from course_utils.grading.authoring.samples import POINTS
 
-TOTAL = f"{sum(POINTS.values()):g}"   # exercise 01's points
+TOTAL = f"{sum(POINTS.values()):g}"  # exercise 01's points
 
-ANSWER = ("def arange_matrix(rows, cols, dtype=torch.float32):\n"
-          "    return torch.arange(rows * cols, dtype=dtype).reshape(rows, cols)\n")
+ANSWER = (
+    "def arange_matrix(rows, cols, dtype=torch.float32):\n"
+    "    return torch.arange(rows * cols, dtype=dtype).reshape(rows, cols)\n"
+)
 VIEWPORT = {"width": 1400, "height": 900}
 
 pytestmark = pytest.mark.slow
@@ -48,7 +51,7 @@ def test_a_student_gets_the_lessons_fetches_answers_submits_and_reads_the_feedba
     with browser() as chromium, Steps("hub_student", chromium.new_page(viewport=VIEWPORT)) as steps:
         with steps("log in and get the lessons") as page:
             log_in(page, url, student, passwords[student])
-            assert "/lab/tree/pytorch-foundations/notebooks" in page.url   # nbgitpuller's redirect
+            assert "/lab/tree/pytorch-foundations/notebooks" in page.url  # nbgitpuller's redirect
             page.wait_for_selector(".jp-DirListing-item:has-text('01_tensors_vs_numpy')", timeout=60_000)
             assert (home / "pytorch-foundations" / "notebooks" / "01_tensors_vs_numpy.ipynb").is_file()
             assert not (home / "pytorch-foundations" / "solutions").exists()
@@ -56,7 +59,8 @@ def test_a_student_gets_the_lessons_fetches_answers_submits_and_reads_the_feedba
             open_lab(page, url, student)
             open_assignment_list(page)
             page.locator("#released_assignments_list .list_item", has_text=ASSIGNMENT).get_by_role(
-                "button", name="Fetch").click()
+                "button", name="Fetch"
+            ).click()
             page.wait_for_selector(f"#fetched_assignments_list .list_item:has-text('{ASSIGNMENT}')", timeout=60_000)
             assert (home / ASSIGNMENT / f"{NOTEBOOK}.ipynb").is_file()
         with steps("answer task 1, see its check pass, save") as page:
@@ -74,14 +78,16 @@ def test_a_student_gets_the_lessons_fetches_answers_submits_and_reads_the_feedba
             open_lab(page, url, student)
             open_assignment_list(page)
             page.locator("#fetched_assignments_list .list_item", has_text=ASSIGNMENT).get_by_role(
-                "button", name="Submit").click()
+                "button", name="Submit"
+            ).click()
             page.wait_for_selector(f"#submitted_assignments_list .list_item:has-text('{ASSIGNMENT}')", timeout=60_000)
         with steps("the feedback becomes available") as page:
             available = page.locator("#submitted_assignments_list", has_text="feedback available to fetch")
-            for _ in range(90):   # the grader releases it within seconds; the list shows it on refresh
+            for _ in range(90):  # the grader releases it within seconds; the list shows it on refresh
                 page.click("#refresh_assignments_list")
-                page.wait_for_selector(f"#submitted_assignments_list .list_item:has-text('{ASSIGNMENT}')",
-                                       timeout=60_000)
+                page.wait_for_selector(
+                    f"#submitted_assignments_list .list_item:has-text('{ASSIGNMENT}')", timeout=60_000
+                )
                 if available.count():
                     break
                 page.wait_for_timeout(2000)
@@ -90,7 +96,7 @@ def test_a_student_gets_the_lessons_fetches_answers_submits_and_reads_the_feedba
             page.locator("#submitted_assignments_list").get_by_role("button", name="Fetch Feedback").first.click()
             link = page.locator("#submitted_assignments_list a", has_text="view feedback")
             link.wait_for(timeout=60_000)
-            link.click()   # the file browser goes to the feedback folder
+            link.click()  # the file browser goes to the feedback folder
             page.wait_for_selector(f".jp-DirListing-item:has-text('{NOTEBOOK}.html')", timeout=60_000)
         with steps("read the score in the feedback") as page:
             (feedback,) = (home / ASSIGNMENT / "feedback").rglob(f"{NOTEBOOK}.html")
@@ -109,7 +115,7 @@ def test_the_instructor_sees_the_submission_graded_in_the_formgrader_and_on_the_
             page.goto(f"{url}/user/{room.instructor}/formgrader/manage_submissions/{ASSIGNMENT}")
             row = page.locator("tr", has_text=student)
             row.wait_for(timeout=60_000)
-            text = row.inner_text()   # visible: cells separated by tabs
+            text = row.inner_text()  # visible: cells separated by tabs
             assert "graded" in text and "needs autograding" not in text, text
             assert re.search(rf"\b2(\.0)? / {TOTAL}(\.0)?\b", text), text
         with steps("the progress page shows it graded") as page:

@@ -7,6 +7,7 @@ course (what git tracks, as a clone has it) in a temporary folder, removed after
 its kernels. Screenshots of each step are kept in tests/artefacts/<test>/ when a step fails; the server's
 log is kept in tests/artefacts/lab/server.log.
 """
+
 import os
 import secrets
 import shutil
@@ -38,8 +39,10 @@ from support import REPO
 ROOT = REPO
 LESSON = "notebooks/01_tensors_vs_numpy.ipynb"
 EXERCISE = "exercises/01_tensors_vs_numpy/01_tensors_vs_numpy_exercises.ipynb"
-ANSWER = ("def arange_matrix(rows, cols, dtype=torch.float32):\n"
-          "    return torch.arange(rows * cols, dtype=dtype).reshape(rows, cols)\n")
+ANSWER = (
+    "def arange_matrix(rows, cols, dtype=torch.float32):\n"
+    "    return torch.arange(rows * cols, dtype=dtype).reshape(rows, cols)\n"
+)
 VIEWPORT = {"width": 1400, "height": 900}
 
 pytestmark = pytest.mark.slow
@@ -66,16 +69,30 @@ def lab():
             shutil.copy2(ROOT / name, root / name)
         _without_outputs(root / LESSON)
         token, port = secrets.token_hex(16), free_port()
-        cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1",
-               f"--port={port}", f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}", "--allow-root"]
+        cmd = [
+            str(Path(sys.executable).parent / "jupyter"),
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--ServerApp.root_dir={root}",
+            f"--IdentityProvider.token={token}",
+            "--allow-root",
+        ]
         log = open(root / "server.log", "w")
-        server = subprocess.Popen(cmd, cwd=root, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_for_http(f"http://127.0.0.1:{port}/api", 120, server)
         yield f"http://127.0.0.1:{port}", token, root
     finally:
         if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)   # the server shuts its kernels down
+            os.killpg(server.pid, signal.SIGTERM)  # the server shuts its kernels down
             try:
                 server.wait(30)
             except subprocess.TimeoutExpired:
@@ -88,7 +105,7 @@ def lab():
 
 
 def open_notebook(page, url, token, path):
-    page.goto(f"{url}/lab/tree/{path}?token={token}&reset")   # reset: not the tabs an earlier test left open
+    page.goto(f"{url}/lab/tree/{path}?token={token}&reset")  # reset: not the tabs an earlier test left open
     page.wait_for_selector(".jp-CodeCell .cm-content", timeout=120_000)
     wait_for_idle_kernel(page)
 
@@ -104,7 +121,7 @@ def test_a_learner_runs_lesson_01_without_errors(lab):
             assert len(prompts) == code_cells and all(p.strip("[]: ").isdigit() for p in prompts), prompts
             errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
             assert errors.count() == 0, errors.first.text_content()
-            assert page.locator(".jp-OutputArea-output").count() >= 10   # the lesson printed what it shows
+            assert page.locator(".jp-OutputArea-output").count() >= 10  # the lesson printed what it shows
         with steps("save") as page:
             save(page)
             saved = nbformat.read(root / LESSON, as_version=4)
@@ -123,7 +140,7 @@ def test_a_learner_answers_a_task_sees_its_check_pass_and_reads_validates_summar
             page.keyboard.press("Control+A")
             page.keyboard.insert_text(ANSWER)
         with steps("run the notebook and see task 1's check pass") as page:
-            run_all(page)   # stops at task 2, still unanswered
+            run_all(page)  # stops at task 2, still unanswered
             check = page.locator(".jp-CodeCell", has_text="check_tensor(arange_matrix").first
             output = check.locator(".jp-OutputArea").text_content()
             assert "passed" in output, output
@@ -169,4 +186,4 @@ def test_the_formgrader_and_the_assignment_list_work_from_a_fresh_copy(lab):
             # nbgrader's authoring panel (id as nbgrader spells it) and its sidebar tab
             assert page.locator("#nbgrader-create_assignemnt").count() == 0
             assert page.locator("[title*='Create Assignment']").count() == 0
-            assert page.locator(".lm-TabBar-tab").count() > 0   # the sidebars are there
+            assert page.locator(".lm-TabBar-tab").count() > 0  # the sidebars are there

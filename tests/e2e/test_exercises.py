@@ -6,12 +6,14 @@
   locked test cell holding visible checks (with keys) and hidden record(...) calls, and nothing else hidden;
 - no task can be passed by copying: the normalised code of no solution appears in a lesson or in the task's
   prompt (``grading.copying``), and the statements that do overlap weigh little;
-- every stated constraint is checked (``constrained(...)`` in the test cell): the solution passes the grader's
-  static check, a violating answer fails it with a message naming the forbidden operation;
+- every stated constraint is checked (``constrained(...)`` in the test cell): the solution's answer cell passes
+  the grader's static check, a violating answer cell fails it with a message naming the forbidden operation, and
+  so does every bypass of ``samples.BYPASSES`` that the answer cell's text gives away;
 - executed, the solutions pass every test cell and record every graded task; the untouched release fails
   every graded test cell with CheckFailure or NotImplementedError (and the kernel survives); a typical wrong
   answer scores partially in the trusted comparison.
 """
+
 from __future__ import annotations
 
 import ast
@@ -24,7 +26,9 @@ import pytest
 
 from course_utils.grading.authoring.copying import copied_share, copy_report
 from course_utils.grading.authoring.samples import (
+    ACCEPTED,
     BYPASSES,
+    RUN_TIME_ONLY,
     VIOLATIONS,
     solved,
     violating,
@@ -39,9 +43,15 @@ from support import REPO, execute
 
 REPO = REPO
 ASSIGNMENTS = [
-    "01_tensors_vs_numpy", "02_matrix_operations", "03_autograd", "04_optimizers",
-    "05_neural_networks", "06_sigmoid_network_from_scratch", "07_apparel_classifier",
-    "08_convolutional_network", "09_beyond_the_basics",
+    "01_tensors_vs_numpy",
+    "02_matrix_operations",
+    "03_autograd",
+    "04_optimizers",
+    "05_neural_networks",
+    "06_sigmoid_network_from_scratch",
+    "07_apparel_classifier",
+    "08_convolutional_network",
+    "09_beyond_the_basics",
 ]
 KEY = re.compile(r"""["'](ex\d\d_\w+)/""")
 COURSE = Course.load(REPO)
@@ -75,7 +85,8 @@ def test_every_lesson_has_a_solution_and_a_release():
     for assignment in ASSIGNMENTS:
         assert notebook_path("solutions", assignment).is_file(), f"solutions/{assignment} is missing"
         assert notebook_path("exercises", assignment).is_file(), (
-            f"exercises/{assignment} is missing: run `make release`")
+            f"exercises/{assignment} is missing: run `make release`"
+        )
 
 
 def test_at_least_four_tasks_per_notebook_and_forty_five_in_all():
@@ -108,7 +119,8 @@ def test_test_cells_teach_visibly_and_guard_with_records_only(assignment):
         assert re.search(r"\bcheck_\w+\(|raise CheckFailure\(", visible), f"{gid}: no visible check"
         assert "record(" in hidden, f"{gid}: no hidden record(...)"
         assert not re.search(r"\bcheck_\w+\(|CheckFailure|assert ", hidden), (
-            f"{gid}: hidden tests must only record, never judge or hold expected values")
+            f"{gid}: hidden tests must only record, never judge or hold expected values"
+        )
         assert set(KEY.findall(cell.source)) == {gid}, f"{gid}: every key must start with '{gid}/'"
 
 
@@ -122,7 +134,8 @@ def test_release_is_not_stale(tmp_path):
         committed = json.loads(notebook_path("exercises", assignment).read_text())
         strip = lambda nb: [(c["cell_type"], "".join(c["source"]), c["metadata"]) for c in nb["cells"]]  # noqa: E731
         assert strip(committed) == strip(fresh), (
-            f"exercises/{assignment} is stale: run `make release ASSIGNMENT={assignment}`")
+            f"exercises/{assignment} is stale: run `make release ASSIGNMENT={assignment}`"
+        )
         assert committed["metadata"].get("kernelspec") == fresh["metadata"].get("kernelspec")
 
 
@@ -170,10 +183,15 @@ def test_the_copy_guard_catches_a_copied_solution():
     )
 
     lessons = Corpus.of(["def sigmoid(z):\n    # the lesson's\n    return 1 / (1 + torch.exp(-z))\n"])
-    answer = "def sigmoid(x):\n    ### BEGIN SOLUTION\n    return 1 / (1 + torch.exp(-x))  # renamed\n    ### END SOLUTION\n"
+    answer = (
+        "def sigmoid(x):\n    ### BEGIN SOLUTION\n    return 1 / (1 + torch.exp(-x))  # renamed\n    ### END SOLUTION\n"
+    )
     statements = leaf_statements(ast.parse(solution_code(answer)))
     assert statements and all(lessons.contains(s) for s in statements)
-    other = "def sigmoid(x):\n    ### BEGIN SOLUTION\n    return torch.exp(-torch.logaddexp(torch.zeros_like(x), -x))\n    ### END SOLUTION\n"
+    other = (
+        "def sigmoid(x):\n    ### BEGIN SOLUTION\n"
+        "    return torch.exp(-torch.logaddexp(torch.zeros_like(x), -x))\n    ### END SOLUTION\n"
+    )
     assert not any(lessons.contains(s) for s in leaf_statements(ast.parse(solution_code(other))))
 
 
@@ -187,17 +205,30 @@ def constraint_references(nb) -> dict:
         for node in ast.walk(ast.parse(cell.source)):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "constrained":
                 kw = {k.arg: k.value for k in node.keywords}
-                found[kw["key"].value] = {"kind": "constraint", "value": [], "params": {
-                    "function": node.args[0].id, "rules": [a.value for a in node.args[1:]],
-                    "uses": [e.id for e in kw["uses"].elts] if "uses" in kw else [],
-                    "require": [e.value for e in kw["require"].elts] if "require" in kw else [], "visible": True}}
+                found[kw["key"].value] = {
+                    "kind": "constraint",
+                    "value": [],
+                    "params": {
+                        "function": node.args[0].id,
+                        "rules": [a.value for a in node.args[1:]],
+                        "uses": sorted(k.value for k in kw["uses"].keys) if "uses" in kw else [],
+                        "require": [e.value for e in kw["require"].elts] if "require" in kw else [],
+                        "visible": True,
+                    },
+                }
     return found
 
 
 CONSTRAINED = {a: constraint_references(read("solutions", a)) for a in ASSIGNMENTS}
 #: words a violation message must contain, per rule (it names the forbidden operation)
-NAMED = {"matmul": ["`@`"], "autograd": ["autograd"], "sigmoid": ["sigmoid"], "loss_functions": ["loss function"],
-         "convolution": ["convolution"], "self_contained": ["imports", "outside the cell", "does not define"]}
+NAMED = {
+    "matmul": ["`@`"],
+    "autograd": ["autograd"],
+    "sigmoid": ["sigmoid"],
+    "loss_functions": ["loss function"],
+    "convolution": ["convolution"],
+    "self_contained": ["imports", "outside the cell", "does not define"],
+}
 
 
 def test_every_violation_sample_belongs_to_a_constrained_task():
@@ -216,20 +247,35 @@ def test_solutions_pass_the_graders_constraint_check(assignment):
 def test_a_violation_fails_its_task_with_a_message_naming_the_operation(task):
     assignment = next(a for a in ASSIGNMENTS if a.startswith(task[2:4]))
     references = CONSTRAINED[assignment]
-    problems = constraint_problems(violating(read("exercises", assignment), read("solutions", assignment), task),
-                                   references)
+    problems = constraint_problems(
+        violating(read("exercises", assignment), read("solutions", assignment), task), references
+    )
     assert task in problems, f"{task}: the violating answer passed the constraint check"
     rules = next(r["params"]["rules"] for k, r in references.items() if k.startswith(task + "/"))
     assert any(word in problems[task] for rule in rules for word in NAMED[rule]), problems[task]
 
 
 @pytest.mark.parametrize("bypass", sorted(BYPASSES))
-def test_ways_around_the_kernel_check_fail_in_the_grader(bypass):
+def test_ways_around_a_constraint_fail_the_graders_static_check(bypass):
     task, kwargs = BYPASSES[bypass]
     assignment = next(a for a in ASSIGNMENTS if a.startswith(task[2:4]))
-    problems = constraint_problems(violating(read("exercises", assignment), read("solutions", assignment), task,
-                                             **kwargs), CONSTRAINED[assignment])
-    assert set(problems) == {task}, problems
+    problems = constraint_problems(
+        violating(read("exercises", assignment), read("solutions", assignment), task, **kwargs), CONSTRAINED[assignment]
+    )
+    assert set(problems) == (set() if bypass in RUN_TIME_ONLY else {task}), problems
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_legitimate_answers_pass_the_graders_static_check(name):
+    task, kwargs = ACCEPTED[name]
+    assignment = next(a for a in ASSIGNMENTS if a.startswith(task[2:4]))
+    assert (
+        constraint_problems(
+            violating(read("exercises", assignment), read("solutions", assignment), task, **kwargs),
+            CONSTRAINED[assignment],
+        )
+        == {}
+    )
 
 
 # ---------------------------------------------------------------- behaviour (executes notebooks)
@@ -242,8 +288,9 @@ def test_solutions_pass_every_test_cell(solution_runs, assignment):
     failing = {grade_id(c) or f"cell {i}": errors(c) for i, c in enumerate(nb.cells) if errors(c)}
     assert not failing, failing
     # nbgrader gives 0 points to a test cell that writes to stderr (a warning, say): solutions must not.
-    noisy = [grade_id(c) for c in grade_cells(nb)
-             if any(o.output_type == "stream" and o.name == "stderr" for o in c.outputs)]
+    noisy = [
+        grade_id(c) for c in grade_cells(nb) if any(o.output_type == "stream" and o.name == "stderr" for o in c.outputs)
+    ]
     assert not noisy, f"test cells writing to stderr (nbgrader scores them 0): {noisy}"
     graded = {grade_id(c) for c in grade_cells(nb)}
     recorded = {key.split("/")[0] for key in records}
@@ -277,29 +324,29 @@ TYPICAL_MISTAKES = {
     # passes the visible test, but ignores dtype: the hidden int64 / float64 tests catch it
     "01_tensors_vs_numpy": {
         "ex01_arange_matrix": "def arange_matrix(rows, cols, dtype=torch.float32):\n"
-                              "    return torch.arange(rows * cols).reshape(rows, cols).float()",
+        "    return torch.arange(rows * cols).reshape(rows, cols).float()",
         "ex01_tile_images": "def tile_images(images, ncols):\n    raise NotImplementedError()",
     },
     # a zero row divides by zero: the visible rows are fine, the hidden zero row gives nan
     "02_matrix_operations": {
         "ex02_cosine_similarity": "def cosine_similarity_matrix(X, Y):\n"
-                                  "    X = X / torch.linalg.norm(X, dim=1, keepdim=True)\n"
-                                  "    Y = Y / torch.linalg.norm(Y, dim=1, keepdim=True)\n"
-                                  "    return X @ Y.T",
+        "    X = X / torch.linalg.norm(X, dim=1, keepdim=True)\n"
+        "    Y = Y / torch.linalg.norm(Y, dim=1, keepdim=True)\n"
+        "    return X @ Y.T",
     },
     # the textbook formula overflows in float32: visible (float64) passes, hidden extremes give nan
     "03_autograd": {
         "ex03_logaddexp_gradient": "def logaddexp_grads(x, y):\n"
-                                   "    total = torch.exp(x) + torch.exp(y)\n"
-                                   "    return torch.exp(x) / total, torch.exp(y) / total",
+        "    total = torch.exp(x) + torch.exp(y)\n"
+        "    return torch.exp(x) / total, torch.exp(y) / total",
     },
     # equal batches hide the weighting: the visible test passes, the hidden uneven batches do not
     "03_autograd_batches": {
         "ex03_mean_loss_gradient": "def mean_loss_gradient(loss_fn, w, batches):\n"
-                                   "    leaf = w.detach().clone().requires_grad_(True)\n"
-                                   "    for x, y in batches:\n"
-                                   "        (loss_fn(leaf, x, y) / len(batches)).backward()\n"
-                                   "    return leaf.grad",
+        "    leaf = w.detach().clone().requires_grad_(True)\n"
+        "    for x, y in batches:\n"
+        "        (loss_fn(leaf, x, y) / len(batches)).backward()\n"
+        "    return leaf.grad",
     },
 }
 
@@ -323,12 +370,23 @@ def test_typical_wrong_answers_score_partially(solution_runs, tmp_path, case):
         assert "hidden test" in verdicts[task].message or "not recorded" in verdicts[task].message
 
 
-@pytest.mark.parametrize("assignment, task, builder, spec", [
-    ("07_apparel_classifier", "ex07_build_classifier", "build_classifier",
-     {"max_params": 110_000, "input_shape": [28, 28]}),
-    ("08_convolutional_network", "ex08_build_cnn", "build_cnn",
-     {"max_params": 20_000, "input_shape": [1, 28, 28], "required_layers": ["Conv2d"]}),
-])
+@pytest.mark.parametrize(
+    "assignment, task, builder, spec",
+    [
+        (
+            "07_apparel_classifier",
+            "ex07_build_classifier",
+            "build_classifier",
+            {"max_params": 110_000, "input_shape": [28, 28]},
+        ),
+        (
+            "08_convolutional_network",
+            "ex08_build_cnn",
+            "build_cnn",
+            {"max_params": 20_000, "input_shape": [1, 28, 28], "required_layers": ["Conv2d"]},
+        ),
+    ],
+)
 def test_the_designed_networks_of_the_solutions_meet_their_spec_in_the_grader(assignment, task, builder, spec):
     """The grader rebuilds a designed network from its layer list alone: the solution's must pass the spec."""
     import torch
@@ -351,6 +409,48 @@ def test_the_sample_class_knows_exercise_01s_tasks_and_points():
     """course_utils.grading.authoring.samples builds the grading tests' and benchmarks' submissions of exercise 01."""
     from course_utils.grading.authoring.samples import POINTS, TASKS
     from course_utils.grading.cells import graded_cells
+
     cells = graded_cells(notebook_path("solutions", "01_tensors_vs_numpy"))
     assert {c.grade_id: c.points for c in cells if c.autograded} == POINTS
     assert list(POINTS) == TASKS
+
+
+#: names a test cell may take from another task's answer cell, because its task is about using it
+SHARED = {
+    "ex05_save_and_load": {"MLP"},  # save and load networks built by Task 1's MLP
+    "ex09_resume": {"save_checkpoint"},
+}  # resume from what Task 1's save_checkpoint wrote
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_test_cell_runs_on_its_own(assignment):
+    """A test cell reads only its own names, the set-up cells', Python's and its own task's answer cell's: no name
+    of another test cell, no other task's function (so no task hangs on another), but the SHARED ones."""
+    import builtins
+
+    from course_utils.constraint_rules import global_references, module_bindings, python_source
+
+    nb = read("solutions", assignment)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    setup = set().union(
+        *(
+            module_bindings(python_source(c.source))
+            for c in code
+            if not nbgrader_meta(c).get("solution") and not nbgrader_meta(c).get("grade")
+        )
+    )
+    for cell in code:
+        task = grade_id(cell)
+        if not nbgrader_meta(cell).get("grade") or nbgrader_meta(cell).get("solution"):
+            continue
+        answer = next(c for c in code if grade_id(c) == f"{task}_answer")
+        python = python_source(cell.source)
+        foreign = (
+            global_references(python)
+            - module_bindings(python)
+            - setup
+            - set(dir(builtins))
+            - module_bindings(python_source(answer.source))
+            - SHARED.get(task, set())
+        )
+        assert not foreign, f"{task}'s test cell uses {sorted(foreign)} from elsewhere"

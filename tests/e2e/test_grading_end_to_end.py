@@ -3,6 +3,7 @@ earn and a comment that says why, whatever its code tries (see tests/submissions
 
 The course is copied into a temporary folder so the repository's grading/ workspace is never touched.
 """
+
 from __future__ import annotations
 
 import base64
@@ -40,13 +41,19 @@ ASSIGNMENT = "01_tensors_vs_numpy"
 NOTEBOOK = f"{ASSIGNMENT}_exercises"
 LIMITS = ["--cell-timeout", "15", "--notebook-timeout", "45", "--memory-mb", "3072", "--cpu-seconds", "30"]
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)"),
+]
 
 
 def cli(course: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "course_utils.grading", "--course", str(course), *args],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "course_utils.grading", "--course", str(course), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +150,24 @@ def test_an_interrupted_run_resumes_without_losing_or_duplicating_grades(graded)
     for student in students:
         result_path(Course.load(course), ASSIGNMENT, student).unlink()
     args = [a for s in students for a in ("--student", s)]
-    proc = subprocess.Popen([sys.executable, "-m", "course_utils.grading", "--course", str(course), "autograde",
-                             ASSIGNMENT, "--workers", "1", *args, *LIMITS],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "course_utils.grading",
+            "--course",
+            str(course),
+            "autograde",
+            ASSIGNMENT,
+            "--workers",
+            "1",
+            *args,
+            *LIMITS,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 600
     while not any(_result(course, s) for s in students) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -162,8 +184,12 @@ def test_an_interrupted_run_resumes_without_losing_or_duplicating_grades(graded)
     assert len(rows) == len(expected) * len(TASKS)  # one row per student and task: nothing lost or doubled
 
 
-ACTIVE = [re.compile(r"<script[^>]*>[^<]*alert", re.I), re.compile(r"<[^>]+\son\w+\s*=", re.I),
-          re.compile(r"(href|src)\s*=\s*[\"']?\s*javascript:", re.I), re.compile(r"<svg", re.I)]
+ACTIVE = [
+    re.compile(r"<script[^>]*>[^<]*alert", re.I),
+    re.compile(r"<[^>]+\son\w+\s*=", re.I),
+    re.compile(r"(href|src)\s*=\s*[\"']?\s*javascript:", re.I),
+    re.compile(r"<svg", re.I),
+]
 
 
 def _no_active_content(page: str, where: str) -> None:
@@ -173,12 +199,16 @@ def _no_active_content(page: str, where: str) -> None:
 
 def test_no_feedback_page_or_graded_notebook_carries_active_content(graded):
     from nbconvert import HTMLExporter
+
     course, _, _, _ = graded
     assert cli(course, "feedback", ASSIGNMENT).returncode == 0
-    _no_active_content((course / "grading" / "feedback" / "xss" / ASSIGNMENT / f"{NOTEBOOK}.html").read_text(),
-                       "feedback")
+    _no_active_content(
+        (course / "grading" / "feedback" / "xss" / ASSIGNMENT / f"{NOTEBOOK}.html").read_text(), "feedback"
+    )
     autograded = nbformat.read(course / "grading" / "autograded" / "xss" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", 4)
-    formgrader_view, _ = HTMLExporter(template_name="classic").from_notebook_node(autograded)  # as the formgrader renders it
+    formgrader_view, _ = HTMLExporter(template_name="classic").from_notebook_node(
+        autograded
+    )  # as the formgrader renders it
     _no_active_content(formgrader_view, "autograded notebook")
     assert "<b>bold</b>" in formgrader_view
 
@@ -225,8 +255,10 @@ def test_limits_count_all_the_processes_of_a_kernel(graded):
     cpu = " ".join(_result(course, "child_cpu")["notebooks"][NOTEBOOK]["limits_hit"])
     memory = " ".join(_result(course, "child_memory")["notebooks"][NOTEBOOK]["limits_hit"])
     # 8 spinning children reach the 30 CPU-seconds of the whole kernel in 15 s on 2 free cores; on a busy
-    # machine the 45 s wall-time limit may come first (tests/test_grading_jail.py pins the CPU sum down)
-    assert ("CPU-time limit (30 s for all the kernel's processes)" in cpu
-            or "notebook wall-time limit (45 s)" in cpu), cpu
-    assert ("memory limit (3072 MiB for all the kernel's processes)" in memory
-            or "notebook wall-time limit (45 s)" in memory), memory
+    # machine the 45 s wall-time limit may come first (tests/kernel/test_jail.py pins the CPU sum down)
+    assert "CPU-time limit (30 s for all the kernel's processes)" in cpu or "notebook wall-time limit (45 s)" in cpu, (
+        cpu
+    )
+    assert (
+        "memory limit (3072 MiB for all the kernel's processes" in memory or "notebook wall-time limit (45 s)" in memory
+    ), memory

@@ -2,6 +2,7 @@
 student's home by nbgitpuller, as each login does) and for ``make lab`` users (``make update``, the same
 merge). Real git and real nbgitpuller, on throw-away repositories.
 """
+
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import update as update_module
+from course_utils.grading.lab import update as update_module
 from course_utils.grading.lab.update import UpdateError, update, upstream
 from support import REPO
 
@@ -20,8 +21,9 @@ GIT_ID = ["-c", "user.email=test@localhost", "-c", "user.name=test"]
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *GIT_ID, *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *GIT_ID, *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def course_repo(path: Path) -> Path:
@@ -52,8 +54,10 @@ def course_update(repo: Path, commit: bool = True) -> str:
     heading = "# Tensors vs NumPy (updated edition)"
     nb.cells[0].source = heading + "\n" + nb.cells[0].source.split("\n", 1)[1]
     nbformat.write(nb, repo / LESSON)
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Lesson 09")]),
-                   repo / "notebooks" / "09_new_lesson.ipynb")
+    nbformat.write(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Lesson 09")]),
+        repo / "notebooks" / "09_new_lesson.ipynb",
+    )
     if commit:
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "v2")
@@ -61,7 +65,7 @@ def course_update(repo: Path, commit: bool = True) -> str:
 
 
 def assert_work_kept_and_update_arrived(lesson: Path, source: str, output: str, heading: str) -> None:
-    nb = nbformat.read(lesson, as_version=4)   # still a notebook
+    nb = nbformat.read(lesson, as_version=4)  # still a notebook
     cell = [c for c in nb.cells if c.cell_type == "code"][-1]
     assert cell.source == source
     assert [o.get("text") for o in cell.outputs] == [output] and cell.execution_count == 99
@@ -76,8 +80,12 @@ def test_make_update_merges_the_course_update_and_keeps_the_learners_edits_and_o
     source, output = learner_edits(clone / LESSON)
     (clone / "my_notes.txt").write_text("mine")
     heading = course_update(origin)
-    done = subprocess.run([sys.executable, "-m", "course_utils.grading.lab.update", "--repo", str(clone)], cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "course_utils.grading", "lab", "update", "--repo", str(clone)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "your edits and outputs are kept" in done.stdout
     assert_work_kept_and_update_arrived(clone / LESSON, source, output, heading)
@@ -140,6 +148,7 @@ def test_a_hub_students_lessons_keep_their_edits_and_outputs_across_a_course_upd
     from nbgitpuller.pull import GitPuller
 
     from course_utils.grading.hub.classroom import Classroom, publish_lessons
+
     course = course_repo(tmp_path / "course")
     room = Classroom(tmp_path / "prefix", ["alice"], "teacher")
     assert publish_lessons(room, course)
@@ -148,8 +157,8 @@ def test_a_hub_students_lessons_keep_their_edits_and_outputs_across_a_course_upd
     pull = lambda: list(GitPuller(str(room.lessons), str(home), branch="main").pull())  # noqa: E731  (each login)
     pull()
     source, output = learner_edits(home / LESSON)
-    heading = course_update(course, commit=False)   # make hub publishes the working tree, committed or not
+    heading = course_update(course, commit=False)  # make hub publishes the working tree, committed or not
     assert publish_lessons(room, course)
-    assert not publish_lessons(room, course)       # nothing new: no empty commit
+    assert not publish_lessons(room, course)  # nothing new: no empty commit
     pull()
     assert_work_kept_and_update_arrived(home / LESSON, source, output, heading)

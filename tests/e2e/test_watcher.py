@@ -3,6 +3,7 @@
 ``ExchangeSubmit`` and feedback fetched with its ``ExchangeFetchFeedback``; the students are ids, not local
 accounts, so the watcher's account check is off (the browser test of the hub runs it with real accounts).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -18,14 +19,16 @@ from course_utils.grading.hub import watcher as service
 from course_utils.grading.pipeline.results import load_result
 from support import REPO
 
-TOTAL = sum(POINTS.values())   # exercise 01's points
+TOTAL = sum(POINTS.values())  # exercise 01's points
 
 ASSIGNMENT = "01_tensors_vs_numpy"
 NOTEBOOK = f"{ASSIGNMENT}_exercises"
 COURSE_ID = "pytorch-foundations"
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)"),
+]
 
 
 def exchange_app(kind: str, home: Path, exchange: Path, student: str):
@@ -34,6 +37,7 @@ def exchange_app(kind: str, home: Path, exchange: Path, student: str):
     from nbgrader.exchange.default.fetch_feedback import ExchangeFetchFeedback
     from nbgrader.exchange.default.submit import ExchangeSubmit
     from traitlets.config import Config
+
     c = Config()
     c.CourseDirectory.course_id, c.CourseDirectory.assignment_id = COURSE_ID, ASSIGNMENT
     c.CourseDirectory.student_id, c.CourseDirectory.root = student, str(home)
@@ -48,6 +52,7 @@ def classroom(tmp_path_factory):
     from course_utils.grading.course import Course
     from course_utils.grading.pipeline.workspace import ensure_workspace
     from course_utils.grading.runner.engine import Engine
+
     root = tmp_path_factory.mktemp("service")
     course_root, exchange, homes = root / "course", root / "exchange", root / "homes"
     course_root.mkdir()
@@ -56,8 +61,9 @@ def classroom(tmp_path_factory):
         shutil.copytree(REPO / folder / ASSIGNMENT, course_root / folder / ASSIGNMENT)
     ensure_workspace(course_root, exchange)
     course = Course.load(course_root)
-    settings = service.Settings(course_root, exchange, min_interval=60, check_owner=False, workers=2,
-                                notebook_timeout=45)
+    settings = service.Settings(
+        course_root, exchange, min_interval=60, check_owner=False, workers=2, notebook_timeout=45
+    )
 
     def submit(student: str, nb) -> None:
         folder = homes / student / ASSIGNMENT
@@ -97,13 +103,13 @@ def test_a_submission_is_graded_and_its_feedback_fetched_a_resubmission_waits_th
     assert state.entries[key]["status"] == states.GRADED and state.entries[key]["score"] == low
     assert f"{low:g} / {TOTAL:g}" in fetch("alice")
 
-    time.sleep(1.1)   # nbgrader's submission timestamps have microseconds, but keep them clearly apart
+    time.sleep(1.1)  # nbgrader's submission timestamps have microseconds, but keep them clearly apart
     submit("alice", sample[high])
-    assert watcher.step() == []   # within min_interval: it is held, and the student is told until when
+    assert watcher.step() == []  # within min_interval: it is held, and the student is told until when
     entry = state.entries[key]
     assert entry["status"] == states.WAITING and "is graded at" in entry["message"]
     assert entry["until"] == entry["started"] + settings.min_interval
-    assert keys(watcher.step(now=entry["until"] + 1)) == [key]   # its time has come: graded, nothing to do
+    assert keys(watcher.step(now=entry["until"] + 1)) == [key]  # its time has come: graded, nothing to do
     watcher.drain()
     assert state.entries[key]["status"] == states.GRADED and state.entries[key]["score"] == high
     assert "until" not in state.entries[key]
@@ -116,7 +122,7 @@ def test_the_instructor_can_ask_for_a_regrade(classroom):
     key = f"{ASSIGNMENT}/alice"
     before = dict(state.entries[key])
     path = states.request_regrade(watcher.course, ASSIGNMENT)
-    assert keys(watcher.step()) == [key]   # no new submission, but the request
+    assert keys(watcher.step()) == [key]  # no new submission, but the request
     assert not path.exists()
     watcher.drain()
     entry = state.entries[key]
@@ -132,17 +138,17 @@ def test_one_students_slow_notebooks_never_hold_back_anothers_feedback(classroom
     release = nbformat.read(REPO / "exercises" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
     solution = nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
     honest = next(nb for _, nb, points in honest_class(release, solution, 20) if points == TOTAL)
-    slow = nbformat.from_dict(dict(honest))   # her answers, and then a cell that would sleep for a quarter hour
+    slow = nbformat.from_dict(dict(honest))  # her answers, and then a cell that would sleep for a quarter hour
     slow.cells = [*honest.cells, nbformat.v4.new_code_cell("import time\ntime.sleep(1000)")]
     submit("eve", slow)
     assert keys(watcher.step()) == [f"{ASSIGNMENT}/eve"]
     submit("bob", honest)
     submit("carol", honest)
-    assert keys(watcher.step()) == [f"{ASSIGNMENT}/bob"]          # the one free worker
+    assert keys(watcher.step()) == [f"{ASSIGNMENT}/bob"]  # the one free worker
     assert state.entries[f"{ASSIGNMENT}/carol"]["status"] == states.QUEUED
     while state.entries[f"{ASSIGNMENT}/bob"]["status"] == states.GRADING:
         time.sleep(0.2)
-    assert state.entries[f"{ASSIGNMENT}/eve"]["status"] == states.GRADING   # Bob did not wait for Eve
+    assert state.entries[f"{ASSIGNMENT}/eve"]["status"] == states.GRADING  # Bob did not wait for Eve
     assert keys(watcher.step()) == [f"{ASSIGNMENT}/carol"]
     watcher.drain()
     assert state.entries[f"{ASSIGNMENT}/bob"]["score"] == state.entries[f"{ASSIGNMENT}/carol"]["score"] == TOTAL

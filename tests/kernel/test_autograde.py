@@ -1,5 +1,6 @@
 """course_utils.grading.pipeline.autograde, .gradebook, .feedback and .export on the tiny course, without the jail (the
 end-to-end tests run the same pipeline sandboxed on the real exercises)."""
+
 from __future__ import annotations
 
 import csv
@@ -11,10 +12,10 @@ from course_utils.grading.pipeline.autograde import autograde
 from course_utils.grading.pipeline.export import export
 from course_utils.grading.pipeline.feedback import feedback
 from course_utils.grading.pipeline.results import load_result, result_totals
+from course_utils.wording import unanswered
 from support import make_tiny_course, submit
 
-ANSWERS = {"right": "def double(x):\n    return x + x\n", "wrong": "def double(x):\n    return x\n",
-           "untouched": None}
+ANSWERS = {"right": "def double(x):\n    return x + x\n", "wrong": "def double(x):\n    return x\n", "untouched": None}
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,9 @@ def test_each_student_gets_what_the_answer_earns_with_a_reason(graded):
     message = {s: load_result(course, "hw", s)["notebooks"]["hw"]["cells"][0]["message"] for s in ANSWERS}
     assert message["right"] == "all 2 tests passed"
     assert "visible check 'visible' failed: result has the wrong values" in message["wrong"]  # the learner's words
-    assert "hidden test 'hidden' was not recorded" in message["wrong"]  # the failing visible check stopped the cell
-    assert "was not recorded" in message["untouched"]
+    # the failing visible check stopped the cell: the grade says so, as the test cell did
+    assert "1 test did not run ('hidden'): the test cell stopped at the failure above" in message["wrong"]
+    assert message["untouched"] == unanswered("double")  # what the test cell and Validate say
 
 
 def test_the_gradebook_holds_the_scores_and_the_comments(graded):
@@ -59,7 +61,7 @@ def test_feedback_shows_the_verdict_and_never_the_hidden_test(graded):
     pages = feedback(course, "hw")
     assert sorted(p.parent.parent.name for p in pages) == sorted(ANSWERS)
     page = (course.feedback_dir / "untouched" / "hw" / "hw.html").read_text()
-    assert "0 / 2" in page and "was not recorded" in page
+    assert "0 / 2" in page and "is not written yet" in page
     assert "ex_double/hidden" not in page and "arange(3.0)" not in page
 
 
@@ -77,6 +79,7 @@ def test_a_submission_from_the_exchange_shows_as_autograded_in_the_formgrader(tm
     """nbgrader's formgrader lists a submission as graded only when the gradebook holds the timestamp of its
     ``timestamp.txt`` (which the exchange writes); without it, it says "needs autograding"."""
     from nbgrader.apps import NbGraderAPI
+
     course = make_tiny_course(tmp_path / "course")
     folder = submit(course, "alice", ANSWERS["right"])
     (folder / "timestamp.txt").write_text("2026-01-02 03:04:05.678901 UTC")

@@ -1,6 +1,7 @@
 """One submission never costs another student anything: not in another grading run on the same machine (no two
 live kernels share a uid, so one student's processes cannot starve another's kernel), and not through a full
 disk (a submission cannot fill the grading folder, and when the disk is full anyway nobody is scored 0 for it)."""
+
 from __future__ import annotations
 
 import os
@@ -16,17 +17,36 @@ from course_utils.grading.pipeline.results import load_result, result_totals
 from course_utils.grading.runner.sandbox import mode
 from support import make_tiny_course, submit
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (make sandbox-tools)"),
+]
 HONEST = "import os, time\nprint('uid', os.getuid())\ntime.sleep(8)\ndef double(x):\n    return 2 * x\n"
-HOG = ("import os, time\nprint('uid', os.getuid())\nkids = 0\nfor _ in range(240):\n    if os.fork() == 0:\n"
-       "        time.sleep(30); os._exit(0)\n    kids += 1\nprint('forked', kids)\ntime.sleep(8)\n"
-       "def double(x):\n    return 2 * x\n")
+HOG = (
+    "import os, time\nprint('uid', os.getuid())\nkids = 0\nfor _ in range(240):\n    if os.fork() == 0:\n"
+    "        time.sleep(30); os._exit(0)\n    kids += 1\nprint('forked', kids)\ntime.sleep(8)\n"
+    "def double(x):\n    return 2 * x\n"
+)
 
 
 def autograde(course, *extra):
-    return subprocess.Popen([sys.executable, "-m", "course_utils.grading", "--course", str(course.root), "autograde",
-                             "hw", "--workers", "2", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "course_utils.grading",
+            "--course",
+            str(course.root),
+            "autograde",
+            "hw",
+            "--workers",
+            "2",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def uid_of(course, student) -> int:
@@ -46,8 +66,11 @@ def test_two_runs_at_once_share_no_uid_and_one_students_processes_starve_no_one(
     runs = [autograde(first), autograde(second)]
     outputs = [run.communicate(timeout=600) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outputs]
-    scores = {s: result_totals(load_result(c, "hw", s))[0] for c, ss in ((first, ["hog", "a1"]), (second, ["b1", "b2"]))
-              for s in ss}
+    scores = {
+        s: result_totals(load_result(c, "hw", s))[0]
+        for c, ss in ((first, ["hog", "a1"]), (second, ["b1", "b2"]))
+        for s in ss
+    }
     assert scores == {"hog": 2.0, "a1": 2.0, "b1": 2.0, "b2": 2.0}
     uids = [uid_of(first, "hog"), uid_of(first, "a1"), uid_of(second, "b1"), uid_of(second, "b2")]
     assert len(set(uids)) == 4, uids
@@ -68,9 +91,11 @@ def small_disk(tmp_path):
 
 def test_a_submission_cannot_fill_the_disk_and_a_full_disk_scores_no_one_zero(small_disk):
     course = make_tiny_course(small_disk / "course")
-    filler = ("import os\nfor folder in ('.', '/tmp'):\n    try:\n        with open(os.path.join(folder, 'f'), 'wb') as h:\n"
-              "            while True: h.write(b'x' * 2**24)\n    except OSError as e: print(folder, e.strerror)\n"
-              "def double(x):\n    return 2 * x\n")
+    filler = (
+        "import os\nfor folder in ('.', '/tmp'):\n    try:\n        with open(os.path.join(folder, 'f'), 'wb') as h:\n"
+        "            while True: h.write(b'x' * 2**24)\n    except OSError as e: print(folder, e.strerror)\n"
+        "def double(x):\n    return 2 * x\n"
+    )
     submit(course, "filler", filler)
     for student in ("honest1", "honest2"):
         submit(course, student, "def double(x):\n    return 2 * x\n")
@@ -78,7 +103,10 @@ def test_a_submission_cannot_fill_the_disk_and_a_full_disk_scores_no_one_zero(sm
     out, err = run.communicate(timeout=600)
     assert run.returncode == 0, err[-2000:]
     assert {s: result_totals(load_result(course, "hw", s))[0] for s in ("filler", "honest1", "honest2")} == {
-        "filler": 2.0, "honest1": 2.0, "honest2": 2.0}
+        "filler": 2.0,
+        "honest1": 2.0,
+        "honest2": 2.0,
+    }
     used = shutil.disk_usage(small_disk).used
     assert used < 32 * 2**20, f"the grading folder's disk holds {used} bytes"
     # now the disk is full for reasons of its own: a changed submission cannot be graded, and is not scored 0

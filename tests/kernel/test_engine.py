@@ -1,12 +1,14 @@
 """course_utils.grading.runner.engine and the kernel template it shares: the default LocalCluster is in-process, its
 workers share one template, every notebook still gets a kernel of its own, and the template lives as long as
-the engine (tests/test_grading_cluster.py covers a real scheduler with worker processes)."""
+the engine (tests/kernel/test_cluster.py covers a real scheduler with worker processes)."""
+
 from __future__ import annotations
 
 import shutil
 import threading
 
 import nbformat
+import psutil
 import pytest
 
 from course_utils.grading.runner.engine import Engine
@@ -16,9 +18,11 @@ from course_utils.grading.runner.sandbox import JobLimits
 
 LIMITS = JobLimits(cell_timeout=20, notebook_timeout=60, cpu_seconds=60)
 #: the kernel's pid, and its grandparent's (kernel -> supervisor -> template)
-WHO = ("import os\n"
-       "supervisor = os.getppid()\n"
-       "print(os.getpid(), open(f'/proc/{supervisor}/stat').read().rsplit(')', 1)[1].split()[1])")
+WHO = (
+    "import os\n"
+    "supervisor = os.getppid()\n"
+    "print(os.getpid(), open(f'/proc/{supervisor}/stat').read().rsplit(')', 1)[1].split()[1])"
+)
 
 
 def job(student: str, *sources: str, sandboxed: bool = False) -> Job:
@@ -77,8 +81,43 @@ def test_a_jailed_template_outlives_the_thread_that_started_it():
     try:
         (template,) = Template._shared.values()
         with Engine(workers=1) as engine:
-            (_, out), = engine.run([job("alice", "print(6 * 7)", sandboxed=True)])
+            ((_, out),) = engine.run([job("alice", "print(6 * 7)", sandboxed=True)])
             assert template.process.poll() is None
         assert out.problem is None and printed(out) == "42\n"
     finally:
         Template.close_shared()
+
+
+def _listening(process: psutil.Process) -> set:
+    return {
+        c.laddr
+        for p in [process, *process.children(recursive=True)]
+        for c in p.net_connections()
+        if c.status == "LISTEN"
+    }
+
+
+def test_the_in_process_cluster_serves_no_web_pages_and_listens_on_loopback_only():
+    # before: 8787 and random ports on 0.0.0.0 served /json/identity.json, /info/logs, /metrics, /eventstream
+    from kernel.test_cluster import http_answers
+
+    with Engine(workers=2):
+        ports = _listening(psutil.Process())
+        assert ports and all(laddr.ip == "127.0.0.1" for laddr in ports), ports
+        assert http_answers(ports) == {}
+
+
+def test_worker_processes_speak_tls_on_loopback_and_a_student_cannot_join():
+    # before: scheduler, nannies and workers on TCP without TLS; a student's Client ran code as root
+    from kernel.test_cluster import attack_as_student, http_answers
+
+    with Engine(workers=6) as engine:
+        ports = _listening(psutil.Process())
+        assert ports and all(laddr.ip == "127.0.0.1" for laddr in ports), ports
+        address = engine.client.scheduler_info()["address"]
+        workers = list(engine.client.scheduler_info()["workers"])
+        assert address.startswith("tls://127.0.0.1:") and all(w.startswith("tls://127.0.0.1:") for w in workers)
+        assert http_answers(ports) == {}
+        tcp = address.replace("tls://", "tcp://")
+        tried = attack_as_student([address, tcp, workers[0]], [])
+    assert "ran code" not in tried.values(), tried

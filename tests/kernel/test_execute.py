@@ -1,6 +1,7 @@
-"""course_utils.grading.runner.execute, .kernel, .template and .jobs without the jail: a notebook runs in a kernel forked
-from the template, as far as it gets, and the limit that stopped it is named (tests/test_grading_jail.py runs
+"""course_utils.grading.runner.execute, .kernel, .template and .jobs without the jail: a notebook runs in a kernel
+forked from the template, as far as it gets, and the limit that stopped it is named (tests/kernel/test_jail.py runs
 the same jailed)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,7 @@ from jupyter_client.provisioning import KernelProvisionerBase
 
 from course_utils.grading.runner.execute import CappedClient
 from course_utils.grading.runner.jobs import Job, run_job
-from course_utils.grading.runner.provisioner import MESSAGE_BYTES, QuickReadyClient, template_kernel_manager
+from course_utils.grading.runner.provisioner import QuickReadyClient, template_kernel_manager
 from course_utils.grading.runner.sandbox import JobLimits
 from course_utils.records import load_record_bytes
 from support import REPO
@@ -59,16 +60,20 @@ def test_output_past_the_budget_is_dropped_with_a_note_display_updates_included(
     out, nb = run("for i in range(2000): print('x' * 50)")
     assert "output limit reached" in texts(nb.cells[0]) and len(texts(nb.cells[0])) < 3 * LIMITS.output_bytes
     assert out.limits_hit == ["output limit (4 KiB): later output dropped"]
-    out, nb = run("from IPython.display import display, update_display\nh = display('a', display_id=True)\n"
-                  "for i in range(200): h.update('y' * 1000)")
+    out, nb = run(
+        "from IPython.display import display, update_display\nh = display('a', display_id=True)\n"
+        "for i in range(200): h.update('y' * 1000)"
+    )
     assert out.limits_hit == ["output limit (4 KiB): later output dropped"]
     assert len(nbformat.writes(nb)) < 20_000
 
 
 def test_the_kernel_gets_the_graders_environment_only_and_its_files(monkeypatch):
     monkeypatch.setenv("SECRET", "the grader's own environment must not reach a kernel")
-    out, nb = run("import os; print(os.environ['COURSE_DEVICE'], 'SECRET' in os.environ, open('data.txt').read())",
-                  files=[("data.txt", b"given")])
+    out, nb = run(
+        "import os; print(os.environ['COURSE_DEVICE'], 'SECRET' in os.environ, open('data.txt').read())",
+        files=[("data.txt", b"given")],
+    )
     assert texts(nb.cells[0]) == "cpu False given\n"
 
 
@@ -80,8 +85,11 @@ def test_records_come_back_as_bytes_the_grader_reads_safely():
 
 def test_the_submission_folder_joins_sys_path_only_when_the_notebook_runs():
     planted = b"open('/tmp/planted-ran', 'w').write('x')\nraise SystemExit('planted module ran')\n"
-    out, nb = run("import os; print(os.path.exists('/tmp/planted-ran'))", "import helper; print(helper.VALUE)",
-                  files=[("ipykernel_launcher.py", planted), ("jedi.py", planted), ("helper.py", b"VALUE = 7\n")])
+    out, nb = run(
+        "import os; print(os.path.exists('/tmp/planted-ran'))",
+        "import helper; print(helper.VALUE)",
+        files=[("ipykernel_launcher.py", planted), ("jedi.py", planted), ("helper.py", b"VALUE = 7\n")],
+    )
     assert texts(nb.cells[0]) == "False\n" and texts(nb.cells[1]) == "7\n"
 
 
@@ -101,7 +109,7 @@ def test_the_kernel_is_a_template_job_through_jupyter_clients_provisioner_api():
     km, job = template_kernel_manager(None, {"job_dir": "/var/tmp/x"})
     assert isinstance(job, KernelProvisionerBase) and km.provisioner is job
     assert km.transport == "ipc" and km.connection_file == "/var/tmp/x/ipc/kernel.json"
-    assert not km.autorestart   # a kernel stopped for a limit must stay stopped
+    assert not km.autorestart  # a kernel stopped for a limit must stay stopped
 
 
 def test_interrupts_go_through_the_control_channel_and_the_connection_is_ipc_in_the_job(tmp_path):
@@ -136,13 +144,15 @@ print(json.dumps([grew, out.problem, out.limits_hit, len(out.notebook_json), [te
 
 def test_a_kernel_that_sends_one_huge_message_is_stopped_before_the_grader_reads_it():
     # in a process of its own, so that the peak resident size is this run's: parsing a 200 MiB display
-    # message would cost the grader several times that; ZMQ refuses it unread and the kernel is stopped
-    done = subprocess.run([sys.executable, "-c", HUGE_MESSAGE], capture_output=True, text=True, timeout=120,
-                          cwd=REPO)
+    # message would cost the grader several times that; the job's relay refuses it at its first frame's header
+    # and stops the kernel, so the next cell never runs
+    done = subprocess.run([sys.executable, "-c", HUGE_MESSAGE], capture_output=True, text=True, timeout=300, cwd=REPO)
     grew_mib, problem, limits_hit, size, outputs = json.loads(done.stdout.splitlines()[-1])
-    assert grew_mib < MESSAGE_BYTES // 2**20, f"the grader's peak grew by {grew_mib} MiB"
+    assert grew_mib < JobLimits().message_bytes // 2**20, f"the grader's peak grew by {grew_mib} MiB"
     assert problem is None and size < 2**20 and outputs[0] == "before\n" and outputs[2] == ""
-    assert any("message size limit (128 MiB" in hit and "stopped the kernel" in hit for hit in limits_hit), limits_hit
+    assert any("message size limit (32 MiB" in hit and "before the grader read it" in hit for hit in limits_hit), (
+        limits_hit
+    )
 
 
 def test_a_worker_keeps_no_thread_or_zmq_context_of_the_notebooks_it_ran():

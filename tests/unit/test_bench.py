@@ -1,4 +1,5 @@
 """bench/: the pieces of the benchmark that can be checked without timing anything."""
+
 from __future__ import annotations
 
 import torch
@@ -26,6 +27,7 @@ def test_the_recipe_models_have_the_documented_shapes():
     cnn = recipes.small_cnn()
     assert cnn(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
     assert sum(p.numel() for p in recipes.mlp((512, 256)).parameters()) == 535_818
+    assert recipes.mlp((512, 256), norm=True)(torch.zeros(3, 784)).shape == (3, 10)
 
 
 def test_an_unknown_recipe_is_refused_with_the_known_names():
@@ -36,8 +38,9 @@ def test_an_unknown_recipe_is_refused_with_the_known_names():
 
 
 def test_the_table_marks_met_and_missed_targets(capsys):
-    print_table([("a", "accuracy", "91%", ">= 90%", True), ("b", "speed", "2x", ">= 3x", False),
-                 ("c", "info", "1 s", "", None)])
+    print_table(
+        [("a", "accuracy", "91%", ">= 90%", True), ("b", "speed", "2x", ">= 3x", False), ("c", "info", "1 s", "", None)]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].rstrip().endswith("ok") and lines[1].rstrip().endswith("MISSED")
     assert not lines[2].rstrip().endswith(("ok", "MISSED"))
@@ -45,13 +48,59 @@ def test_the_table_marks_met_and_missed_targets(capsys):
 
 def test_the_improved_mlp_parts_are_the_documented_recipe():
     model, optimizer, loss_fn = recipes.improved_mlp_parts()
-    assert [m.out_features for m in model if isinstance(m, nn.Linear)] == [512, 256, 10]
+    recipe = recipes.IMPROVED_MLP
+    assert [m.out_features for m in model if isinstance(m, nn.Linear)] == [*recipe["hidden"], 10]
     assert not any(isinstance(m, nn.Dropout) for m in model)
+    assert any(isinstance(m, nn.BatchNorm1d) for m in model) == recipe["norm"]
     assert isinstance(optimizer, torch.optim.AdamW)
     group = optimizer.param_groups[0]
-    assert group["weight_decay"] == recipes.IMPROVED_MLP["weight_decay"] == 0.1 and group["fused"]
-    assert loss_fn.label_smoothing == recipes.IMPROVED_MLP["label_smoothing"]
-    assert recipes.IMPROVED_MLP["batch_size"] == 1024
+    assert group["weight_decay"] == recipe["weight_decay"] and group["fused"]
+    assert loss_fn.label_smoothing == recipe["label_smoothing"]
+
+
+def test_the_recipe_batches_are_shifted_as_the_recipe_says():
+    x, y = torch.rand(64, 784), torch.randint(0, 10, (64,))
+    batches = recipes.improved_mlp_batches(x, y)
+    assert batches.batch_size == recipes.IMPROVED_MLP["batch_size"]
+    assert (batches.transform is not None) == bool(recipes.IMPROVED_MLP["max_shift"] or recipes.IMPROVED_MLP["flip"])
+    assert recipes.improved_mlp_batches(x, y, augment=False).transform is None
+
+
+def test_the_fast_cnn_pools_before_batch_norm_and_keeps_the_shapes():
+    torch.manual_seed(0)
+    net = recipes.conv_net((32, 64), head=128, dropout=0.0, pool_first=True)
+    kinds = [type(m).__name__ for m in net]
+    assert kinds[:4] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"] and "Dropout" not in kinds
+    assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert recipes.conv_net((32, 64, 128), head=0)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_every_ablation_row_names_only_known_recipe_settings():
+    from bench.ablation import CNN_ROWS, MLP_ROWS
+
+    for rows, defaults in ((MLP_ROWS, recipes.MLP_DEFAULTS), (CNN_ROWS, recipes.CNN_DEFAULTS)):
+        for name, config in rows.items():
+            assert set(config) <= set(defaults) | {"today"}, name
+    for recipe, defaults in (
+        (recipes.IMPROVED_MLP, recipes.MLP_DEFAULTS),
+        (recipes.FAST_CNN, recipes.CNN_DEFAULTS),
+        (recipes.LESSON08_SHORT, recipes.CNN_DEFAULTS),
+    ):
+        assert set(recipe) <= set(defaults)
+
+
+def test_the_targets_are_the_issues():
+    assert recipes.TARGETS["improved_mlp"] == dict(accuracy=0.91, seconds=60.0)
+    assert recipes.TARGETS["small_cnn"] == dict(accuracy=0.935, seconds=150.0)
+
+
+def test_the_report_names_the_machine_kind_and_its_load():
+    from bench.run import machine, machine_kind
+
+    figures = machine()
+    assert figures["cpu"] and figures["cpu_capability"] and isinstance(figures["native_bfloat16"], bool)
+    assert "load_average_1min_at_start" in figures
+    assert figures["cpu_capability"] in machine_kind()
 
 
 def test_the_same_seed_gives_the_same_initial_weights():
@@ -92,9 +141,46 @@ def test_the_contention_benchmark_runs_lesson_07s_own_training_helper():
     import torch
 
     from bench.contention import lesson07_scope, lesson_helper_source
+
     assert "def train_recipe(" in lesson_helper_source()
     generator = torch.Generator().manual_seed(0)
     x, y = torch.rand(96, 784, generator=generator), torch.randint(0, 10, (96,), generator=generator)
     scope = lesson07_scope(x[:64], y[:64], x[64:], y[64:])
     model, history = scope["train_recipe"](standardised=True, hidden=(8,), one_cycle=True, batch_size=32, epochs=1)
     assert model(x[:2]).shape == (2, 10)
+
+
+def test_a_quick_run_of_the_apparel_section_reports_machine_load_and_every_recipe(tmp_path):
+    """``python -m bench.run --quick`` end to end on the recipes' section (figures not checked: tiny runs)."""
+    import json
+
+    from bench.run import main
+
+    output = tmp_path / "bench.json"
+    assert main(["--quick", "--only", "apparel", "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["quick"] and report["machine"]["cpu_capability"]
+    section = report["sections"]["apparel"]
+    assert "load_average_1min_at_start" in section and set(recipes.RECIPES) <= set(section)
+    assert section["lesson08_short_cnn"]["val_accuracy"] > 0.1
+    assert any(row["metric"].startswith("load average") for row in report["rows"])
+
+
+def test_the_recipes_repeat_exactly_with_the_same_seed():
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(512, 784, generator=generator), torch.randint(0, 10, (512,), generator=generator)
+    runs = [
+        recipes.train_mlp(x, y, x[:128], y[:128], keep_model=True, **{**recipes.IMPROVED_MLP, "epochs": 2})
+        for _ in range(2)
+    ]
+    for a, b in zip(runs[0]["model"].state_dict().values(), runs[1]["model"].state_dict().values()):
+        assert torch.equal(a, b)
+    images = x[:128].reshape(-1, 1, 28, 28)
+    cnns = [
+        recipes.train_cnn(
+            images, y[:128], images[:32], y[:32], keep_model=True, **{**recipes.FAST_CNN, "epochs": 1, "batch_size": 32}
+        )
+        for _ in range(2)
+    ]
+    for a, b in zip(cnns[0]["model"].state_dict().values(), cnns[1]["model"].state_dict().values()):
+        assert torch.equal(a, b)

@@ -1,4 +1,5 @@
 """course_utils.competition: the case study's folder of CSVs and PNGs, submissions and their score."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +20,6 @@ def private_cache(tmp_path_factory, monkeypatch):
 def layout(tmp_path_factory):
     folder = tmp_path_factory.mktemp("apparel")
     return competition.export_competition_layout(folder, n_train=60, n_test=25)
-
 
 
 def test_export_writes_the_case_study_layout(layout):
@@ -101,8 +101,10 @@ def test_duplicate_ids_name_the_row(small_layout):
         competition.read_competition_layout(small_layout, "train")
 
 
-@pytest.mark.parametrize("bad, message", [(10, "label 10 is outside 0-9"), (-1, "label -1 is outside 0-9"),
-                                          ("shoe", "label 'shoe' is not a whole number")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [(10, "label 10 is outside 0-9"), (-1, "label -1 is outside 0-9"), ("shoe", "label 'shoe' is not a whole number")],
+)
 def test_bad_labels_name_the_row(small_layout, bad, message):
     frame = pd.read_csv(small_layout / "train" / "train.csv").astype(object)
     frame.loc[7, "label"] = bad
@@ -138,13 +140,16 @@ def test_write_submission_round_trips_and_scores(tmp_path):
     assert competition.score_submission(path) == pytest.approx(0.75)
 
 
-@pytest.mark.parametrize("ids, labels, message", [
-    ([1, 2], [0], "2 ids but 1 labels"),
-    ([1, 2], [0, 10], "row 1: label 10 for id 2 is outside 0-9"),
-    ([1, 1], [0, 1], "id 1 appears 2 times"),
-    ([1, 2], [0.5, 1.0], "labels must be whole numbers"),
-    ([1, 2], [[0.1, 0.9], [0.8, 0.2]], "must be 1-D.*argmax"),
-])
+@pytest.mark.parametrize(
+    "ids, labels, message",
+    [
+        ([1, 2], [0], "2 ids but 1 labels"),
+        ([1, 2], [0, 10], "row 1: label 10 for id 2 is outside 0-9"),
+        ([1, 1], [0, 1], "id 1 appears 2 times"),
+        ([1, 2], [0.5, 1.0], "labels must be whole numbers"),
+        ([1, 2], [[0.1, 0.9], [0.8, 0.2]], "must be 1-D.*argmax"),
+    ],
+)
 def test_write_submission_validates_before_writing(tmp_path, ids, labels, message):
     target = tmp_path / "submission.csv"
     with pytest.raises(ValueError, match=message):
@@ -160,6 +165,7 @@ def test_score_submission_requires_every_test_id(tmp_path):
 
 def test_two_processes_exporting_one_folder_take_turns(tmp_path):
     from concurrent.futures import ProcessPoolExecutor
+
     folder = tmp_path / "shared"
     with ProcessPoolExecutor(2) as pool:
         done = list(pool.map(competition.export_competition_layout, [folder, folder], [40, 40], [10, 10]))

@@ -1,4 +1,5 @@
 """course_utils.data: the real Fashion-MNIST, offline and checksummed."""
+
 import shutil
 
 import pytest
@@ -136,8 +137,9 @@ def test_a_damaged_idx_header_is_reported():
     with pytest.raises(data.DataError, match="magic number"):
         data._parse_idx(b"\x00\x00\x08\x01" + b"\x00" * 12, data.REPO_DATA_DIR / "x", 2051, 3)
     with pytest.raises(data.DataError, match="declares shape"):
-        data._parse_idx((2049).to_bytes(4, "big") + (5).to_bytes(4, "big") + b"\x01\x02", data.REPO_DATA_DIR / "x",
-                        2049, 1)
+        data._parse_idx(
+            (2049).to_bytes(4, "big") + (5).to_bytes(4, "big") + b"\x01\x02", data.REPO_DATA_DIR / "x", 2049, 1
+        )
 
 
 # ---------------------------------------------------------------- Dataset and loaders
@@ -159,8 +161,18 @@ def test_dataset_without_normalisation_scales_to_unit_range_and_applies_the_tran
 
 
 def test_class_names_are_the_ten_official_ones():
-    assert data.CLASS_NAMES == ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    assert data.CLASS_NAMES == (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    )
 
 
 def test_loaders_split_train_into_train_and_validation_reproducibly():

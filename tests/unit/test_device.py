@@ -1,4 +1,5 @@
 """course_utils.device: cuda, else mps, else cpu; COURSE_DEVICE overrides; a report for notebooks."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -16,8 +17,11 @@ def machine(monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
         monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-        monkeypatch.setattr(torch.cuda, "get_device_properties",
-                            lambda i: SimpleNamespace(name=f"Fake GPU {i}", total_memory=80 * 2**30))
+        monkeypatch.setattr(
+            torch.cuda,
+            "get_device_properties",
+            lambda i: SimpleNamespace(name=f"Fake GPU {i}", total_memory=80 * 2**30),
+        )
         monkeypatch.setattr(dev, "_mps_available", lambda: mps)
 
     return configure
@@ -32,8 +36,9 @@ def test_prefers_cuda_then_mps_then_cpu(machine):
     assert dev.get_device() == torch.device("cpu")
 
 
-@pytest.mark.parametrize("choice, expected", [("cpu", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1"), ("mps", "mps"),
-                                              (" CUDA ", "cuda")])
+@pytest.mark.parametrize(
+    "choice, expected", [("cpu", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1"), ("mps", "mps"), (" CUDA ", "cuda")]
+)
 def test_env_var_chooses_an_available_device(machine, monkeypatch, choice, expected):
     machine(gpus=2, mps=True)
     monkeypatch.setenv("COURSE_DEVICE", choice)

@@ -1,21 +1,22 @@
 """One set of pins: requirements.txt. pyproject.toml, environment.yml and the Makefile follow it."""
+
 import re
+import tomllib
 from importlib import metadata
 
 import yaml
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: pip's own copy of the same parser
-    from pip._vendor import tomli as tomllib
 from support import REPO
 
 ROOT = REPO
 
 
 def pins_in(lines):
-    return {m.group(1).lower(): m.group(2) for line in lines
-            if (m := re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)==([^\s;#]+)\s*", line))}
+    return {
+        m.group(1).lower(): m.group(2)
+        for line in lines
+        if (m := re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)==([^\s;#]+)\s*", line))
+    }
 
 
 def requirements():
@@ -23,8 +24,11 @@ def requirements():
 
 
 def test_requirements_pin_every_package_exactly_and_torch_to_2_13_0():
-    lines = [ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (ROOT / "requirements.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert len(lines) == len(requirements()), "every requirement needs an exact == pin"
     assert requirements()["torch"] == "2.13.0"
     for package in ["torch", "jupyterlab", "nbgrader", "matplotlib", "numpy", "pandas", "nbval"]:
@@ -36,7 +40,7 @@ def test_pyproject_reads_its_dependencies_from_requirements_txt():
     assert "dependencies" not in project["project"], "pins belong in requirements.txt only"
     assert project["project"]["dynamic"] == ["dependencies"]
     assert project["tool"]["setuptools"]["dynamic"]["dependencies"]["file"] == ["requirements.txt"]
-    assert project["project"]["requires-python"] == ">=3.10,<3.14"
+    assert project["project"]["requires-python"] == ">=3.11,<3.14"
 
 
 def test_environment_yml_has_python_3_11_the_same_pins_and_the_package_editable():

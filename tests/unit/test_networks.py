@@ -3,6 +3,7 @@
 The grader never runs learner code: it rebuilds the network from the recorded layer list with standard
 torch.nn constructors, checks the spec, then measures accuracy itself.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,15 @@ SPEC = {"architecture": "sequential", "max_params": 20_000, "input_shape": [1, 2
 
 def small_cnn():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 8, 5, stride=2, padding=(1, 2)), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Dropout(0.1), nn.Linear(8 * 6 * 7, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 5, stride=2, padding=(1, 2)),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.1),
+        nn.Linear(8 * 6 * 7, 10),
+    )
 
 
 def test_a_description_rebuilds_the_same_network():
@@ -39,38 +47,62 @@ def test_a_description_rebuilds_the_same_network():
     assert torch.equal(model(x), rebuilt(x)) and str(model) == str(rebuilt)
 
 
-@pytest.mark.parametrize("model, message", [
-    (nn.Linear(2, 3), "should be an nn.Sequential"),
-    (nn.Sequential(nn.Sequential(nn.Linear(2, 3))), "Sequential is not one of the layers"),
-    (nn.Sequential(nn.LSTM(2, 3)), "LSTM is not one of the layers"),
-    (nn.Sequential(type("MyLinear", (nn.Linear,), {})(2, 3)), "MyLinear is not one of the layers"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (nn.Linear(2, 3), "should be an nn.Sequential"),
+        (nn.Sequential(nn.Sequential(nn.Linear(2, 3))), "Sequential is not one of the layers"),
+        (nn.Sequential(nn.LSTM(2, 3)), "LSTM is not one of the layers"),
+        (nn.Sequential(type("MyLinear", (nn.Linear,), {})(2, 3)), "MyLinear is not one of the layers"),
+    ],
+)
 def test_only_a_flat_sequential_of_standard_layers_can_be_described(model, message):
     with pytest.raises(NetworkSpecError, match=message):
         describe_sequential(model)
 
 
-@pytest.mark.parametrize("layers, message", [
-    ([["Lambda", {}]], "not an allowed layer type"),
-    ([["Linear", {"in_features": 2}]], "should have the arguments"),
-    ([["Linear", {"in_features": "__import__('os').system('ls')", "out_features": 2, "bias": True}]], "cannot be rebuilt"),
-    ([["Linear", {"in_features": 2**40, "out_features": 2, "bias": True}]], "out of range"),
-    ([["Linear", {"in_features": -3, "out_features": 2, "bias": True}]], "cannot be built"),
-    ("not a list", "expected a list"),
-])
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ([["Lambda", {}]], "not an allowed layer type"),
+        ([["Linear", {"in_features": 2}]], "should have the arguments"),
+        (
+            [["Linear", {"in_features": "__import__('os').system('ls')", "out_features": 2, "bias": True}]],
+            "cannot be rebuilt",
+        ),
+        ([["Linear", {"in_features": 2**40, "out_features": 2, "bias": True}]], "out of range"),
+        ([["Linear", {"in_features": -3, "out_features": 2, "bias": True}]], "cannot be built"),
+        ("not a list", "expected a list"),
+    ],
+)
 def test_the_rebuild_refuses_anything_but_plain_arguments_of_known_layers(layers, message):
     with pytest.raises(NetworkSpecError, match=message):
         build_sequential(layers)
 
 
 def test_every_layer_type_round_trips():
-    examples = {"Linear": nn.Linear(4, 3), "Conv2d": nn.Conv2d(2, 3, (3, 1), groups=1), "BatchNorm1d": nn.BatchNorm1d(4),
-                "BatchNorm2d": nn.BatchNorm2d(2), "MaxPool2d": nn.MaxPool2d(2), "AvgPool2d": nn.AvgPool2d(3, 1, 1),
-                "AdaptiveAvgPool2d": nn.AdaptiveAvgPool2d((2, 2)), "AdaptiveMaxPool2d": nn.AdaptiveMaxPool2d(1),
-                "Flatten": nn.Flatten(), "Unflatten": nn.Unflatten(1, (2, 2)), "Dropout": nn.Dropout(0.3),
-                "Dropout2d": nn.Dropout2d(0.2), "ReLU": nn.ReLU(), "LeakyReLU": nn.LeakyReLU(0.2), "ELU": nn.ELU(),
-                "GELU": nn.GELU("tanh"), "SiLU": nn.SiLU(), "Tanh": nn.Tanh(), "Sigmoid": nn.Sigmoid(),
-                "Identity": nn.Identity()}
+    examples = {
+        "Linear": nn.Linear(4, 3),
+        "Conv2d": nn.Conv2d(2, 3, (3, 1), groups=1),
+        "BatchNorm1d": nn.BatchNorm1d(4),
+        "BatchNorm2d": nn.BatchNorm2d(2),
+        "MaxPool2d": nn.MaxPool2d(2),
+        "AvgPool2d": nn.AvgPool2d(3, 1, 1),
+        "AdaptiveAvgPool2d": nn.AdaptiveAvgPool2d((2, 2)),
+        "AdaptiveMaxPool2d": nn.AdaptiveMaxPool2d(1),
+        "Flatten": nn.Flatten(),
+        "Unflatten": nn.Unflatten(1, (2, 2)),
+        "Dropout": nn.Dropout(0.3),
+        "Dropout2d": nn.Dropout2d(0.2),
+        "ReLU": nn.ReLU(),
+        "LeakyReLU": nn.LeakyReLU(0.2),
+        "ELU": nn.ELU(),
+        "GELU": nn.GELU("tanh"),
+        "SiLU": nn.SiLU(),
+        "Tanh": nn.Tanh(),
+        "Sigmoid": nn.Sigmoid(),
+        "Identity": nn.Identity(),
+    }
     assert set(examples) == set(LAYERS)
     for kind, layer in examples.items():
         rebuilt = build_sequential(describe_sequential(nn.Sequential(layer))["layers"])[0]
@@ -85,8 +117,9 @@ def test_the_spec_is_checked_before_anything_is_allocated():
     assert "has no Conv2d layer" in designed_network(mlp, SPEC)[2]
     wrong_out = describe_sequential(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 26 * 26, 5)))
     assert "to (2, 5), not (2, 10)" in designed_network(wrong_out, SPEC)[2]
-    wide = describe_sequential(nn.Sequential(nn.Conv2d(1, 600, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                             nn.Linear(600, 10)))
+    wide = describe_sequential(
+        nn.Sequential(nn.Conv2d(1, 600, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(600, 10))
+    )
     assert f"more than the {MAX_ACTIVATION:,} allowed" in designed_network(wide, {**SPEC, "max_params": 10**6})[2]
     mismatched = describe_sequential(small_cnn())
     mismatched["state_dict"] = describe_sequential(nn.Sequential(nn.Linear(2, 2)))["state_dict"]
@@ -120,13 +153,22 @@ def test_a_design_is_judged_the_same_raw_or_recorded():
     assert classifier_problem(grown, spec) == classifier_problem(answer("classifier", grown), spec)
 
 
-@pytest.mark.parametrize("model, message", [
-    (nn.Linear(784, 10), "cannot be rebuilt by the grader: the network should be an nn.Sequential"),
-    (nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Softmax(dim=1)), "Softmax is not one of the layers"),
-    ([nn.Flatten()], "should be an nn.Sequential of standard torch.nn layers (or its layer list and weights), but it "
-                     "is a list of length 1"),
-    (nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).to("meta"), "the weight '1.weight' is a tensor on the meta device"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (nn.Linear(784, 10), "cannot be rebuilt by the grader: the network should be an nn.Sequential"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Softmax(dim=1)), "Softmax is not one of the layers"),
+        (
+            [nn.Flatten()],
+            "should be an nn.Sequential of standard torch.nn layers (or its layer list and weights), but it "
+            "is a list of length 1",
+        ),
+        (
+            nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).to("meta"),
+            "the weight '1.weight' is a tensor on the meta device",
+        ),
+    ],
+)
 def test_a_network_the_grader_cannot_rebuild_fails_with_the_reason(model, message):
     from course_utils.checks import CheckFailure, check_classifier
 
@@ -140,8 +182,9 @@ def test_check_classifier_records_what_the_grader_judges_with_the_same_message(t
     from course_utils.records import load_records
 
     reference, student = tmp_path / "reference.pt", tmp_path / "student.pt"
-    spec = dict(max_params=20_000, required_layers=["Conv2d"], input_shape=(1, 28, 28), hint="add a Conv2d",
-                key="ex_net/spec")
+    spec = dict(
+        max_params=20_000, required_layers=["Conv2d"], input_shape=(1, 28, 28), hint="add a Conv2d", key="ex_net/spec"
+    )
     monkeypatch.setenv(checks.RECORD_ENV, str(reference))
     checks.check_classifier(small_cnn(), **spec)
     monkeypatch.setenv(checks.RECORD_ENV, str(student))

@@ -1,4 +1,5 @@
 """course_utils.plots: each helper returns a Figure, draws headless, and refuses bad input clearly."""
+
 import io
 
 import numpy as np
@@ -95,8 +96,11 @@ def test_per_class_accuracy_is_the_diagonal_over_the_row_sums():
 
 
 def test_per_class_plot_draws_one_bar_per_class_and_model_with_percent_labels():
-    fig = plots.plot_per_class_accuracy({"baseline": ([0, 1, 1], [0, 0, 1]), "improved": ([0, 1, 1], [0, 1, 1])},
-                                        class_names=["a", "b"], title="per class")
+    fig = plots.plot_per_class_accuracy(
+        {"baseline": ([0, 1, 1], [0, 0, 1]), "improved": ([0, 1, 1], [0, 1, 1])},
+        class_names=["a", "b"],
+        title="per class",
+    )
     ax = fig.axes[0]
     assert len(ax.patches) == 4
     assert sorted(t.get_text() for t in ax.texts) == ["100%", "100%", "100%", "50%"]
@@ -239,7 +243,10 @@ def test_autograd_graph_has_one_accumulator_per_leaf_even_when_it_is_used_twice(
     leaves = {d["label"]: n for n, d in graph.nodes(data=True) if d["kind"] == "leaf"}
     assert sorted(leaves) == ["u ()", "v ()"]
     u_accumulator = next(iter(graph.predecessors(leaves["u ()"])))
-    assert sorted(graph.nodes[p]["label"] for p in graph.predecessors(u_accumulator)) == ["MulBackward0", "PowBackward0"]
+    assert sorted(graph.nodes[p]["label"] for p in graph.predecessors(u_accumulator)) == [
+        "MulBackward0",
+        "PowBackward0",
+    ]
 
 
 def test_autograd_graph_skips_constants_and_refuses_untracked_tensors():
@@ -282,16 +289,21 @@ def test_network_diagram_refuses_fewer_than_two_layers():
 # ---------------------------------------------------------------- every figure is deterministic
 
 
-@pytest.mark.parametrize("draw", [
-    lambda: plots.plot_broadcast(torch.tensor([[0], [10]]), torch.tensor([1, 2, 3])),
-    lambda: plots.plot_network((4, 3, 1)),
-    lambda: plots.plot_decision_boundary(two_layer_classifier(), torch.arange(40.0).reshape(20, 2) / 10,
-                                         torch.arange(20) % 2, resolution=30),
-    lambda: plots.plot_lr_schedule([0.1, 0.4, 0.2]),
-    lambda: plots.plot_history(History([1.0, 0.5], [0.5, 0.7], [1.1, 0.6], [0.4, 0.6])),
-    lambda: plots.plot_per_class_accuracy({"m": ([0, 1, 2], [0, 1, 1])}, class_names=["a", "b", "c"]),
-    lambda: plots.plot_accuracy_vs_labels([10, 100], {"m": [0.3, 0.6]}),
-], ids=["broadcast", "network", "boundary", "schedule", "history", "per_class", "labels"])
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: plots.plot_broadcast(torch.tensor([[0], [10]]), torch.tensor([1, 2, 3])),
+        lambda: plots.plot_network((4, 3, 1)),
+        lambda: plots.plot_decision_boundary(
+            two_layer_classifier(), torch.arange(40.0).reshape(20, 2) / 10, torch.arange(20) % 2, resolution=30
+        ),
+        lambda: plots.plot_lr_schedule([0.1, 0.4, 0.2]),
+        lambda: plots.plot_history(History([1.0, 0.5], [0.5, 0.7], [1.1, 0.6], [0.4, 0.6])),
+        lambda: plots.plot_per_class_accuracy({"m": ([0, 1, 2], [0, 1, 1])}, class_names=["a", "b", "c"]),
+        lambda: plots.plot_accuracy_vs_labels([10, 100], {"m": [0.3, 0.6]}),
+    ],
+    ids=["broadcast", "network", "boundary", "schedule", "history", "per_class", "labels"],
+)
 def test_the_same_input_draws_the_same_picture(draw):
     assert png_bytes(draw()) == png_bytes(draw())
 
@@ -302,4 +314,158 @@ def test_the_autograd_figure_is_the_same_for_the_same_computation():
         f = u * v + u**2
         return plots.plot_autograd_graph(f, {"u": u, "v": v, "f": f})
 
+    assert png_bytes(draw()) == png_bytes(draw())
+
+
+# ---------------------------------------------------------------- memory layout (lesson 01)
+
+
+def test_storage_offsets_follow_the_strides():
+    t = torch.arange(12).view(3, 4)
+    assert plots.storage_offsets(t).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert plots.storage_offsets(t.T).tolist() == [[0, 4, 8], [1, 5, 9], [2, 6, 10], [3, 7, 11]]
+    assert plots.storage_offsets(t[1:, ::2]).tolist() == [[4, 6], [8, 10]]  # a slice starts further in
+    for index, offset in np.ndenumerate(plots.storage_offsets(t.T)):
+        assert t.T[index].item() == t.flatten()[offset].item()  # arange: the value is its storage position
+
+
+def reading_steps(ax, n_storage):
+    """The red step numbers above the storage cells of the last tensor drawn, as {storage position: step}."""
+    circled = [t for t in ax.texts if t.get_bbox_patch() is not None]
+    last = circled[-n_storage:]
+    xs = sorted(t.get_position()[0] for t in last)
+    return {xs.index(t.get_position()[0]): int(t.get_text()) for t in last}
+
+
+def test_memory_layout_numbers_the_storage_in_reading_order():
+    t = torch.arange(6).view(2, 3)
+    contiguous = plots.plot_memory_layout({"t": t}).axes[0]
+    assert reading_steps(contiguous, 6) == {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6}
+    transposed = plots.plot_memory_layout({"t.T": t.T}).axes[0]
+    assert reading_steps(transposed, 6) == {0: 1, 1: 3, 2: 5, 3: 2, 4: 4, 5: 6}  # read 0, 3, 1, 4, 2, 5
+    texts = [x.get_text() for x in transposed.texts]
+    assert "t.T: shape (3, 2), strides (1, 3), contiguous False" in texts
+    assert sorted(x for x in texts if x.startswith("@")) == [f"@{k}" for k in range(6)]
+
+
+def test_memory_layout_draws_one_row_per_tensor_and_one_arrow_per_step():
+    t = torch.arange(6).view(2, 3)
+    ax = plots.plot_memory_layout({"t": t, "t.T": t.T}).axes[0]
+    arrows = [p for p in ax.patches if type(p).__name__ == "FancyArrowPatch"]
+    assert len(arrows) == 2 * 5
+    assert sum(1 for x in ax.texts if x.get_text().startswith(("t:", "t.T:"))) == 2
+
+
+def test_memory_layout_refuses_what_it_cannot_draw():
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        plots.plot_memory_layout({"cube": torch.zeros(2, 2, 2)})
+    with pytest.raises(ValueError, match="at least one"):
+        plots.plot_memory_layout({})
+
+
+# ---------------------------------------------------------------- optimizer paths (lesson 04)
+
+
+def bowl(w, b):
+    return (w - 1) ** 2 + 10 * b**2
+
+
+def test_optimizer_paths_draws_every_path_over_the_contours():
+    sgd = torch.tensor([[0.0, 1.0], [0.4, 0.3], [0.8, 0.05]])
+    adam = torch.tensor([[0.0, 1.0], [0.1, 0.9]])
+    ax = plots.plot_optimizer_paths(bowl, {"SGD": sgd, "Adam": adam}, (-1, 2), (-1, 1.5), minimum=(1, 0)).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert lines["SGD"].get_xydata().tolist() == sgd.tolist()
+    assert lines["Adam"].get_xydata().tolist() == adam.tolist()
+    assert lines["start"].get_xydata().tolist() == [[0.0, 1.0]] and lines["minimum"].get_xydata().tolist() == [
+        [1.0, 0.0]
+    ]
+    assert ax.collections, "the contour lines"
+    assert (ax.get_xlim(), ax.get_ylim()) == ((-1.0, 2.0), (-1.0, 1.5))
+
+
+def test_optimizer_paths_contours_are_the_loss_on_the_grid():
+    ax = plots.plot_optimizer_paths(bowl, {"p": torch.zeros(2, 2)}, (-1, 2), (-1, 1.5), resolution=30).axes[0]
+    levels = ax.collections[0].levels
+    assert levels.min() > 0 and levels.max() == pytest.approx(bowl(torch.tensor(-1.0), torch.tensor(1.5)).item())
+
+
+def test_optimizer_paths_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"\[steps \+ 1, 2\]"):
+        plots.plot_optimizer_paths(bowl, {"p": torch.zeros(3)}, (-1, 1), (-1, 1))
+    with pytest.raises(ValueError, match="one loss per grid point"):
+        plots.plot_optimizer_paths(lambda w, b: w.sum(), {"p": torch.zeros(2, 2)}, (-1, 1), (-1, 1))
+    with pytest.raises(ValueError, match="at least one"):
+        plots.plot_optimizer_paths(bowl, {}, (-1, 1), (-1, 1))
+
+
+# ---------------------------------------------------------------- a kernel sliding (lesson 08)
+
+
+def test_convolution_steps_write_the_sums_conv2d_computes():
+    image = torch.arange(25.0).reshape(5, 5)
+    kernel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+    expected = torch.nn.functional.conv2d(image[None, None], kernel[None, None])[0, 0]
+    positions = [(0, 0), (1, 2), (2, 1)]
+    fig = plots.plot_convolution_steps(image, kernel, positions)
+    assert len(fig.axes) == 3
+    for ax, (i, j) in zip(fig.axes, positions):
+        assert ax.get_title().startswith(f"window at ({i}, {j}): ")
+        assert float(ax.get_title().rsplit("= ", 1)[1]) == expected[i, j].item()
+        outlines = [p for p in ax.patches if not p.get_fill()]
+        assert [(p.get_xy(), p.get_width(), p.get_height()) for p in outlines][0] == ((j, i), 3, 3)  # the window
+
+
+def test_convolution_steps_fill_the_output_up_to_the_current_position():
+    image, kernel = torch.arange(16.0).reshape(4, 4), torch.ones(2, 2)
+    fig = plots.plot_convolution_steps(image, kernel, [(0, 0), (1, 1)])
+    output_values = {str(int(v)) for v in torch.nn.functional.conv2d(image[None, None], kernel[None, None]).flatten()}
+    shown = [sum(1 for t in ax.texts if t.get_text() in output_values and t.get_position()[0] > 7) for ax in fig.axes]
+    assert shown == [1, 5]  # (0, 0) first; (1, 1) is the fifth of the 3 x 3 outputs in reading order
+
+
+def test_convolution_steps_refuse_positions_outside_the_output():
+    with pytest.raises(ValueError, match="outside"):
+        plots.plot_convolution_steps(torch.zeros(4, 4), torch.ones(3, 3), [(2, 0)])
+    with pytest.raises(ValueError, match="does not fit"):
+        plots.plot_convolution_steps(torch.zeros(2, 2), torch.ones(3, 3), [(0, 0)])
+
+
+# ---------------------------------------------------------------- all-reduce (lesson 09)
+
+
+def test_all_reduce_shows_each_rank_its_own_gradient_then_the_mean():
+    g0, g1 = torch.tensor([1.0, 2.0, -0.5]), torch.tensor([3.0, 0.0, 0.25])
+    ax = plots.plot_all_reduce([g0, g1]).axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert "rank 0" in texts and "rank 1" in texts
+    numbers = [t for t in ax.texts if t.get_text().lstrip("-").replace(".", "").isdigit()]
+    right = sorted(
+        (t for t in numbers if t.get_position()[0] > 5), key=lambda t: (t.get_position()[1], t.get_position()[0])
+    )
+    assert [t.get_text() for t in right] == ["2", "1", "-0.125"] * 2  # both ranks hold the mean
+    left = sorted(
+        (t for t in numbers if t.get_position()[0] < 3), key=lambda t: (t.get_position()[1], t.get_position()[0])
+    )
+    assert [t.get_text() for t in left] == ["1", "2", "-0.5", "3", "0", "0.25"]
+
+
+def test_all_reduce_needs_two_ranks_of_equal_size():
+    with pytest.raises(ValueError, match="at least two"):
+        plots.plot_all_reduce([torch.ones(3)])
+    with pytest.raises(ValueError, match="same size"):
+        plots.plot_all_reduce([torch.ones(3), torch.ones(2)])
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: plots.plot_memory_layout({"t": torch.arange(6).view(2, 3).T}),
+        lambda: plots.plot_optimizer_paths(bowl, {"p": torch.tensor([[0.0, 1.0], [0.5, 0.5]])}, (-1, 2), (-1, 1.5)),
+        lambda: plots.plot_convolution_steps(torch.arange(9.0).reshape(3, 3), torch.ones(2, 2), [(0, 0), (1, 1)]),
+        lambda: plots.plot_all_reduce([torch.tensor([1.0, 2.0]), torch.tensor([3.0, 0.0])]),
+    ],
+    ids=["memory", "paths", "convolution", "all_reduce"],
+)
+def test_the_new_diagrams_draw_the_same_picture_for_the_same_input(draw):
     assert png_bytes(draw()) == png_bytes(draw())

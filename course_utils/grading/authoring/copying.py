@@ -17,6 +17,7 @@ value (what it returns or assigns) is an expression of the corpus. Trivial state
 x``, ``super().__init__()``) are not counted. A task whose every statement is found is **passable by
 copying**; ``copied_share`` weights each task's points by the share of its statements found.
 """
+
 from __future__ import annotations
 
 import ast
@@ -80,8 +81,19 @@ def _trivial(node) -> bool:
 def leaf_statements(tree: ast.AST) -> list:
     """What a solution consists of: its simple (not compound) statements at any depth, and the conditions
     and iterables of its compound ones (``if``, ``while``, ``for``), minus trivial ones."""
-    compound = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.AsyncFor, ast.While, ast.If,
-                ast.With, ast.AsyncWith, ast.Try, ast.Match)
+    compound = (
+        ast.FunctionDef,
+        ast.AsyncFunctionDef,
+        ast.ClassDef,
+        ast.For,
+        ast.AsyncFor,
+        ast.While,
+        ast.If,
+        ast.With,
+        ast.AsyncWith,
+        ast.Try,
+        ast.Match,
+    )
     units = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.If, ast.While)):
@@ -98,7 +110,9 @@ def _value(node):
     if isinstance(node, ast.expr):
         return node
     value = getattr(node, "value", None)
-    if isinstance(node, (ast.Return, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)) and isinstance(value, ast.expr):
+    if isinstance(node, (ast.Return, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)) and isinstance(
+        value, ast.expr
+    ):
         if not isinstance(value, (ast.Name, ast.Constant, ast.Attribute)):
             return value
     return None
@@ -107,11 +121,12 @@ def _value(node):
 @dataclass
 class Corpus:
     """Normalised statements and expressions of some code (lessons, a prompt)."""
+
     statements: set
     expressions: set
 
     @classmethod
-    def of(cls, sources) -> "Corpus":
+    def of(cls, sources) -> Corpus:
         statements, expressions = set(), set()
         for source in sources:
             try:
@@ -131,7 +146,7 @@ class Corpus:
                         pass
         return cls(statements, expressions)
 
-    def __or__(self, other: "Corpus") -> "Corpus":
+    def __or__(self, other: Corpus) -> Corpus:
         return Corpus(self.statements | other.statements, self.expressions | other.expressions)
 
     def contains(self, node) -> bool:
@@ -143,8 +158,12 @@ class Corpus:
 
 def lesson_corpus(lessons_dir: Path) -> Corpus:
     """Every code cell of every lesson notebook (``[0-9]*.ipynb``) in ``lessons_dir``."""
-    sources = [cell.source for path in sorted(Path(lessons_dir).glob("[0-9]*.ipynb"))
-               for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+    sources = [
+        cell.source
+        for path in sorted(Path(lessons_dir).glob("[0-9]*.ipynb"))
+        for cell in nbformat.read(path, as_version=4).cells
+        if cell.cell_type == "code"
+    ]
     return Corpus.of(sources)
 
 
@@ -173,6 +192,7 @@ def solution_code(answer_source: str) -> str:
 @dataclass
 class TaskCopy:
     """How much of one task's solution appears in the lessons or its prompt."""
+
     assignment: str
     task: str
     points: float
@@ -213,12 +233,15 @@ def task_copies(notebook, assignment: str, lessons: Corpus) -> list[TaskCopy]:
 def copy_report(course, lessons_dir: Path | None = None) -> list[TaskCopy]:
     """:func:`task_copies` over every notebook of every assignment of ``course``."""
     lessons = lesson_corpus(lessons_dir or course.root / "notebooks")
-    return [t for a in course.assignments() for nb in course.notebooks(a)
-            for t in task_copies(course.source_notebook(a, nb), a, lessons)]
+    return [
+        t
+        for a in course.assignments()
+        for nb in course.notebooks(a)
+        for t in task_copies(course.source_notebook(a, nb), a, lessons)
+    ]
 
 
 def copied_share(report: list[TaskCopy]) -> tuple[float, float]:
     """(share of all points passable by copying, share of all points weighted by the statements found)."""
     total = sum(t.points for t in report) or 1.0
-    return (sum(t.points for t in report if t.passable) / total,
-            sum(t.points * t.share for t in report) / total)
+    return (sum(t.points for t in report if t.passable) / total, sum(t.points * t.share for t in report) / total)

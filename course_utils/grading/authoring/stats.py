@@ -13,6 +13,7 @@ With ``grade=True`` the solution and the untouched release of every exercise are
 of a throw-away copy of the course and graded by the course's own pipeline (sandboxed where bubblewrap
 works), so the table also shows what each earns and how long each notebook took to run.
 """
+
 from __future__ import annotations
 
 import re
@@ -52,9 +53,15 @@ def copyable_points(course: Course, assignments: list[str]) -> dict[str, float]:
     from course_utils.grading.authoring.copying import lesson_corpus, task_copies
 
     lessons = lesson_corpus(course.root / "notebooks")
-    return {a: sum(t.points for nb in course.notebooks(a)
-                   for t in task_copies(course.source_notebook(a, nb), a, lessons) if t.passable)
-            for a in assignments}
+    return {
+        a: sum(
+            t.points
+            for nb in course.notebooks(a)
+            for t in task_copies(course.source_notebook(a, nb), a, lessons)
+            if t.passable
+        )
+        for a in assignments
+    }
 
 
 def grading_figures(course: Course, assignments: list[str]) -> dict[str, dict]:
@@ -80,8 +87,9 @@ def grading_figures(course: Course, assignments: list[str]) -> dict[str, dict]:
         for assignment in assignments:
             for notebook in copy.notebooks(assignment):
                 source = nbformat.read(copy.source_notebook(assignment, notebook), as_version=4)
-                released = nbformat.read(copy.root / copy.coursedir.release_directory / assignment
-                                         / f"{notebook}.ipynb", as_version=4)
+                released = nbformat.read(
+                    copy.root / copy.coursedir.release_directory / assignment / f"{notebook}.ipynb", as_version=4
+                )
                 for student, nb in (("solved", solved(released, source)), ("untouched", released)):
                     folder = copy.submitted_dir / student / assignment
                     folder.mkdir(parents=True, exist_ok=True)
@@ -94,7 +102,8 @@ def grading_figures(course: Course, assignments: list[str]) -> dict[str, dict]:
                 "sandboxed": sandboxed,
                 "solution_seconds": sum(nb["seconds"] for nb in solution["notebooks"].values()),
                 "solution_score": "{:g}/{:g}".format(*result_totals(solution)),
-                "release_score": "{:g}/{:g}".format(*result_totals(release_run))}
+                "release_score": "{:g}/{:g}".format(*result_totals(release_run)),
+            }
     return figures
 
 
@@ -105,23 +114,45 @@ def stats(course: Course, assignments: list[str] | None = None, grade: bool = Tr
     for assignment, points in copyable_points(course, assignments).items():
         counts[assignment]["copyable"] = points
     graded = grading_figures(course, assignments) if grade else {}
-    header = ["exercise", "tasks", "points", "visible checks", "hidden records", "constraint checks",
-              "points passable by copying"]
+    header = [
+        "exercise",
+        "tasks",
+        "points",
+        "visible checks",
+        "hidden records",
+        "constraint checks",
+        "points passable by copying",
+    ]
     if graded:
         header += ["grading time of the solution (s)", "solution scores", "untouched release scores"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for assignment in assignments:
         c = counts[assignment]
-        row = [assignment, c["tasks"], f"{c['points']:g}", c["visible"], c["hidden"], c["constraints"],
-               f"{c['copyable']:g}"]
+        row = [
+            assignment,
+            c["tasks"],
+            f"{c['points']:g}",
+            c["visible"],
+            c["hidden"],
+            c["constraints"],
+            f"{c['copyable']:g}",
+        ]
         if graded:
             g = graded[assignment]
             row += [f"{g['solution_seconds']:.1f}", g["solution_score"], g["release_score"]]
         lines.append("| " + " | ".join(str(x) for x in row) + " |")
-    total = [sum(c[k] for c in counts.values()) for k in ("tasks", "points", "visible", "hidden", "constraints",
-                                                          "copyable")]
-    row = ["**total**", total[0], f"{total[1]:g}", total[2], total[3], total[4],
-           f"{total[5]:g} ({total[5] / (total[1] or 1):.0%})"]
+    total = [
+        sum(c[k] for c in counts.values()) for k in ("tasks", "points", "visible", "hidden", "constraints", "copyable")
+    ]
+    row = [
+        "**total**",
+        total[0],
+        f"{total[1]:g}",
+        total[2],
+        total[3],
+        total[4],
+        f"{total[5]:g} ({total[5] / (total[1] or 1):.0%})",
+    ]
     if graded:
         row += [f"{sum(g['solution_seconds'] for g in graded.values()):.1f}", "", ""]
     lines.append("| " + " | ".join(str(x) for x in row) + " |")

@@ -13,6 +13,7 @@
   JupyterHub checks them with PAM, the system's own login; ``classroom.py`` says how to plug in the
   institution's authenticator instead.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,12 +41,14 @@ class RosterError(ValueError):
 def check_user_name(name: str, what: str = "name") -> str:
     """``name`` when it is a usable local user name, else a RosterError saying what is allowed.
 
-        >>> check_user_name("alice")
-        'alice'
+    >>> check_user_name("alice")
+    'alice'
     """
     if not USER_NAME.match(name):
-        raise RosterError(f"{what} {name!r} is not a usable account name: use lower-case letters, digits, "
-                          "_ and - (starting with a letter or _), at most 32 characters.")
+        raise RosterError(
+            f"{what} {name!r} is not a usable account name: use lower-case letters, digits, "
+            "_ and - (starting with a letter or _), at most 32 characters."
+        )
     return name
 
 
@@ -80,9 +83,10 @@ def read_roster(path: Path) -> list[str]:
 @dataclass(frozen=True)
 class Accounts:
     """The accounts of one classroom: its group, where new homes go, and the ledger of those it created."""
+
     group: str
     homes: Path
-    ledger: Path        # accounts.json: the names this classroom created (and may remove)
+    ledger: Path  # accounts.json: the names this classroom created (and may remove)
 
     def created(self) -> list[str]:
         return json.loads(self.ledger.read_text()) if self.ledger.is_file() else []
@@ -115,10 +119,25 @@ def ensure_account(accounts: Accounts, name: str) -> bool:
         created = False
     else:
         accounts.homes.mkdir(parents=True, exist_ok=True)
-        accounts._record(accounts.created() + [name])   # recorded first: a crash still lets remove() find it
-        subprocess.run(["useradd", "--create-home", "--home-dir", str(accounts.homes / name), "--shell", "/bin/bash",
-                        "--gid", accounts.group, "--comment", f"{accounts.group} classroom", "-K", "HOME_MODE=0700",
-                        name], check=True)
+        accounts._record(accounts.created() + [name])  # recorded first: a crash still lets remove() find it
+        subprocess.run(
+            [
+                "useradd",
+                "--create-home",
+                "--home-dir",
+                str(accounts.homes / name),
+                "--shell",
+                "/bin/bash",
+                "--gid",
+                accounts.group,
+                "--comment",
+                f"{accounts.group} classroom",
+                "-K",
+                "HOME_MODE=0700",
+                name,
+            ],
+            check=True,
+        )
         created = True
     home = Path(pwd.getpwnam(name).pw_dir)
     if home.is_dir() and not home.is_symlink():

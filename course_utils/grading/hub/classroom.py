@@ -9,11 +9,11 @@ this module reads ``classroom.json``) on 127.0.0.1:
 | --- | --- | --- |
 | ``classroom.json`` | the settings below (students, instructor, ports, rate limit) | root |
 | ``venv/`` | the class's Python (the system's ``python3``: readable by every account), pinned packages | all |
-| ``package/`` | the course's package (``course_utils``, the data), installed in the venv: kernels, Validate and the grader import it | all |
-| ``lessons/`` | the student edition (a git repo: lessons, exercises and the learner's helpers only), pulled into each home by nbgitpuller | all |
+| ``package/`` | the course's package (``course_utils``, the data), installed in the venv | all |
+| ``lessons/`` | the student edition (a git repo), pulled into each home by nbgitpuller | all |
 | ``course/`` | the instructor's course root (with solutions/ and the grading workspace) | the instructor |
 | ``exchange/`` | nbgrader's exchange (``ugo+rwx``, nbgrader's own ``inbound``/``outbound``/``feedback`` modes) | all |
-| ``etc/student``, ``etc/instructor`` | Jupyter config per role (``JUPYTER_CONFIG_PATH``): extensions, nbgrader settings | all |
+| ``etc/student``, ``etc/instructor`` | Jupyter config per role (``JUPYTER_CONFIG_PATH``): extensions, nbgrader | all |
 | ``passwords.csv`` | each created account's random password (``0600``) | the instructor |
 | ``hub/`` | JupyterHub's database, cookie secret and logs | root |
 
@@ -21,6 +21,7 @@ Run it again after a course update: the lessons repo gets a new commit (students
 with nbgitpuller, keeping their edits), the instructor's copy and the exchange's assignments are updated.
 ``down`` removes the accounts this classroom created, their homes, and (``--purge``) the prefix.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,35 +42,48 @@ from course_utils.grading.hub.accounts import Accounts, ensure_account, remove_a
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 #: what the student edition leaves out (instructor-only or development-only)
-NOT_FOR_STUDENTS = ("solutions/", "tests/", ".ci/", "bench/", "scripts/", "docs/", "nbgrader_config.py", "Makefile",
-                    "course_utils/grading/")
+NOT_FOR_STUDENTS = (
+    "solutions/",
+    "tests/",
+    ".ci/",
+    "bench/",
+    "scripts/",
+    "docs/",
+    "nbgrader_config.py",
+    "Makefile",
+    "course_utils/grading/",
+)
 #: ... except the part of the grading package a learner's JupyterLab runs (Validate)
-LEARNER_GRADING = ("course_utils/grading/__init__.py", "course_utils/grading/lab/")
+LEARNER_GRADING = ("course_utils/grading/__init__.py", "course_utils/grading/git.py", "course_utils/grading/lab/")
 #: what the class venv installs (the whole package, the grader's side too) and the kernels read
 PACKAGE_FILES = ("course_utils/", "data/", "pyproject.toml", "requirements.txt", "README.md")
-LESSONS_DIR_NAME = "pytorch-foundations"       # the folder the lessons get in each student's home
+LESSONS_DIR_NAME = "pytorch-foundations"  # the folder the lessons get in each student's home
 #: nbgrader's collect for the class: only folders that belong to the student they name, copied without links
 COLLECT = 'c.ExchangeFactory.collect = "course_utils.grading.hub.exchange.OwnerCheckedCollect"\n'
 INSTRUCTOR_CSP = "frame-ancestors 'self'; img-src 'self' data: blob:"
-EXTENSIONS_OFF_FOR_STUDENTS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
-                               "@jupyter/nbgrader:course-list")
+EXTENSIONS_OFF_FOR_STUDENTS = (
+    "@jupyter/nbgrader:formgrader",
+    "@jupyter/nbgrader:create-assignment",
+    "@jupyter/nbgrader:course-list",
+)
 
 
 @dataclass
 class Classroom:
     """Everything ``hub/jupyterhub_config.py`` needs, saved as ``<prefix>/classroom.json``."""
+
     prefix: Path
     students: list[str]
     instructor: str
     course_id: str = "pytorch-foundations"
     ip: str = "127.0.0.1"
-    port: int = 8000                 # the hub's public port; port+1 hub API, +2 progress page, +3 proxy API
-    min_interval: float = 60.0       # seconds between gradings of one student's assignment
+    port: int = 8000  # the hub's public port; port+1 hub API, +2 progress page, +3 proxy API
+    min_interval: float = 60.0  # seconds between gradings of one student's assignment
     homes: Path = Path("/home")
-    proxy: str = ""                  # configurable-http-proxy executable
-    omp_threads: int = 0             # OMP_NUM_THREADS of every kernel (0: leave it to torch)
-    python: str = ""                 # the Python every account can run (default: the system's python3)
-    student_memory_mb: int = 4096    # memory of each student's server and kernels together
+    proxy: str = ""  # configurable-http-proxy executable
+    omp_threads: int = 0  # OMP_NUM_THREADS of every kernel (0: leave it to torch)
+    python: str = ""  # the Python every account can run (default: the system's python3)
+    student_memory_mb: int = 4096  # memory of each student's server and kernels together
     extra: dict = field(default_factory=dict)
 
     @property
@@ -108,7 +122,7 @@ class Classroom:
         return write_atomically(self.prefix / "classroom.json", json.dumps(data, indent=1))
 
     @classmethod
-    def load(cls, prefix: Path) -> "Classroom":
+    def load(cls, prefix: Path) -> Classroom:
         path = Path(prefix) / "classroom.json"
         if not path.is_file():
             raise FileNotFoundError(f"No classroom in {prefix} (no classroom.json): run make hub first.")
@@ -122,10 +136,10 @@ class Classroom:
 def for_students(name: str) -> bool:
     """True for a course file the student edition carries: the lessons, exercises, data and learner's helpers.
 
-        >>> for_students("notebooks/01_tensors_vs_numpy.ipynb"), for_students("solutions/x.ipynb")
-        (True, False)
-        >>> for_students("course_utils/grading/lab/validate.py"), for_students("course_utils/grading/cli.py")
-        (True, False)
+    >>> for_students("notebooks/01_tensors_vs_numpy.ipynb"), for_students("solutions/x.ipynb")
+    (True, False)
+    >>> for_students("course_utils/grading/lab/validate.py"), for_students("course_utils/grading/cli.py")
+    (True, False)
     """
     return name.startswith(LEARNER_GRADING) or not name.startswith(NOT_FOR_STUDENTS)
 
@@ -176,10 +190,14 @@ def copy_course(room: Classroom, repo: Path = REPO) -> None:
     submissions) and its ``classroom.mk`` points ``make`` at the class's Python (no second venv)."""
     room.course.mkdir(parents=True, exist_ok=True)
     sync_files(repo, tracked_files(repo), room.course)
-    write_atomically(room.course / "nbgrader_config.local.py", "# written by make hub: the class's exchange\n"
-                     f"c.Exchange.root = {str(room.exchange)!r}\n{COLLECT}")
-    write_atomically(room.course / "classroom.mk", "# written by make hub: make uses the class's Python\n"
-                     f"VENV := {room.venv}\nSETUP_DONE := 1\n")
+    write_atomically(
+        room.course / "nbgrader_config.local.py",
+        f"# written by make hub: the class's exchange\nc.Exchange.root = {str(room.exchange)!r}\n{COLLECT}",
+    )
+    write_atomically(
+        room.course / "classroom.mk",
+        f"# written by make hub: make uses the class's Python\nVENV := {room.venv}\nSETUP_DONE := 1\n",
+    )
     account = pwd.getpwnam(room.instructor)
     for root, dirs, files in os.walk(room.course):
         for name in [".", *dirs, *files]:
@@ -196,8 +214,10 @@ def system_python(wanted: str = "") -> str:
     for candidate in (wanted, "/usr/bin/python3", "/usr/local/bin/python3"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    raise RuntimeError("The hub needs a Python outside root's home for the students' servers: "
-                       "apt-get install python3 python3-venv (or pass --python PATH).")
+    raise RuntimeError(
+        "The hub needs a Python outside root's home for the students' servers: "
+        "apt-get install python3 python3-venv (or pass --python PATH)."
+    )
 
 
 def same_version(python: str) -> bool:
@@ -212,6 +232,7 @@ def pins_installed(requirements: Path, prefix: Path | None = None) -> list[str]:
     from importlib import metadata
 
     from packaging.requirements import Requirement
+
     site = [str(p) for p in (Path(prefix).glob("lib/python3*/site-packages") if prefix else [])] or None
     missing = []
     for line in requirements.read_text().splitlines():
@@ -219,8 +240,10 @@ def pins_installed(requirements: Path, prefix: Path | None = None) -> list[str]:
         if not line:
             continue
         req = Requirement(line)
-        found = next(iter(metadata.distributions(name=req.name, path=site) if site else
-                          metadata.distributions(name=req.name)), None)
+        found = next(
+            iter(metadata.distributions(name=req.name, path=site) if site else metadata.distributions(name=req.name)),
+            None,
+        )
         if found is None or not req.specifier.contains(found.version, prereleases=True):
             missing.append(f"{line} (found {found.version if found else 'nothing'})")
     return missing
@@ -229,7 +252,10 @@ def pins_installed(requirements: Path, prefix: Path | None = None) -> list[str]:
 def _link_or_copy(source: Path, dest: Path, link: bool) -> None:
     """``cp --archive`` of ``source`` into ``dest``, as hard links when ``link`` and the filesystem allows."""
     dest.mkdir(parents=True, exist_ok=True)
-    if link and subprocess.run(["cp", "--archive", "--link", f"{source}/.", str(dest)], capture_output=True).returncode == 0:
+    if (
+        link
+        and subprocess.run(["cp", "--archive", "--link", f"{source}/.", str(dest)], capture_output=True).returncode == 0
+    ):
         return
     subprocess.run(["cp", "--archive", f"{source}/.", str(dest)], check=True)
 
@@ -251,7 +277,7 @@ def clone_environment(source: Path, dest: Path, python: str) -> None:
     for script in (source / "bin").iterdir():
         target = dest / "bin" / script.name
         if target.exists() or target.is_symlink() or script.is_symlink() or not script.is_file():
-            continue   # python*, activate*: the new venv's own
+            continue  # python*, activate*: the new venv's own
         data = script.read_bytes()
         first, _, rest = data.partition(b"\n")
         if first.startswith(b"#!") and Path(first[2:].decode(errors="replace").strip()).parent == source / "bin":
@@ -261,7 +287,8 @@ def clone_environment(source: Path, dest: Path, python: str) -> None:
 
 
 def build_environment(room: Classroom, repo: Path = REPO, source: Path | None = None) -> Path:
-    """``<prefix>/venv``: the pinned requirements and the course's package (``<prefix>/package``), rebuilt when they change.
+    """``<prefix>/venv``: the pinned requirements and the course's package (``<prefix>/package``), rebuilt when they
+    change.
 
     When ``source`` (default: the running venv, i.e. the project's ``.venv``) already has every pin, the
     class venv is a clone of it (``clone_environment``: seconds, next to no disk with hard links); otherwise
@@ -274,17 +301,21 @@ def build_environment(room: Classroom, repo: Path = REPO, source: Path | None = 
         source = Path(source or sys.prefix)
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         python_for_all = system_python(room.python)
-        if (source != Path(sys.base_prefix) and not pins_installed(repo / "requirements.txt", source)
-                and same_version(python_for_all)):
+        if (
+            source != Path(sys.base_prefix)
+            and not pins_installed(repo / "requirements.txt", source)
+            and same_version(python_for_all)
+        ):
             clone_environment(source, room.venv, python_for_all)
-            subprocess.run([*pip, "--no-deps", "--no-build-isolation", "--no-index", "-e", str(room.package)],
-                           check=True)
+            subprocess.run(
+                [*pip, "--no-deps", "--no-build-isolation", "--no-index", "-e", str(room.package)], check=True
+            )
         else:
             subprocess.run([python_for_all, "-m", "venv", str(room.venv)], check=True)
             subprocess.run([*pip, "-r", str(repo / "requirements.txt"), "-e", str(room.package)], check=True)
         write_atomically(stamp, key)
     subprocess.run([str(python), "-m", "course_utils.grading", "lab", "enable"], check=True, capture_output=True)
-    for path in [room.venv, *room.venv.rglob("*")]:   # made by root with its umask: open it to every account
+    for path in [room.venv, *room.venv.rglob("*")]:  # made by root with its umask: open it to every account
         if not path.is_symlink():
             mode = path.stat().st_mode
             wanted = mode | 0o444 | (0o111 if path.is_dir() or mode & 0o100 else 0)
@@ -300,24 +331,54 @@ def write_role_configs(room: Classroom) -> None:
     """``etc/student`` and ``etc/instructor``: which nbgrader parts each role sees, and its nbgrader settings."""
     exchange = f"c.Exchange.root = {str(room.exchange)!r}\n"
     student = room.config_dir("student")
-    _write(student / "nbgrader_config.py", "c = get_config()  # noqa: F821\n"
-           f"c.CourseDirectory.course_id = {room.course_id!r}\n{exchange}c.Execute.timeout = 300\n")
-    _write(student / "labconfig" / "page_config.json",
-           json.dumps({"disabledExtensions": {name: True for name in EXTENSIONS_OFF_FOR_STUDENTS}}, indent=1))
-    _write(student / "jupyter_server_config.json", json.dumps({"ServerApp": {"jpserver_extensions": {
-        "nbgrader.server_extensions.formgrader": False, "nbgrader.server_extensions.course_list": False}}}, indent=1))
-    _write(room.prefix / "etc" / "gitconfig", "# git's global config for the class (GIT_CONFIG_GLOBAL): the lessons "
-           f"repo belongs to root, so name it safe\n[safe]\n\tdirectory = {room.lessons}\n\tdirectory = {room.lessons}/.git\n"
-           "[include]\n\tpath = ~/.gitconfig\n")
+    _write(
+        student / "nbgrader_config.py",
+        "c = get_config()  # noqa: F821\n"
+        f"c.CourseDirectory.course_id = {room.course_id!r}\n{exchange}c.Execute.timeout = 300\n",
+    )
+    _write(
+        student / "labconfig" / "page_config.json",
+        json.dumps({"disabledExtensions": {name: True for name in EXTENSIONS_OFF_FOR_STUDENTS}}, indent=1),
+    )
+    _write(
+        student / "jupyter_server_config.json",
+        json.dumps(
+            {
+                "ServerApp": {
+                    "jpserver_extensions": {
+                        "nbgrader.server_extensions.formgrader": False,
+                        "nbgrader.server_extensions.course_list": False,
+                    }
+                }
+            },
+            indent=1,
+        ),
+    )
+    _write(
+        room.prefix / "etc" / "gitconfig",
+        "# git's global config for the class (GIT_CONFIG_GLOBAL): the lessons "
+        f"repo belongs to root, so name it safe\n[safe]\n"
+        f"\tdirectory = {room.lessons}\n\tdirectory = {room.lessons}/.git\n"
+        "[include]\n\tpath = ~/.gitconfig\n",
+    )
     instructor = room.config_dir("instructor")
-    _write(instructor / "nbgrader_config.py", "c = get_config()  # noqa: F821\n"
-           f"load_subconfig({str(room.course / 'nbgrader_config.py')!r})  # noqa: F821\n{exchange}{COLLECT}")
-    _write(instructor / "labconfig" / "page_config.json",
-           json.dumps({"disabledExtensions": {"@jupyter/nbgrader:create-assignment": False}}, indent=1))
+    _write(
+        instructor / "nbgrader_config.py",
+        "c = get_config()  # noqa: F821\n"
+        f"load_subconfig({str(room.course / 'nbgrader_config.py')!r})  # noqa: F821\n{exchange}{COLLECT}",
+    )
+    _write(
+        instructor / "labconfig" / "page_config.json",
+        json.dumps({"disabledExtensions": {"@jupyter/nbgrader:create-assignment": False}}, indent=1),
+    )
     # JupyterHub's servers refuse to be framed ('none'): the formgrader opens inside the instructor's JupyterLab,
     # from the same server; nothing the instructor opens may load from elsewhere (a tracking pixel in a submission)
-    _write(instructor / "jupyter_server_config.json", json.dumps({"ServerApp": {"tornado_settings": {"headers": {
-        "Content-Security-Policy": INSTRUCTOR_CSP}}}}, indent=1))
+    _write(
+        instructor / "jupyter_server_config.json",
+        json.dumps(
+            {"ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": INSTRUCTOR_CSP}}}}, indent=1
+        ),
+    )
 
 
 def _write(path: Path, text: str) -> None:
@@ -351,18 +412,30 @@ def prepare(room: Classroom, repo: Path = REPO) -> Classroom:
 def _prepare_exchange(room: Classroom) -> None:
     """The exchange and the released assignments, made as the instructor (so the formgrader can change them)."""
     room.exchange.mkdir(exist_ok=True)
-    room.exchange.chmod(0o777)   # nbgrader: the exchange must be writable by all
-    code = ("from pathlib import Path; from course_utils.grading.pipeline.workspace import ensure_workspace; "
-            f"ensure_workspace(Path({str(room.course)!r}), Path({str(room.exchange)!r}))")
+    room.exchange.chmod(0o777)  # nbgrader: the exchange must be writable by all
+    code = (
+        "from pathlib import Path; from course_utils.grading.pipeline.workspace import ensure_workspace; "
+        f"ensure_workspace(Path({str(room.course)!r}), Path({str(room.exchange)!r}))"
+    )
     account = pwd.getpwnam(room.instructor)
-    subprocess.run([str(room.venv / "bin" / "python"), "-c", code], check=True, cwd=room.course,
-                   user=account.pw_uid, group=account.pw_gid, extra_groups=[],
-                   env={"PATH": f"{room.venv / 'bin'}:/usr/bin:/bin", "HOME": account.pw_dir})
+    subprocess.run(
+        [str(room.venv / "bin" / "python"), "-c", code],
+        check=True,
+        cwd=room.course,
+        user=account.pw_uid,
+        group=account.pw_gid,
+        extra_groups=[],
+        env={"PATH": f"{room.venv / 'bin'}:/usr/bin:/bin", "HOME": account.pw_dir},
+    )
 
 
 def hub_command(room: Classroom) -> tuple[list[str], dict]:
     """The command line and environment that run this classroom's JupyterHub."""
-    env = {**os.environ, "CLASSROOM": str(room.prefix / "classroom.json"), "PATH": f"{room.venv / 'bin'}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "CLASSROOM": str(room.prefix / "classroom.json"),
+        "PATH": f"{room.venv / 'bin'}:{os.environ['PATH']}",
+    }
     return [str(room.venv / "bin" / "jupyterhub"), "-f", str(HERE / "jupyterhub_config.py")], env
 
 
@@ -391,6 +464,7 @@ def stop_processes(prefix: Path, grace: float = 10.0) -> list[int]:
     """SIGTERM every process of ``classroom_processes``, SIGKILL what is left after ``grace`` seconds."""
     import signal
     import time
+
     pids = classroom_processes(prefix)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -415,13 +489,17 @@ def down(prefix: Path, remove_accounts: bool = False, purge_homes: bool = False,
         room = None
     if room is not None and (remove_accounts or purge_homes):
         kept = remove_all(room.accounts, keep_homes=not purge_homes)
-        if room.course.exists():   # its owner's account is gone: root's now, still private
+        if room.course.exists():  # its owner's account is gone: root's now, still private
             subprocess.run(["chown", "-R", "--no-dereference", "root:root", str(room.course)], check=False)
-        said.append("removed the accounts it created" + (f"; their homes are kept (root's, private): "
-                                                          f"{', '.join(map(str, kept))}" if kept else " and their homes"))
+        said.append(
+            "removed the accounts it created"
+            + (f"; their homes are kept (root's, private): {', '.join(map(str, kept))}" if kept else " and their homes")
+        )
     elif room is not None:
-        said.append(f"kept the accounts and their homes ({', '.join(room.students)}, {room.instructor}): "
-                    "--remove-accounts removes them, --purge-homes their homes too")
+        said.append(
+            f"kept the accounts and their homes ({', '.join(room.students)}, {room.instructor}): "
+            "--remove-accounts removes them, --purge-homes their homes too"
+        )
     if purge:
         shutil.rmtree(prefix, ignore_errors=True)
         said.append(f"deleted {prefix}, grades included")

@@ -11,6 +11,7 @@ that copy is used afterwards. A folder that names one student but belongs to ano
 the exchange into the grader's quarantine, so that neither the watcher nor the formgrader's *Collect*
 (``OwnerCheckedCollect``, nbgrader's collect with the same checks) imports it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,6 +39,7 @@ class SubmissionRefused(RuntimeError):
 @dataclass(frozen=True)
 class Submission:
     """One folder of the exchange's inbound/."""
+
     student: str
     assignment: str
     timestamp: str
@@ -86,8 +88,13 @@ def inbound_folders(inbound: Path, assignments: set[str]) -> list[Submission]:
     found = []
     for path in sorted(inbound.iterdir()) if inbound.is_dir() else []:
         sub = parse_entry(path)
-        if sub is not None and sub.assignment in assignments and not path.is_symlink() and path.is_dir() \
-                and is_complete(path):
+        if (
+            sub is not None
+            and sub.assignment in assignments
+            and not path.is_symlink()
+            and path.is_dir()
+            and is_complete(path)
+        ):
             found.append(sub)
     return found
 
@@ -98,7 +105,10 @@ def latest_submissions(inbound: Path, assignments: set[str], check_owner: bool) 
     for sub in inbound_folders(inbound, assignments):
         if check_owner and not owned_by_student(sub):
             continue
-        if sub.key not in latest or (sub.timestamp, sub.path.name) > (latest[sub.key].timestamp, latest[sub.key].path.name):
+        if sub.key not in latest or (sub.timestamp, sub.path.name) > (
+            latest[sub.key].timestamp,
+            latest[sub.key].path.name,
+        ):
             latest[sub.key] = sub
     return latest
 
@@ -113,7 +123,7 @@ def quarantine(inbound: Path, assignments: set[str], folder: Path) -> list[str]:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             os.rename(sub.path, folder / sub.path.name)
-        except OSError:   # another filesystem: copy what can be read safely, then remove the original
+        except OSError:  # another filesystem: copy what can be read safely, then remove the original
             copy_tree(sub.path, folder / sub.path.name, limit=SUBMISSION_BYTES)
             shutil.rmtree(sub.path, ignore_errors=True)
         moved.append(sub.path.name)
@@ -130,8 +140,10 @@ def stage(sub: Submission, target: Path, limit: int = SUBMISSION_BYTES, check_ow
     try:
         report = copy_tree(sub.path, target, limit=limit, owner=uid, recursive=False)
     except TreeError:
-        raise SubmissionRefused("the submission folder changed while it was being read (it is no longer the "
-                                "student's own folder); submit again") from None
+        raise SubmissionRefused(
+            "the submission folder changed while it was being read (it is no longer the "
+            "student's own folder); submit again"
+        ) from None
     return [f"{sub.student}/{sub.assignment}/{why}" for why in report.skipped]
 
 
@@ -140,22 +152,27 @@ def release_feedback(course: Course, exchange: Path, assignment: str, student: s
     submission it grades (the grader's copy of them: never an earlier submission's, never none)."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
+
     submitted = course.submitted_dir / student / assignment
     target = course.feedback_dir / student / assignment
     missing = [name for name in METADATA if not (submitted / name).is_file()]
     for name in METADATA:
         (target / name).unlink(missing_ok=True)
     if missing:
-        raise SubmissionRefused(f"the submission has no {' or '.join(missing)}: it was not made by nbgrader's "
-                                "submit, so its feedback cannot be filed for the student")
+        raise SubmissionRefused(
+            f"the submission has no {' or '.join(missing)}: it was not made by nbgrader's "
+            "submit, so its feedback cannot be filed for the student"
+        )
     for name in METADATA:
         shutil.copyfile(submitted / name, target / name)
-    for page in target.glob("*.html"):   # written 0600; nbgrader's copy keeps the mode, and the student must read
-        page.chmod(0o644)                # it (the exchange's feedback folder is 0711: names are secret hashes)
+    for page in target.glob("*.html"):  # written 0600; nbgrader's copy keeps the mode, and the student must read
+        page.chmod(0o644)  # it (the exchange's feedback folder is 0711: names are secret hashes)
     config = copy.deepcopy(course.config)
     config.Exchange.root = str(exchange)
     with working_folder(course.root):
-        outcome = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config).release_feedback(assignment, student)
+        outcome = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config).release_feedback(
+            assignment, student
+        )
     if not outcome.get("success"):
         raise RuntimeError(f"nbgrader could not release {student}'s feedback on {assignment}: {outcome.get('log')}")
 

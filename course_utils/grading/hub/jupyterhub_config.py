@@ -12,6 +12,7 @@ last, e.g. for LTI from the learning platform or OAuth/CAS/LDAP (each a pip pack
 
 The roster still limits who gets in (``allowed_users``), and the instructor stays the admin.
 """
+
 import json
 import os
 from pathlib import Path
@@ -34,7 +35,7 @@ c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port + 1}"
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 3}"
 c.ConfigurableHTTPProxy.command = [room["proxy"]]
 c.ConfigurableHTTPProxy.should_start = True
-c.ConfigurableHTTPProxy.pid_file = str(prefix / "hub" / "jupyterhub-proxy.pid")   # make hub-down stops a stray proxy
+c.ConfigurableHTTPProxy.pid_file = str(prefix / "hub" / "jupyterhub-proxy.pid")  # make hub-down stops a stray proxy
 c.JupyterHub.db_url = f"sqlite:///{prefix / 'hub' / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(prefix / "hub" / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(prefix / "hub" / "jupyterhub.pid")
@@ -55,7 +56,7 @@ if room.get("student_memory_mb"):
 c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 180
-omp = {"OMP_WAIT_POLICY": "PASSIVE"}   # waits that do not spin: fast under contention (make bench: contention)
+omp = {"OMP_WAIT_POLICY": "PASSIVE"}  # waits that do not spin: fast under contention (make bench: contention)
 if room.get("omp_threads"):
     omp["OMP_NUM_THREADS"] = str(room["omp_threads"])
 c.Spawner.environment = {
@@ -77,8 +78,10 @@ def per_role(spawner):
         spawner.default_url = "/lab"
     else:
         spawner.notebook_dir = "~"
-        spawner.default_url = (f"/git-pull?repo={prefix / 'lessons'}&branch=main&targetpath=pytorch-foundations"
-                               "&urlpath=lab/tree/pytorch-foundations/notebooks")
+        spawner.default_url = (
+            f"/git-pull?repo={prefix / 'lessons'}&branch=main&targetpath=pytorch-foundations"
+            "&urlpath=lab/tree/pytorch-foundations/notebooks"
+        )
 
 
 c.Spawner.pre_spawn_hook = per_role
@@ -87,18 +90,51 @@ c.Spawner.pre_spawn_hook = per_role
 course = str(prefix / "course")
 service_env = {"OMP_WAIT_POLICY": "PASSIVE", "PATH": f"{venv_bin}:/usr/sbin:/usr/bin:/sbin:/bin"}
 c.JupyterHub.services = [
-    {"name": "grader", "command": [*python_cmd, "-m", "course_utils.grading", "--course", course, "hub", "watch",
-                                   "--exchange", str(prefix / "exchange"), "--owner", instructor,
-                                   "--min-interval", str(room["min_interval"])],
-     "environment": service_env, "cwd": str(prefix / "hub")},
-    {"name": "progress", "url": f"http://127.0.0.1:{port + 2}", "oauth_no_confirm": True,
-     "command": [*python_cmd, "-m", "course_utils.grading", "--course", course, "hub", "progress",
-                 "--instructor", instructor],
-     "environment": service_env, "cwd": str(prefix / "hub")},
+    {
+        "name": "grader",
+        "command": [
+            *python_cmd,
+            "-m",
+            "course_utils.grading",
+            "--course",
+            course,
+            "hub",
+            "watch",
+            "--exchange",
+            str(prefix / "exchange"),
+            "--owner",
+            instructor,
+            "--min-interval",
+            str(room["min_interval"]),
+        ],
+        "environment": service_env,
+        "cwd": str(prefix / "hub"),
+    },
+    {
+        "name": "progress",
+        "url": f"http://127.0.0.1:{port + 2}",
+        "oauth_no_confirm": True,
+        "command": [
+            *python_cmd,
+            "-m",
+            "course_utils.grading",
+            "--course",
+            course,
+            "hub",
+            "progress",
+            "--instructor",
+            instructor,
+        ],
+        "environment": service_env,
+        "cwd": str(prefix / "hub"),
+    },
 ]
 c.JupyterHub.load_roles = [
-    {"name": "instructor", "users": [instructor], "scopes": ["access:services!service=progress", "admin-ui",
-                                                             "list:users", "admin:servers"]},
+    {
+        "name": "instructor",
+        "users": [instructor],
+        "scopes": ["access:services!service=progress", "admin-ui", "list:users", "admin:servers"],
+    },
     # each student sees where their own submissions are (queued, grading, graded, held until a time)
     {"name": "student", "users": list(room["students"]), "scopes": ["self", "access:services!service=progress"]},
 ]

@@ -9,6 +9,7 @@ their own submissions only: queued (and how many are ahead), grading, graded wit
 rate limit until a stated time. JupyterHub's OAuth says who asks; only the class's members get in
 (``access:services!service=progress``), and only the instructor may re-grade.
 """
+
 from __future__ import annotations
 
 import html
@@ -44,9 +45,17 @@ def rows(course: Course, student: str | None = None) -> list[dict]:
             if student is not None and who != student:
                 continue
         score = f"{entry['score']:g} / {entry['max_score']:g}" if "score" in entry else ""
-        out.append({"assignment": assignment, "student": who, "status": entry.get("status", ""),
-                    "score": score, "submitted": entry.get("submitted", ""), "note": entry.get("message", ""),
-                    "updated": entry.get("updated", 0)})
+        out.append(
+            {
+                "assignment": assignment,
+                "student": who,
+                "status": entry.get("status", ""),
+                "score": score,
+                "submitted": entry.get("submitted", ""),
+                "note": entry.get("message", ""),
+                "updated": entry.get("updated", 0),
+            }
+        )
     return sorted(out, key=lambda r: -r["updated"])
 
 
@@ -56,8 +65,10 @@ def _table(found: list[dict], columns) -> str:
 
 
 def _html(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='5'>"
-            f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='5'>"
+        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
 
 
 def page(course: Course, xsrf: str, notice: str = "") -> str:
@@ -66,19 +77,26 @@ def page(course: Course, xsrf: str, notice: str = "") -> str:
     counts = {}
     for r in found:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no submissions yet"
     options = "".join(f"<option>{html.escape(a)}</option>" for a in course.assignments())
-    return _html("Grading progress", f"<p id='counts'>{html.escape(', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'no submissions yet')}</p>"
-                 f"<p>{html.escape(notice)}</p><form method='post'>{xsrf}<label>Re-grade every graded submission of "
-                 f"<select name='assignment'>{options}</select></label> <button type='submit'>Re-grade</button></form>"
-                 + _table(found, COLUMNS))
+    return _html(
+        "Grading progress",
+        f"<p id='counts'>{html.escape(summary)}</p>"
+        f"<p>{html.escape(notice)}</p><form method='post'>{xsrf}<label>Re-grade every graded submission of "
+        f"<select name='assignment'>{options}</select></label> <button type='submit'>Re-grade</button></form>"
+        + _table(found, COLUMNS),
+    )
 
 
 def student_page(course: Course, student: str) -> str:
     """A student's page: where each of their submissions is."""
     found = rows(course, student)
-    intro = ("<p>Your submissions, newest first: queued, grading, graded (fetch the feedback in the Assignments "
-             "tab), or held by the rate limit until the time it states.</p>" if found else
-             "<p>No submission yet: submit an assignment from the Assignments tab.</p>")
+    intro = (
+        "<p>Your submissions, newest first: queued, grading, graded (fetch the feedback in the Assignments "
+        "tab), or held by the rate limit until the time it states.</p>"
+        if found
+        else "<p>No submission yet: submit an assignment from the Assignments tab.</p>"
+    )
     return _html("Your grading", intro + (_table(found, [c for c in COLUMNS if c != "student"]) if found else ""))
 
 
@@ -113,9 +131,13 @@ class ProgressHandler(HubOAuthenticated, web.RequestHandler):
 
 def make_app(course: Course, instructor: str) -> web.Application:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/progress/")
-    return web.Application([(prefix, ProgressHandler, {"course": course, "instructor": instructor}),
-                            (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)],
-                           cookie_secret=os.urandom(32))
+    return web.Application(
+        [
+            (prefix, ProgressHandler, {"course": course, "instructor": instructor}),
+            (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
+        ],
+        cookie_secret=os.urandom(32),
+    )
 
 
 def serve(course: Course, instructor: str) -> None:

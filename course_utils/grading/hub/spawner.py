@@ -11,6 +11,7 @@
 Where no cgroup hierarchy is writable (an unprivileged hub, a locked-down container), the limits are skipped
 with a warning in the hub's log, and stopping a server still ends every process of the student's account.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,11 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 def _v1_folders(group: str) -> dict[str, Path]:
     """controller -> the cgroup v1 folder of ``group`` (memory, cpu, pids), for the controllers mounted here."""
-    return {name: CGROUP_ROOT / name / group for name in ("memory", "cpu", "pids")
-            if (CGROUP_ROOT / name / "cgroup.procs").is_file()}
+    return {
+        name: CGROUP_ROOT / name / group
+        for name in ("memory", "cpu", "pids")
+        if (CGROUP_ROOT / name / "cgroup.procs").is_file()
+    }
 
 
 def _v2_folder(group: str) -> Path | None:
@@ -44,9 +48,11 @@ def make_group(group: str, memory_bytes: int, cpu_weight: int, pids: int) -> lis
     be made here)."""
     folders = []
     v1 = _v1_folders(group)
-    settings = {"memory": {"memory.limit_in_bytes": memory_bytes},
-                "cpu": {"cpu.shares": cpu_weight * 1024 // 100},
-                "pids": {"pids.max": pids}}
+    settings = {
+        "memory": {"memory.limit_in_bytes": memory_bytes},
+        "cpu": {"cpu.shares": cpu_weight * 1024 // 100},
+        "pids": {"pids.max": pids},
+    }
     for controller, folder in v1.items():
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -130,6 +136,7 @@ class ClassroomSpawner(LocalProcessSpawner):
             join(folders)
             os.umask(0o077)
             drop_privileges()
+
         return preexec
 
     async def stop(self, now=False):
@@ -138,7 +145,6 @@ class ClassroomSpawner(LocalProcessSpawner):
             uid = pwd.getpwnam(self.user.name).pw_uid
         except KeyError:
             uid = None
-        left = end_all(list(_v1_folders(self._group()).values()) or [p for p in [_v2_folder(self._group())] if p],
-                       uid)
+        left = end_all(list(_v1_folders(self._group()).values()) or [p for p in [_v2_folder(self._group())] if p], uid)
         if left:
             self.log.info("stopped %d leftover process(es) of %s", len(left), self.user.name)

@@ -9,6 +9,7 @@ exchange folder graded, its status (``QUEUED``, ``WAITING`` until a stated time,
 reads it; the watcher alone writes it (from several grading threads: one lock). Re-grade requests are files in
 ``requests/``, written by the progress page or the ``hub regrade`` command, taken by the watcher.
 """
+
 from __future__ import annotations
 
 import json

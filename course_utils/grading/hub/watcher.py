@@ -27,6 +27,7 @@ shown on the progress page (``hub.progress``): the instructor sees everyone, eac
 is deleted from the exchange but forged folders, and each step is idempotent: a watcher killed mid-grading
 grades the same submission again when it restarts.
 """
+
 from __future__ import annotations
 
 import collections
@@ -77,25 +78,26 @@ RECENT_SECONDS = 3600
 @dataclass
 class Settings:
     """How the watcher runs (``c.Watcher`` in nbgrader_config.py, and the command line's options)."""
+
     course: Path
     exchange: Path
-    min_interval: float = 60.0      # seconds between two gradings of one student's assignment
-    poll: float = 1.0               # seconds between two looks at the exchange
+    min_interval: float = 60.0  # seconds between two gradings of one student's assignment
+    poll: float = 1.0  # seconds between two looks at the exchange
     workers: int | None = None
     sandboxed: bool = True
-    check_owner: bool = True        # a submission folder must belong to the account of the student it names
-    owner: str | None = None        # the instructor's account: gets the workspace files the watcher writes
-    scheduler: str | None = None    # a Dask scheduler's address: grade on other machines (autograde's engine)
-    notebook_timeout: int = 180     # wall seconds per notebook when grading on submission
+    check_owner: bool = True  # a submission folder must belong to the account of the student it names
+    owner: str | None = None  # the instructor's account: gets the workspace files the watcher writes
+    scheduler: str | None = None  # a Dask scheduler's address: grade on other machines (autograde's engine)
+    notebook_timeout: int = 180  # wall seconds per notebook when grading on submission
     submission_bytes: int = SUBMISSION_BYTES
-    read_delay: float = 0.0         # tests only: seconds between choosing a folder and reading it
+    read_delay: float = 0.0  # tests only: seconds between choosing a folder and reading it
 
 
 def due(sub: Submission, entry: dict, now: float, min_interval: float) -> str:
     """What to do with ``sub`` given its entry: "skip" (already graded), "wait" or "grade".
 
-        >>> due(Submission("a", "x", "t2", Path("p")), {"entry": "p", "status": "graded"}, 0, 60)
-        'skip'
+    >>> due(Submission("a", "x", "t2", Path("p")), {"entry": "p", "status": "graded"}, 0, 60)
+    'skip'
     """
     if entry.get("entry") == sub.path.name and entry.get("status") in (GRADED, FAILED):
         return "skip"
@@ -128,9 +130,12 @@ def warm_up(course: Course, settings: Settings, engine, assignments: list[str] |
         engine.check_sandbox()
     engine.start_templates(settings.sandboxed, course.limits)
     seconds["kernel templates"] = time.perf_counter() - started
-    started = time.perf_counter()   # feedback pages render in processes forked from this one: load nbconvert here
-    HTMLExporter(template_name="classic").from_notebook_node(nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_markdown_cell("warm-up"), nbformat.v4.new_code_cell("print(1)")]))
+    started = time.perf_counter()  # feedback pages render in processes forked from this one: load nbconvert here
+    HTMLExporter(template_name="classic").from_notebook_node(
+        nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_markdown_cell("warm-up"), nbformat.v4.new_code_cell("print(1)")]
+        )
+    )
     seconds["feedback renderer"] = time.perf_counter() - started
     for assignment in assignments or []:
         started = time.perf_counter()
@@ -142,11 +147,12 @@ def warm_up(course: Course, settings: Settings, engine, assignments: list[str] |
 @dataclass(frozen=True)
 class Task:
     """One grading to do: a new submission (``sub``), or a re-grade of what a student already submitted."""
-    key: str                          # assignment/student
+
+    key: str  # assignment/student
     student: str
     assignment: str
-    submitted: str                    # the submission's timestamp (first come, first graded among equals)
-    sub: Submission | None = None     # None: a re-grade of the collected submission
+    submitted: str  # the submission's timestamp (first come, first graded among equals)
+    sub: Submission | None = None  # None: a re-grade of the collected submission
 
 
 class Watcher:
@@ -154,16 +160,18 @@ class Watcher:
 
     def __init__(self, course: Course, settings: Settings, engine=None):
         self.course, self.settings, self.engine = course, settings, engine
-        course.limits = replace(course.limits, notebook_timeout=min(course.limits.notebook_timeout,
-                                                                    settings.notebook_timeout),
-                                cell_timeout=min(course.limits.cell_timeout, settings.notebook_timeout))
+        course.limits = replace(
+            course.limits,
+            notebook_timeout=min(course.limits.notebook_timeout, settings.notebook_timeout),
+            cell_timeout=min(course.limits.cell_timeout, settings.notebook_timeout),
+        )
         self.state = State(service_dir(course))
         self.slots = max(1, engine.n_workers if engine is not None else settings.workers or os.cpu_count() or 1)
         self.pool = ThreadPoolExecutor(self.slots, thread_name_prefix="grading")
-        self.running: dict[str, Future] = {}                 # student -> their grading in progress
-        self.history: dict[str, list[float]] = collections.defaultdict(list)   # student -> recent starts
-        self.regrades: dict[str, Task] = {}                  # key -> a re-grade the instructor asked for
-        self.lock = threading.RLock()      # the course's shared files: release, gradebook, feedback, exchange
+        self.running: dict[str, Future] = {}  # student -> their grading in progress
+        self.history: dict[str, list[float]] = collections.defaultdict(list)  # student -> recent starts
+        self.regrades: dict[str, Task] = {}  # key -> a re-grade the instructor asked for
+        self.lock = threading.RLock()  # the course's shared files: release, gradebook, feedback, exchange
         self.assignment_locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
 
     # ------------------------------------------------------------ one look
@@ -176,9 +184,13 @@ class Watcher:
         assignments = set(self.course.assignments())
         if self.settings.check_owner:
             for name in quarantine(inbound, assignments, service_dir(self.course) / "quarantine"):
-                self.state.update(f"quarantine/{name}", status=QUARANTINED, student=name.split("+")[0],
-                                  message="this folder names a student but belongs to another account: moved "
-                                          "out of the exchange, never graded")
+                self.state.update(
+                    f"quarantine/{name}",
+                    status=QUARANTINED,
+                    student=name.split("+")[0],
+                    message="this folder names a student but belongs to another account: moved "
+                    "out of the exchange, never graded",
+                )
         due_tasks = []
         for key, sub in sorted(latest_submissions(inbound, assignments, self.settings.check_owner).items()):
             entry = self.state.entries.get(key, {})
@@ -187,9 +199,14 @@ class Watcher:
                 due_tasks.append(Task(key, sub.student, sub.assignment, sub.timestamp, sub))
             elif decision == "wait" and entry.get("waiting_for") != sub.path.name:
                 until = entry["started"] + self.settings.min_interval
-                self.state.update(key, status=WAITING, waiting_for=sub.path.name, until=until,
-                                  message=f"held: one grading per {self.settings.min_interval:g} s; this submission "
-                                          f"is graded at {time.strftime('%H:%M:%S', time.localtime(until))}")
+                self.state.update(
+                    key,
+                    status=WAITING,
+                    waiting_for=sub.path.name,
+                    until=until,
+                    message=f"held: one grading per {self.settings.min_interval:g} s; this submission "
+                    f"is graded at {time.strftime('%H:%M:%S', time.localtime(until))}",
+                )
         for request in regrade_requests(self.course):
             self._queue_regrades(request)
         due_tasks += [t for t in self.regrades.values() if t.key not in {d.key for d in due_tasks}]
@@ -214,13 +231,19 @@ class Watcher:
         started, waiting = [], 0
         for task in tasks:
             entry = self.state.entries.get(task.key, {})
-            if task.student in self.running and entry.get("status") == GRADING and (
-                    task.sub is None or entry.get("entry") == task.sub.path.name):
-                continue   # this very submission is grading now
+            if (
+                task.student in self.running
+                and entry.get("status") == GRADING
+                and (task.sub is None or entry.get("entry") == task.sub.path.name)
+            ):
+                continue  # this very submission is grading now
             if task.student in self.running or len(self.running) >= self.slots:
                 waiting += 1
-                why = ("waits for your other submission to finish grading" if task.student in self.running
-                       else f"queued: {waiting} submission(s) ahead of it or grading")
+                why = (
+                    "waits for your other submission to finish grading"
+                    if task.student in self.running
+                    else f"queued: {waiting} submission(s) ahead of it or grading"
+                )
                 if self.state.entries.get(task.key, {}).get("message") != why:
                     self.state.update(task.key, status=QUEUED, message=why)
                 continue
@@ -249,8 +272,16 @@ class Watcher:
             if task.sub is not None:
                 problems = self._collect(task.sub)
             self._references(task.assignment)
-            autograde(self.course, [task.assignment], students=[task.student], sandboxed=self.settings.sandboxed,
-                      force=task.sub is None, progress=False, engine=self.engine, lock=self.lock)
+            autograde(
+                self.course,
+                [task.assignment],
+                students=[task.student],
+                sandboxed=self.settings.sandboxed,
+                force=task.sub is None,
+                progress=False,
+                engine=self.engine,
+                lock=self.lock,
+            )
             with self.lock:
                 feedback(self.course, task.assignment, [task.student])
                 release_feedback(self.course, self.settings.exchange, task.assignment, task.student)
@@ -270,8 +301,9 @@ class Watcher:
             time.sleep(self.settings.read_delay)
         inbox = Path(tempfile.mkdtemp(prefix="inbox-", dir=service_dir(self.course)))
         try:
-            refused = stage(sub, inbox / sub.student / sub.assignment, self.settings.submission_bytes,
-                            self.settings.check_owner)
+            refused = stage(
+                sub, inbox / sub.student / sub.assignment, self.settings.submission_bytes, self.settings.check_owner
+            )
             with self.lock:
                 report = collect(self.course, inbox)
         finally:
@@ -291,8 +323,9 @@ class Watcher:
             self.state.update(task.key, status=FAILED, message="; ".join(problems) or "no result was written")
             return
         score, top = result_totals(result)
-        self.state.update(task.key, status=GRADED, score=score, max_score=top, graded=time.time(),
-                          message="; ".join(problems))
+        self.state.update(
+            task.key, status=GRADED, score=score, max_score=top, graded=time.time(), message="; ".join(problems)
+        )
 
     def drain(self) -> None:
         """Wait for every grading in progress (tests, and a watcher that stops)."""
@@ -312,8 +345,12 @@ def watch(settings: Settings, stop_after: float | None = None, warm: list[str] |
         course.check_assignment(assignment)
     with Engine(scheduler=settings.scheduler, workers=settings.workers) as engine:
         seconds = warm_up(course, settings, engine, warm)
-        print(f"grading engine ready: {engine.n_workers} workers ("
-              + ", ".join(f"{part} {s:.1f} s" for part, s in seconds.items()) + ")", flush=True)
+        print(
+            f"grading engine ready: {engine.n_workers} workers ("
+            + ", ".join(f"{part} {s:.1f} s" for part, s in seconds.items())
+            + ")",
+            flush=True,
+        )
         hand_over(course, settings.owner)
         watcher = Watcher(course, settings, engine)
         started = time.monotonic()

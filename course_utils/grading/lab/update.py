@@ -12,6 +12,7 @@ A notebook is JSON: a line-wise merge of two edits of the same notebook can, rar
 Every notebook the merge touched is checked; one that does not read is restored to your version, and the
 course's new version is written beside it as ``<name>.course-update.ipynb``.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -40,8 +41,10 @@ def upstream(repo: Path) -> tuple[str, str]:
         raise UpdateError(f"Branch {branch} tracks no remote branch: git branch --set-upstream-to=origin/{branch}")
     remote, _, remote_branch = tracked.partition("/")
     if remote != "origin":
-        raise UpdateError(f"Branch {branch} tracks {tracked}; make update pulls from origin (the course's repository): "
-                          f"git branch --set-upstream-to=origin/{remote_branch}")
+        raise UpdateError(
+            f"Branch {branch} tracks {tracked}; make update pulls from origin (the course's repository): "
+            f"git branch --set-upstream-to=origin/{remote_branch}"
+        )
     return git(repo, "remote", "get-url", "origin"), remote_branch
 
 
@@ -58,7 +61,7 @@ def repair_notebooks(repo: Path, before: str) -> list[str]:
     write the course's version beside them. Returns what was done, one line per notebook."""
     notes = []
     if not git(repo, "rev-parse", "--quiet", "--verify", "HEAD^2", check=False):
-        return notes   # no merge commit (nothing of yours to merge with): the course's files as they are
+        return notes  # no merge commit (nothing of yours to merge with): the course's files as they are
     changed = git(repo, "diff", "--name-only", before, "HEAD", "--", "*.ipynb").splitlines()
     for name in changed:
         path = repo / name
@@ -67,10 +70,23 @@ def repair_notebooks(repo: Path, before: str) -> list[str]:
         theirs = path.with_name(path.stem + ".course-update.ipynb")
         theirs.write_text(git(repo, "show", f"HEAD^2:{name}") + "\n")
         path.write_text(git(repo, "show", f"HEAD^1:{name}") + "\n")
-        git(repo, "-c", "user.email=course@localhost", "-c", "user.name=course update", "commit", "-q", "-m",
-             f"Keep my version of {name} (the merged notebook did not read: {why[:80]})", "--", name)
-        notes.append(f"{name}: your edits and the course's update could not be merged into one notebook ({why}); "
-                     f"your version is kept, the course's new version is {theirs.relative_to(repo)}")
+        git(
+            repo,
+            "-c",
+            "user.email=course@localhost",
+            "-c",
+            "user.name=course update",
+            "commit",
+            "-q",
+            "-m",
+            f"Keep my version of {name} (the merged notebook did not read: {why[:80]})",
+            "--",
+            name,
+        )
+        notes.append(
+            f"{name}: your edits and the course's update could not be merged into one notebook ({why}); "
+            f"your version is kept, the course's new version is {theirs.relative_to(repo)}"
+        )
     return notes
 
 
@@ -78,6 +94,7 @@ def update(repo: Path = REPO, echo=print) -> list[str]:
     """Merge the course's updates into the clone at ``repo`` (see the module docstring); return the notes of
     notebooks that needed repair."""
     from nbgitpuller.pull import GitPuller
+
     repo = Path(repo).resolve()
     url, branch = upstream(repo)
     before = git(repo, "rev-parse", "HEAD")
@@ -85,6 +102,8 @@ def update(repo: Path = REPO, echo=print) -> list[str]:
         for line in GitPuller(url, str(repo), branch=branch).update():
             echo(line.rstrip())
     except subprocess.CalledProcessError as error:
-        raise UpdateError(f"The update could not be merged ({' '.join(error.cmd)} exited {error.returncode}); "
-                          f"your work is safe in git (git log). Ask for help with the output above.") from error
+        raise UpdateError(
+            f"The update could not be merged ({' '.join(error.cmd)} exited {error.returncode}); "
+            f"your work is safe in git (git log). Ask for help with the output above."
+        ) from error
     return repair_notebooks(repo, before) if git(repo, "rev-parse", "HEAD") != before else []

@@ -10,6 +10,7 @@ hidden by a style in the entry), each later entry is one failed task with its er
 
 A notebook without graded tasks (a lesson) is not run: the answer says there is nothing to grade.
 """
+
 from __future__ import annotations
 
 import html
@@ -21,16 +22,21 @@ import nbformat
 from nbgrader import utils
 from nbgrader.validator import Validator
 
+from course_utils.wording import unanswered
+
 #: hides the dialog's "The following cell failed:" label above the summary entry (the first entry)
 _HIDE_FIRST_LABEL = "<style>#validation-message > div:first-child { display: none; }</style>"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-NOTHING_TO_GRADE = ("This notebook has no graded tasks, so there is nothing to validate. "
-                    "Validate checks the exercise notebooks (exercises/, or an assignment you fetched).")
+NOTHING_TO_GRADE = (
+    "This notebook has no graded tasks, so there is nothing to validate. "
+    "Validate checks the exercise notebooks (exercises/, or an assignment you fetched)."
+)
 
 
 @dataclass
 class TaskResult:
     """One graded test cell after running the notebook."""
+
     task: str
     points: float
     max_points: float
@@ -44,8 +50,8 @@ class TaskResult:
 def graded_tasks(nb) -> list:
     """The notebook's graded code cells (nbgrader ``grade`` cells that are not answers).
 
-        >>> graded_tasks(nbformat.v4.new_notebook())
-        []
+    >>> graded_tasks(nbformat.v4.new_notebook())
+    []
     """
     return [c for c in nb.cells if c.cell_type == "code" and utils.is_grade(c) and not utils.is_solution(c)]
 
@@ -67,16 +73,15 @@ def _task_titles(nb) -> dict[str, str]:
 def error_detail(cell, lines: int = 6) -> str:
     """The last ``lines`` lines of a cell's error (colour codes removed), or its stderr, or ''.
 
-        >>> cell = nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output("error", ename="NotImplementedError",
-        ...                                  evalue="", traceback=["Traceback ...", "NotImplementedError: "])])
-        >>> error_detail(cell)
-        'not answered yet: the answer cell above still raises NotImplementedError (write the function there)'
+    >>> cell = nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output("error", ename="NotImplementedError",
+    ...                                  evalue="", traceback=["Traceback ...", "NotImplementedError: "])])
+    >>> error_detail(cell)[:60]
+    'This task is not written yet: replace `raise NotImplementedE'
     """
     for output in cell.get("outputs", []):
         if output.output_type == "error":
-            if output.ename == "NotImplementedError" and not output.evalue.strip():
-                return ("not answered yet: the answer cell above still raises NotImplementedError "
-                        "(write the function there)")
+            if output.ename == "NotImplementedError":  # the one sentence the test cell and the grade say too
+                return _ANSI.sub("", output.evalue).strip() or unanswered()
             text = _ANSI.sub("", "\n".join(output.traceback)).strip().splitlines()
             return "\n".join(text[-lines:])
     stderr = [o.text for o in cell.get("outputs", []) if o.output_type == "stream" and o.name == "stderr"]
@@ -97,10 +102,15 @@ def summary_entry(results: list[TaskResult]) -> dict:
     """The dialog's first entry: one line per task (passed/failed, points), the totals on top."""
     passed = sum(r.passed for r in results)
     got, top = sum(r.points for r in results), sum(r.max_points for r in results)
-    rows = "".join(f"<tr><td>{'✔ passed' if r.passed else '✘ failed'}</td><td>{r.points:g} / {r.max_points:g}</td>"
-                   f"<td>{html.escape(r.task)}</td></tr>" for r in results)
+    rows = "".join(
+        f"<tr><td>{'✔ passed' if r.passed else '✘ failed'}</td><td>{r.points:g} / {r.max_points:g}</td>"
+        f"<td>{html.escape(r.task)}</td></tr>"
+        for r in results
+    )
     head = f"Summary: {passed} of {len(results)} tasks pass, {got:g} / {top:g} points"
-    text = "\n".join(f"{'passed' if r.passed else 'FAILED'}  {r.points:g} / {r.max_points:g}  {r.task}" for r in results)
+    text = "\n".join(
+        f"{'passed' if r.passed else 'FAILED'}  {r.points:g} / {r.max_points:g}  {r.task}" for r in results
+    )
     table = f'{_HIDE_FIRST_LABEL}<table class="course-validate-summary">{rows}</table>'
     return {"source": head, "error": table, "raw_error": text}
 
@@ -120,9 +130,15 @@ class CourseValidator(Validator):
     def _get_failed_cells(self, nb):
         # called by Validator.validate on the executed notebook: build our answer from the same run
         results = task_results(nb)
-        details = [{"source": f"{r.task}: {r.points:g} / {r.max_points:g}",
-                    "error": html.escape(r.detail) or "some tests of this task failed",
-                    "raw_error": r.detail} for r in results if not r.passed]
+        details = [
+            {
+                "source": f"{r.task}: {r.points:g} / {r.max_points:g}",
+                "error": html.escape(r.detail) or "some tests of this task failed",
+                "raw_error": r.detail,
+            }
+            for r in results
+            if not r.passed
+        ]
         self.last_results = {"failed": [summary_entry(results)] + details}
         return super()._get_failed_cells(nb)
 

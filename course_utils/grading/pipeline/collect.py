@@ -13,6 +13,7 @@ unpack to more than ``MAX_UNPACKED`` bytes are refused.
     >>> report = collect(course, Path("inbox"), assignment="01_tensors_vs_numpy")  # doctest: +SKIP
     >>> report.collected, report.problems                                           # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,7 @@ MAX_MEMBERS = 500
 
 @dataclass
 class CollectReport:
-    collected: list[tuple[str, str]] = field(default_factory=list)   # (student, assignment)
+    collected: list[tuple[str, str]] = field(default_factory=list)  # (student, assignment)
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -110,11 +111,15 @@ def _install(course: Course, student: str, assignment: str, staged: Path, report
     expected = set(course.notebooks(assignment))
     found = {p.stem for p in staged.glob("*.ipynb")}
     for extra in sorted(found - expected):
-        report.problems.append(f"{student}/{assignment}: {extra}.ipynb is not a notebook of this assignment "
-                               f"(expected {', '.join(sorted(expected))}); kept but not graded")
+        report.problems.append(
+            f"{student}/{assignment}: {extra}.ipynb is not a notebook of this assignment "
+            f"(expected {', '.join(sorted(expected))}); kept but not graded"
+        )
     if not found & expected:
-        report.problems.append(f"{student}/{assignment}: none of the expected notebooks "
-                               f"({', '.join(sorted(expected))}) was submitted; it will be graded 0")
+        report.problems.append(
+            f"{student}/{assignment}: none of the expected notebooks "
+            f"({', '.join(sorted(expected))}) was submitted; it will be graded 0"
+        )
     target = course.submitted_dir / student / assignment
     target.parent.mkdir(parents=True, exist_ok=True)
     old = target.with_name(f".{assignment}.old")
@@ -145,8 +150,9 @@ def collect(course: Course, inbox: Path, assignment: str | None = None) -> Colle
             report.problems.append(f"{entry.name}: is a link; refused")
             continue
         if not is_safe_id(student):
-            report.problems.append(f"{entry.name}: {student!r} is not a usable student id "
-                                   "(letters, digits and _ . @ + - only)")
+            report.problems.append(
+                f"{entry.name}: {student!r} is not a usable student id (letters, digits and _ . @ + - only)"
+            )
             continue
         staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=course.submitted_dir))
         try:
@@ -164,8 +170,9 @@ def _collect_entry(course, entry, student, assignment, known, staging, report) -
             if not sub.is_dir() or sub.is_symlink():
                 report.problems.append(f"{student}/{sub.name}: not an assignment folder; skipped")
             elif sub.name not in known:
-                report.problems.append(f"{student}/{sub.name}: no such assignment "
-                                       f"(the course has {', '.join(sorted(known))}); skipped")
+                report.problems.append(
+                    f"{student}/{sub.name}: no such assignment (the course has {', '.join(sorted(known))}); skipped"
+                )
             else:
                 staged = staging / sub.name
                 staged.mkdir()
@@ -191,8 +198,9 @@ def _collect_entry(course, entry, student, assignment, known, staging, report) -
     else:
         notebooks = course.notebooks(assignment)
         if len(notebooks) != 1:
-            report.problems.append(f"{entry.name}: {assignment} has {len(notebooks)} notebooks; "
-                                   "submit a folder or a zip instead")
+            report.problems.append(
+                f"{entry.name}: {assignment} has {len(notebooks)} notebooks; submit a folder or a zip instead"
+            )
             return
         shutil.copyfile(entry, staged / f"{notebooks[0]}.ipynb")
     _install(course, student, assignment, staged, report)

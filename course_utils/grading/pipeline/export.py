@@ -5,6 +5,7 @@ grader's result files.
 
     >>> csv_path, pngs = export(Course.load("."))  # grading/export/grades.csv + histograms  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,12 +33,20 @@ def gradebook_rows(course: Course) -> list[dict]:
                 student = submission.student.id
                 result = load_result(course, assignment.name, student) or {"notebooks": {}}
                 for notebook in submission.notebooks:
-                    comments = {c["grade_id"]: c["message"]
-                                for c in result["notebooks"].get(notebook.name, {}).get("cells", [])}
+                    comments = {
+                        c["grade_id"]: c["message"] for c in result["notebooks"].get(notebook.name, {}).get("cells", [])
+                    }
                     for grade in sorted(notebook.grades, key=lambda g: g.name):
-                        rows.append({"student": student, "assignment": assignment.name, "task": grade.name,
-                                     "score": grade.score, "max_score": grade.max_score,
-                                     "comments": comments.get(grade.name, "")})
+                        rows.append(
+                            {
+                                "student": student,
+                                "assignment": assignment.name,
+                                "task": grade.name,
+                                "score": grade.score,
+                                "max_score": grade.max_score,
+                                "comments": comments.get(grade.name, ""),
+                            }
+                        )
     return sorted(rows, key=lambda r: (r["assignment"], r["student"], r["task"]))
 
 
@@ -67,6 +76,8 @@ def export(course: Course, out_dir: Path | None = None) -> tuple[Path, list[Path
         per_task[(row["assignment"], row["task"], row["max_score"])].append(row["score"] or 0.0)
     hist_dir = out_dir / "histograms"
     hist_dir.mkdir(exist_ok=True)
-    pngs = [histogram(scores, top, f"{assignment}: {task}", hist_dir / f"{assignment}__{task}.png")
-            for (assignment, task, top), scores in sorted(per_task.items())]
+    pngs = [
+        histogram(scores, top, f"{assignment}: {task}", hist_dir / f"{assignment}__{task}.png")
+        for (assignment, task, top), scores in sorted(per_task.items())
+    ]
     return csv_path, pngs

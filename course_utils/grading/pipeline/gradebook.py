@@ -1,7 +1,8 @@
 """Write the autograder's scores and comments into nbgrader's gradebook (manual scores are kept).
 
-    >>> write_scores(course, results)  # doctest: +SKIP
+>>> write_scores(course, results)  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import warnings

@@ -8,6 +8,7 @@ course's ``nbgrader_config.py``), and it records every source cell in the gradeb
 needs to restore locked cells. With ``into`` the release goes to another folder with a throw-away
 gradebook, leaving exercises/ and the course's gradebook alone (the staleness test uses that).
 """
+
 from __future__ import annotations
 
 import contextlib

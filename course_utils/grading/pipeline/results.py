@@ -9,6 +9,7 @@ any problem, plus the fingerprint of what was graded (so an unchanged submission
 ``feedback`` and ``export`` read these files; only ``autograde`` writes them (atomically). This module
 imports nothing heavy, so reading results never loads torch.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,15 +31,14 @@ def load_result(course: Course, assignment: str, student: str) -> dict | None:
 
 def write_result(course: Course, result: dict) -> Path:
     """Store ``result`` (with its ``student`` and ``assignment``) in one atomic step."""
-    return write_atomically(result_path(course, result["assignment"], result["student"]),
-                            json.dumps(result, indent=1))
+    return write_atomically(result_path(course, result["assignment"], result["student"]), json.dumps(result, indent=1))
 
 
 def result_totals(result: dict) -> tuple[float, float]:
     """(points scored, points possible) over every notebook of a result.
 
-        >>> result_totals({"notebooks": {"nb": {"cells": [{"score": 1.0, "max_score": 2.0}]}}})
-        (1.0, 2.0)
+    >>> result_totals({"notebooks": {"nb": {"cells": [{"score": 1.0, "max_score": 2.0}]}}})
+    (1.0, 2.0)
     """
     cells = [c for nb in result["notebooks"].values() for c in nb["cells"]]
     return sum(c["score"] or 0 for c in cells), sum(c["max_score"] for c in cells)

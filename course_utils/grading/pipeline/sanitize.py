@@ -1,6 +1,7 @@
 """nbgrader's autograde sanitizers, runnable on any worker: the gradebook's copy of the source travels with the job.
 
-    >>> snapshot = SourceSnapshot.from_gradebook(course, "01_tensors_vs_numpy", "01_tensors_vs_numpy_exercises")  # doctest: +SKIP
+    >>> snapshot = SourceSnapshot.from_gradebook(
+    ...     course, "01_tensors_vs_numpy", "01_tensors_vs_numpy_exercises")  # doctest: +SKIP
     >>> nb = sanitize(nb, snapshot)  # on a worker, no database needed  # doctest: +SKIP
 
 Before grading, nbgrader clears a submission's outputs, removes duplicated grade ids, restores the
@@ -9,6 +10,7 @@ gradebook, and checks the metadata. ``OverwriteCells`` reads the gradebook for t
 plain-data snapshot of the same rows, taken once per notebook by the grader, so a worker on another
 machine needs no access to the instructor's gradebook. The cell logic stays nbgrader's own.
 """
+
 from __future__ import annotations
 
 import traceback
@@ -27,24 +29,37 @@ from course_utils.grading.cells import grade_id
 @dataclass
 class SourceSnapshot:
     """The gradebook's rows for one source notebook, as plain data (picklable, JSON-able)."""
+
     notebook: str
     assignment: str
     kernelspec: str | None
-    source_cells: list[dict]                    # name, cell_type, locked, checksum, source (in order)
-    grade_cells: dict[str, float]               # name -> max_score
+    source_cells: list[dict]  # name, cell_type, locked, checksum, source (in order)
+    grade_cells: dict[str, float]  # name -> max_score
     solution_cells: list[str]
     task_cells: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_gradebook(cls, db_url: str, course_id: str, assignment: str, notebook: str) -> "SourceSnapshot":
+    def from_gradebook(cls, db_url: str, course_id: str, assignment: str, notebook: str) -> SourceSnapshot:
         with Gradebook(db_url, course_id=course_id) as gb:
             nb = gb.find_notebook(notebook, assignment)
-            return cls(notebook, assignment, nb.kernelspec,
-                       [{"name": c.name, "cell_type": c.cell_type, "locked": c.locked, "checksum": c.checksum,
-                         "source": c.source} for c in nb.source_cells],
-                       {c.name: float(c.max_score) for c in nb.grade_cells},
-                       [c.name for c in nb.solution_cells],
-                       {c.name: float(c.max_score) for c in nb.task_cells})
+            return cls(
+                notebook,
+                assignment,
+                nb.kernelspec,
+                [
+                    {
+                        "name": c.name,
+                        "cell_type": c.cell_type,
+                        "locked": c.locked,
+                        "checksum": c.checksum,
+                        "source": c.source,
+                    }
+                    for c in nb.source_cells
+                ],
+                {c.name: float(c.max_score) for c in nb.grade_cells},
+                [c.name for c in nb.solution_cells],
+                {c.name: float(c.max_score) for c in nb.task_cells},
+            )
 
 
 class _SnapshotGradebook:
@@ -66,7 +81,8 @@ class _SnapshotGradebook:
             source_cells=[self.cells[c["name"]] for c in s.source_cells],
             grade_cells=[SimpleNamespace(name=n, max_score=p) for n, p in s.grade_cells.items()],
             solution_cells=[SimpleNamespace(name=n) for n in s.solution_cells],
-            task_cells=[SimpleNamespace(name=n, max_score=p) for n, p in s.task_cells.items()])
+            task_cells=[SimpleNamespace(name=n, max_score=p) for n, p in s.task_cells.items()],
+        )
 
     def find_source_cell(self, name: str, notebook: str, assignment: str):
         if name not in self.cells:
@@ -99,8 +115,8 @@ class SnapshotOverwriteCells(OverwriteCells):
 class _SchemaCheckedOnce(MetadataValidator):
     """nbgrader's metadata validator, with its JSON schema checked once per process instead of once per cell.
 
-    ``jsonschema.validate`` re-validates the schema itself on every call: 3 ms a cell, 60 ms of every
-    notebook's grading. Cells of another schema version go to nbgrader's own method (and its errors).
+    ``jsonschema.validate`` re-validates the schema itself on every call, a cost paid per cell (timed in
+    docs/performance.md). Cells of another schema version go to nbgrader's own method (and its errors).
     """
 
     _validator = None
@@ -144,6 +160,7 @@ def sanitize(nb, snapshot: SourceSnapshot):
         nb, resources = pp.preprocess(nb, resources)
     if snapshot.kernelspec:
         import json
+
         nb.metadata["kernelspec"] = json.loads(snapshot.kernelspec)
     _drop_idless_metadata(nb)
     for pp in (SnapshotOverwriteCells(snapshot), FastCheckCellMetadata()):

@@ -8,6 +8,7 @@
 * every assignment of ``exercises/`` is released to the exchange's ``outbound/`` (nbgrader's
   ``release_assignment``), again whenever its release changed, so the Assignments tab lists it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,6 +38,7 @@ def _released_assignments(course: Course) -> list[str]:
 def _api(course: Course, exchange_root: Path):
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
+
     config = copy.deepcopy(course.config)
     config.Exchange.root = str(exchange_root)
     config.ExchangeReleaseAssignment.force = True
@@ -48,11 +50,11 @@ def publish_assignments(course: Course, exchange_root: Path) -> list[str]:
     exchange_root = Path(exchange_root)
     names = _released_assignments(course)
     with Gradebook(course.db_url, course_id=course.coursedir.course_id) as gb:
-        for name in names:   # nbgrader's release_assignment only needs the assignment's row
+        for name in names:  # nbgrader's release_assignment only needs the assignment's row
             gb.update_or_create_assignment(name)
     api = None
     for name in names:
-        stamp = course.workspace / "published" / f"{name}.key"   # what was last released, and where to
+        stamp = course.workspace / "published" / f"{name}.key"  # what was last released, and where to
         key = f"{exchange_root.resolve()}\n{digest(sorted((release_dir(course) / name).rglob('*')))}"
         outbound = exchange_course_dir(course, exchange_root) / "outbound" / name
         if outbound.is_dir() and stamp.is_file() and stamp.read_text() == key:
@@ -73,5 +75,5 @@ def ensure_workspace(root: Path, exchange_root: Path | None = None) -> list[str]
     exchange_root = Path(exchange_root or course.config.Exchange.root)
     if not exchange_root.is_dir():
         exchange_root.mkdir(parents=True)
-        exchange_root.chmod(0o777)   # nbgrader: "the exchange directory ... needs to be writable by all"
+        exchange_root.chmod(0o777)  # nbgrader: "the exchange directory ... needs to be writable by all"
     return publish_assignments(course, exchange_root)

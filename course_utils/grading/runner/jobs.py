@@ -5,17 +5,20 @@ run in any worker of any machine that has the course's venv; it never touches th
 course's folders. ``run_job`` is what the engine calls; it turns every failure into ``problem`` and never
 raises for anything a submission does.
 
-    >>> out = run_job(Job("alice", "01_x", "01_x", nb_bytes, [], snapshot, JobLimits(), sandboxed=True))  # doctest: +SKIP
+    >>> out = run_job(Job("alice", "01_x", "01_x", nb_bytes, [], snapshot, JobLimits(), True))  # doctest: +SKIP
     >>> out.records_bytes, out.limits_hit  # doctest: +SKIP
 
 ``c.Grader.keep_jobs = True`` (``nbgrader_config.py``) keeps each job's spool folder (its files, the kernel's
 log, the supervisor's ``status.json``) for debugging the grader.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,7 +28,7 @@ import nbformat
 
 from course_utils import env
 from course_utils.grading import files as tree
-from course_utils.grading.pipeline.safe_html import safe_notebook
+from course_utils.grading.pipeline.rendering import safe_notebook_json
 from course_utils.grading.pipeline.sanitize import SourceSnapshot, sanitize
 from course_utils.grading.runner.execute import run_notebook
 from course_utils.grading.runner.provisioner import Template
@@ -37,15 +40,16 @@ from course_utils.records import RecordError, load_record_bytes
 @dataclass
 class Job:
     """What one worker needs: the notebook, the files beside it, the gradebook snapshot, the limits."""
+
     student: str
     assignment: str
     notebook: str
-    notebook_bytes: bytes | None           # None: the notebook is missing from the submission
-    files: list[tuple[str, bytes]]         # (relative path, content) copied into the jail's work folder
-    snapshot: SourceSnapshot | None        # None for the trusted solution run (no nbgrader sanitizing)
+    notebook_bytes: bytes | None  # None: the notebook is missing from the submission
+    files: list[tuple[str, bytes]]  # (relative path, content) copied into the jail's work folder
+    snapshot: SourceSnapshot | None  # None for the trusted solution run (no nbgrader sanitizing)
     limits: JobLimits
     sandboxed: bool
-    keep: bool = False                     # keep the job's spool folder (c.Grader.keep_jobs)
+    keep: bool = False  # keep the job's spool folder (c.Grader.keep_jobs)
 
 
 @dataclass
@@ -57,9 +61,9 @@ class JobOutput:
     records_bytes: bytes | None = None
     seconds: float = 0.0
     limits_hit: list[str] = field(default_factory=list)
-    problem: str | None = None       # why the notebook could not be graded at all
-    internal_error: bool = False     # the grader (not the notebook) failed: keep the earlier result, retry later
-    stages: dict = field(default_factory=dict)   # seconds per stage, and the kernel's CPU and memory
+    problem: str | None = None  # why the notebook could not be graded at all
+    internal_error: bool = False  # the grader (not the notebook) failed: keep the earlier result, retry later
+    stages: dict = field(default_factory=dict)  # seconds per stage, and the kernel's CPU and memory
 
     def records(self, cap: int) -> dict:
         """The records the notebook's kernel wrote, read back safely; a refused record file becomes the
@@ -68,7 +72,7 @@ class JobOutput:
             return {}
         try:
             return load_record_bytes(self.records_bytes, cap)
-        except RecordError as error:
+        except RecordError as error:  # its message never quotes the file's content (see course_utils.records)
             self.problem = self.problem or f"the recorded results were rejected: {error}"
             return {}
 
@@ -83,15 +87,46 @@ def read_files(folder: Path, cap: int) -> list[tuple[str, bytes]]:
     return tree.read_tree(folder, limit=cap, include=_beside_notebook)
 
 
+class NotANotebook(ValueError):
+    """A submitted file is not a notebook the grader runs; the message says why without quoting the file."""
+
+
+#: a path component of a schema error that may be shown: a position or a field name of the notebook format
+_SCHEMA_WORD = re.compile(r"^([0-9]{1,6}|[a-z_]{1,30})$")
+
+
+def _where(error) -> str:
+    path = [str(part) for part in getattr(error, "absolute_path", ()) or ()]
+    words = [part for part in path if _SCHEMA_WORD.match(part)][:8]
+    return "/".join(words) or "its top level"
+
+
 def _parse(job: Job) -> nbformat.NotebookNode:
     """The submitted notebook, refusing what is too big, not JSON, not a notebook, or has too many cells."""
     if len(job.notebook_bytes) > job.limits.notebook_bytes:
-        raise ValueError(f"it is {len(job.notebook_bytes) // 2**20} MiB, over the "
-                         f"{job.limits.notebook_bytes // 2**20} MiB limit")
-    nb = nbformat.reads(job.notebook_bytes.decode("utf-8"), as_version=4)
+        raise NotANotebook(
+            f"it is {len(job.notebook_bytes) // 2**20} MiB, over the {job.limits.notebook_bytes // 2**20} MiB limit"
+        )
+    try:
+        text = job.notebook_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotANotebook("it is not UTF-8 text") from None
+    try:
+        nb = nbformat.reads(text, as_version=4, capture_validation_error={})
+    except (ValueError, RecursionError):
+        raise NotANotebook("it is not JSON, or not nested as a notebook is") from None
+    except Exception as error:  # nbformat's readers: no nbformat version, an unknown one, a wrong type...
+        raise NotANotebook(f"it is not in the notebook format ({type(error).__name__})") from None
+    if not isinstance(nb.get("cells"), list):
+        raise NotANotebook("it has no list of cells")
     if len(nb.cells) > job.limits.max_cells:
-        raise ValueError(f"it has {len(nb.cells)} cells, over the limit of {job.limits.max_cells}")
-    nbformat.validate(nb)
+        raise NotANotebook(f"it has {len(nb.cells)} cells, over the limit of {job.limits.max_cells}")
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as error:
+        raise NotANotebook(f"a field does not follow the notebook format, at {_where(error)}") from None
+    except RecursionError:
+        raise NotANotebook("it is nested too deeply") from None
     return nb
 
 
@@ -116,9 +151,16 @@ def _spec(job: Job, job_dir: Path, uid: int | None) -> dict:
         cwd, records = str(work), str(records_dir / RECORD_FILE_NAME)
         variables = jail_env(job.limits, records, home=str(work))
     variables[env.RECORD_FILE] = records
-    return {"job_dir": str(job_dir), "spool": str(job_dir.parent), "cwd": cwd, "env": variables,
-            "records_dir": str(Path(records).parent), "uid": uid, "isolate": isolate,
-            "limits": job.limits.to_dict()}
+    return {
+        "job_dir": str(job_dir),
+        "spool": str(job_dir.parent),
+        "cwd": cwd,
+        "env": variables,
+        "records_dir": str(Path(records).parent),
+        "uid": uid,
+        "isolate": isolate,
+        "limits": job.limits.to_dict(),
+    }
 
 
 def _execute(job: Job, nb, out: JobOutput) -> None:
@@ -132,10 +174,13 @@ def _execute(job: Job, nb, out: JobOutput) -> None:
         with leased as uid:
             execution = run_notebook(nb, template, _spec(job, job_dir, uid), job.limits)
         out.seconds, out.limits_hit = execution.seconds, execution.limits_hit
-        out.stages.update(run_s=execution.seconds, kernel_cpu_s=execution.status.get("cpu_seconds"),
-                          kernel_peak_bytes=execution.status.get("peak_memory"))
+        out.stages.update(
+            run_s=execution.seconds,
+            kernel_cpu_s=execution.status.get("cpu_seconds"),
+            kernel_peak_bytes=execution.status.get("peak_memory"),
+        )
         started = time.perf_counter()
-        out.notebook_json = nbformat.writes(safe_notebook(execution.notebook))
+        out.notebook_json = safe_notebook_json(nbformat.writes(execution.notebook), job.limits.render_seconds)
         if execution.status.get("record_problem"):
             out.problem = f"the recorded results were rejected: {execution.status['record_problem']}"
         elif execution.status.get("setup_error"):
@@ -158,20 +203,23 @@ def run_job(job: Job) -> JobOutput:
     started = time.perf_counter()
     try:
         nb = _parse(job)
-    except Exception as error:  # not UTF-8, not JSON, not a notebook, wrong schema, too big
-        out.problem = f"{job.notebook}.ipynb is not a valid notebook ({type(error).__name__}: {str(error)[:200]})"
+    except NotANotebook as error:  # not UTF-8, not JSON, not a notebook, wrong schema, too big
+        out.problem = f"{job.notebook}.ipynb is not a valid notebook: {error}"
         return out
     try:
         if job.snapshot is not None:
             nb = sanitize(nb, job.snapshot)
-    except Exception as error:
-        out.problem = f"{job.notebook}.ipynb could not be prepared for grading ({type(error).__name__}: {str(error)[:200]})"
+    except Exception as error:  # the message would quote the submission: its type says enough
+        out.problem = f"{job.notebook}.ipynb could not be prepared for grading ({type(error).__name__})"
         return out
     out.stages["prepare_s"] = time.perf_counter() - started
     try:
         _execute(job, nb, out)
-    except Exception:  # a grader bug or a broken machine: report it on this notebook, keep grading the others
-        out.problem = "internal grader error: " + traceback.format_exc(limit=3)[-600:]
+    except Exception as error:  # a grader bug or a broken machine: report it on this notebook, keep grading the others
+        traceback.print_exc(limit=5, file=sys.stderr)  # the worker's log; the note names where, not what
+        frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+        where = f" in {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+        out.problem = f"internal grader error ({type(error).__name__}{where}): ask the instructor"
         out.internal_error = True
     return out
 

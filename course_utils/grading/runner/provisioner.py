@@ -4,11 +4,15 @@
     >>> km = template_kernel_manager(template, spec)                     # then nbclient as usual  # doctest: +SKIP
 
 ``Template`` starts the template (jailed by bubblewrap, or plain with ``sandboxed=False``) and reads its
-events on a thread. ``TemplateProvisioner`` is jupyter_client's extension point for "start this kernel my
+events on a thread; jailed, it gets cgroup folders for its jobs where the grader may make them
+(``runner.cgroups``). ``TemplateProvisioner`` is jupyter_client's extension point for "start this kernel my
 way" (a ``KernelProvisionerBase``): its kernel is a job of that template, which speaks ZMQ over unix sockets
-(``transport="ipc"``) in the job's spool folder, the only thing the grader and the jail share. The kernel
-manager itself is jupyter_client's own, given the provisioner and ``QuickReadyClient``.
+(``transport="ipc"``) in the job's spool folder, the only thing the grader and the jail share; behind them
+is the job's supervisor, which relays each message and refuses one over the job's ``message_bytes`` before
+the grader reads any of it (``runner.relay``). The kernel manager itself is jupyter_client's own, given the
+provisioner and ``QuickReadyClient``, whose channels count every message they receive (``Meter``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,21 +29,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Empty
 
-import zmq
 from jupyter_client import protocol_version_info
 from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerBase
-from traitlets import Any
+from traitlets import Any, Type
 
+from course_utils.grading.runner import cgroups
+from course_utils.grading.runner.relay import MESSAGE_COST
 from course_utils.grading.runner.sandbox import JobLimits, SandboxUnavailable, mode, template_argv, template_command
 
 READY_TIMEOUT = 180.0
-#: the largest message part the grader takes from a kernel. ZMQ refuses a bigger one unread and cuts that
-#: channel for good, so no kernel can make the grader's process (where the local workers drive their kernels)
-#: parse gigabytes; ``grading.execute`` then stops the kernel, with a note. Honest output never comes near:
-#: the output budget (1 MiB) drops far smaller messages, with a note of its own.
-MESSAGE_BYTES = 128 * 2**20
 #: where spool folders go: never under /tmp, which every job covers with a tmpfs of its own
 SPOOL_PARENT = "/var/tmp" if os.access("/var/tmp", os.W_OK) else os.path.expanduser("~")
 
@@ -47,7 +48,7 @@ SPOOL_PARENT = "/var/tmp" if os.access("/var/tmp", os.W_OK) else os.path.expandu
 class JobHandle:
     """What jupyter_client's provisioner needs of a kernel "process": poll, wait, kill (a template job)."""
 
-    def __init__(self, template: "Template", job: str, pid: int):
+    def __init__(self, template: Template, job: str, pid: int):
         self.template, self.job, self.pid = template, job, pid
         self.returncode: int | None = None
         self._started = threading.Event()
@@ -83,7 +84,7 @@ class Template:
     """A running kernel template and its jobs (see ``grading.template``)."""
 
     _shared: dict = {}
-    _shared_lock = threading.Lock()   # the workers of an in-process cluster share one template
+    _shared_lock = threading.Lock()  # the workers of an in-process cluster share one template
 
     def __init__(self, sandboxed: bool, limits: JobLimits):
         self.sandboxed = sandboxed
@@ -91,10 +92,17 @@ class Template:
         self.spool = Path(tempfile.mkdtemp(prefix="cg-", dir=SPOOL_PARENT))  # short: unix socket paths <= 107 bytes
         os.chmod(self.spool, 0o700)
         (self.spool / "owner").write_text(str(os.getpid()))
-        argv = template_command(self.spool, limits) if sandboxed else template_argv()
+        self.cgroups = cgroups.template_cgroups(f"{os.getpid()}-{self.spool.name}") if sandboxed else {}
+        argv = template_command(self.spool, limits, cgroups=self.cgroups) if sandboxed else template_argv()
         env = None if sandboxed else _plain_template_env(limits)
-        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=open(self.spool / "template.log", "ab"), env=env, cwd="/")
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(self.spool / "template.log", "ab"),
+            env=env,
+            cwd="/",
+        )
         self._jobs: dict[str, JobHandle] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()
@@ -106,7 +114,7 @@ class Template:
             raise SandboxUnavailable(f"the kernel template did not start: {log}")
 
     @classmethod
-    def shared(cls, sandboxed: bool, limits: JobLimits) -> "Template":
+    def shared(cls, sandboxed: bool, limits: JobLimits) -> Template:
         """This process's template for ``sandboxed`` (started on first use, started again if it died); every
         worker thread of the process uses the same one."""
         key = (sandboxed, limits.threads)
@@ -185,7 +193,9 @@ class Template:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait(10)
         shutil.rmtree(self.spool, ignore_errors=True)
+        cgroups.remove(self.cgroups)
 
 
 def remove_stale_spools() -> None:
@@ -208,29 +218,107 @@ def _plain_template_env(limits: JobLimits) -> dict[str, str]:
     """The unsandboxed template's environment: only what Python and the libraries need."""
     threads = str(limits.threads)
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME")}
-    return {**keep, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+    return {
+        **keep,
+        "PYTHONHASHSEED": "0",
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+    }
+
+
+class Meter:
+    """Every message a kernel sends, counted on arrival (its frames' bytes and a fixed cost each), before it
+    is parsed: status and execute_input messages, replies and messages meant for no cell alike. Past
+    ``budget``, or on a message that cannot be parsed (e.g. JSON nested too deep, a bad signature), the
+    channels drop what comes (unparsed) and ``tripped`` says why; ``grading.execute`` stops the kernel."""
+
+    def __init__(self, budget: int = 2**62):
+        self.budget, self.used, self.messages = budget, 0, 0
+        self.tripped: str | None = None  # "traffic" or "malformed"
+
+    def count(self, frames) -> bool:
+        """Count one message; False when it must be dropped unparsed."""
+        self.messages += 1
+        self.used += MESSAGE_COST + sum(len(frame) for frame in frames)
+        if self.used > self.budget and self.tripped is None:
+            self.tripped = "traffic"
+        return self.tripped is None
+
+
+#: what a channel hands nbclient in place of a message it dropped: a reply to nobody, so it is ignored
+_DROPPED = {
+    "header": {"msg_type": "dropped", "msg_id": ""},
+    "msg_id": "",
+    "msg_type": "dropped",
+    "parent_header": {},
+    "metadata": {},
+    "content": {},
+    "buffers": [],
+}
+
+
+class CountedChannel(AsyncZMQSocketChannel):
+    """jupyter_client's channel, counting each message against the client's ``Meter`` before parsing it."""
+
+    meter: Meter | None = None
+
+    async def _recv(self, **kwargs) -> dict:
+        frames = await self.socket.recv_multipart(**kwargs)
+        meter = self.meter
+        if meter is not None and not meter.count(frames):
+            return dict(_DROPPED, header=dict(_DROPPED["header"]))
+        _, smsg = self.session.feed_identities(frames)
+        try:
+            return self.session.deserialize(smsg)
+        except (RecursionError, ValueError, TypeError, KeyError, UnicodeDecodeError):
+            if meter is not None and meter.tripped is None:
+                meter.tripped = "malformed"
+            return dict(_DROPPED, header=dict(_DROPPED["header"]))
 
 
 class QuickReadyClient(AsyncKernelClient):
-    """jupyter_client's client, except that "ready" does not end with 0.2 s of silence on IOPub.
+    """jupyter_client's client, except that "ready" does not end with 0.2 s of silence on IOPub, and that its
+    channels count every message (``meter``, a ``Meter``).
 
     jupyter_client's ``wait_for_ready`` gets a kernel_info reply, then waits up to 0.2 s for one IOPub
     message (so the IOPub subscription is known to be live; the first status messages usually go out
     before it is, so this wait mostly times out and the request is sent again), then discards IOPub
-    messages until none has come for 0.2 s: about 0.4 s of idle time per notebook, more than the kernel's
-    own CPU. Here the same two proofs of life, asked for every 20 ms, then only what has already arrived
+    messages until none has come for 0.2 s: idle time in every notebook's grading (timed in
+    docs/performance.md). Here the same two proofs of life, asked for every 20 ms, then only what has already arrived
     is discarded; a late startup message is harmless, since nbclient reads only replies to its own requests.
-
-    It also refuses any message part over ``MESSAGE_BYTES`` and watches its output and reply channels, so
-    that a kernel that sent one can be stopped (``channel_cut``).
     """
 
-    _monitors: tuple = ()   # a ZMQ monitor per watched socket
+    shell_channel_class = Type(CountedChannel)
+    iopub_channel_class = Type(CountedChannel)
+    stdin_channel_class = Type(CountedChannel)
+    control_channel_class = Type(CountedChannel)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_BYTES)  # for every socket it opens: ZMQ reads it at connect
+        self.meter = Meter()
+
+    def _metered(self, channel):
+        if channel is not None:
+            channel.meter = self.meter
+        return channel
+
+    @property
+    def shell_channel(self):
+        return self._metered(super().shell_channel)
+
+    @property
+    def iopub_channel(self):
+        return self._metered(super().iopub_channel)
+
+    @property
+    def stdin_channel(self):
+        return self._metered(super().stdin_channel)
+
+    @property
+    def control_channel(self):
+        return self._metered(super().control_channel)
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
@@ -261,30 +349,12 @@ class QuickReadyClient(AsyncKernelClient):
     def _adapt_protocol(self, reply: dict) -> None:
         """Speak the kernel's protocol version (what jupyter_client does with a kernel_info reply)."""
         major = protocol_version_info[0]
-        version = int(str(reply["content"].get("protocol_version", major)).split(".")[0])
+        try:
+            version = int(str(reply["content"].get("protocol_version", major)).split(".")[0])
+        except ValueError:
+            version = major
         if version != major:
             self.session.adapt_version = version
-
-    def connect_iopub(self, identity=None):
-        return self._watched(super().connect_iopub(identity))
-
-    def connect_shell(self, identity=None):
-        return self._watched(super().connect_shell(identity))
-
-    def _watched(self, socket):
-        self._monitors = [*self._monitors, socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)]
-        return socket
-
-    def channel_cut(self) -> bool:
-        """True once the output or reply channel lost its connection (a message over MESSAGE_BYTES, or the
-        kernel's end: ``grading.execute`` tells them apart)."""
-        return any(monitor.get(zmq.EVENTS) & zmq.POLLIN for monitor in self._monitors)
-
-    def stop_channels(self) -> None:
-        for monitor in self._monitors:
-            monitor.close(linger=0)
-        self._monitors = ()
-        super().stop_channels()
 
 
 class TemplateProvisioner(KernelProvisionerBase):
@@ -350,12 +420,26 @@ class TemplateProvisioner(KernelProvisionerBase):
 def template_kernel_manager(template: Template, job: dict) -> tuple[AsyncKernelManager, TemplateProvisioner]:
     """jupyter_client's kernel manager for one job of ``template``, and the provisioner that runs it."""
     ipc = Path(job["job_dir"]) / "ipc"
-    km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(ipc / "k"),
-                            connection_file=str(ipc / "kernel.json"), client_factory=QuickReadyClient,
-                            autorestart=False)
-    km.provisioner = TemplateProvisioner(kernel_id=Path(job["job_dir"]).name, kernel_spec=km.kernel_spec,
-                                         parent=km, template=template, job=job)
+    km = AsyncKernelManager(
+        kernel_name="python3",
+        transport="ipc",
+        ip=str(ipc / "k"),
+        connection_file=str(ipc / "kernel.json"),
+        client_factory=QuickReadyClient,
+        autorestart=False,
+    )
+    km.provisioner = TemplateProvisioner(
+        kernel_id=Path(job["job_dir"]).name, kernel_spec=km.kernel_spec, parent=km, template=template, job=job
+    )
     return km, km.provisioner
 
 
-__all__ = ["JobHandle", "QuickReadyClient", "Template", "TemplateProvisioner", "template_kernel_manager", "mode"]
+__all__ = [
+    "JobHandle",
+    "Meter",
+    "QuickReadyClient",
+    "Template",
+    "TemplateProvisioner",
+    "template_kernel_manager",
+    "mode",
+]

@@ -8,6 +8,7 @@ run on the machine (any number of them, any engine) sees the same leases, and a 
 when its process dies. Kernels get ``RLIMIT_NPROC`` per uid, so a shared uid would let one student's
 processes starve another's kernel; leasing makes that impossible.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,8 @@ from pathlib import Path
 
 FIRST_UID = 61000
 COUNT = 4000
-LOCK_DIR = Path(os.environ.get("COURSE_UID_LOCK_DIR", "/run/course-grading-uids"
-                               if os.access("/run", os.W_OK) else "/tmp/course-grading-uids"))
+#: one lock file per leased uid, machine-wide (``lease_uid(lock_dir=...)`` for another place, e.g. in tests)
+LOCK_DIR = Path("/run/course-grading-uids" if os.access("/run", os.W_OK) else "/tmp/course-grading-uids")
 
 
 class NoFreeUid(RuntimeError):

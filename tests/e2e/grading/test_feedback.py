@@ -1,4 +1,5 @@
 """Feedback never shows a hidden test, never carries active content, and is bounded in size and time."""
+
 from __future__ import annotations
 
 import re
@@ -17,14 +18,24 @@ from course_utils.grading.pipeline.results import write_result
 from support import submit, tiny_notebook
 
 HIDDEN_LINE = 'record("ex_double/hidden", double(torch.arange(3.0)))'
-SCORES = {"ex_double": {"grade_id": "ex_double", "score": 0.0, "max_score": 2.0,
-                        "message": "1 of 2 tests failed:\n- hidden test 'hidden' failed: the result has the wrong values"}}
+SCORES = {
+    "ex_double": {
+        "grade_id": "ex_double",
+        "score": 0.0,
+        "max_score": 2.0,
+        "message": "1 of 2 tests failed:\n- hidden test 'hidden' failed: the result has the wrong values",
+    }
+}
 
 
 def result_for(student: str) -> dict:
     cell = dict(SCORES["ex_double"], answer_id="ex_double_answer")
-    return {"student": student, "assignment": "hw", "fingerprint": "f",
-            "notebooks": {"hw": {"seconds": 1.0, "limits_hit": [], "problem": None, "cells": [cell]}}}
+    return {
+        "student": student,
+        "assignment": "hw",
+        "fingerprint": "f",
+        "notebooks": {"hw": {"seconds": 1.0, "limits_hit": [], "problem": None, "cells": [cell]}},
+    }
 
 
 def test_the_report_shows_the_learners_own_run_and_only_the_verdict_under_a_test():
@@ -47,8 +58,9 @@ def test_nothing_of_the_graded_run_reaches_the_report(tiny_course):
     autograded = tiny_course.autograded_dir / "mallory" / "hw"
     autograded.mkdir(parents=True)
     leaked = tiny_notebook()
-    leaked.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout",
-                                                      text=HIDDEN_LINE.encode().hex() + "\n" + HIDDEN_LINE)]
+    leaked.cells[1].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=HIDDEN_LINE.encode().hex() + "\n" + HIDDEN_LINE)
+    ]
     nbformat.write(leaked, autograded / "hw.ipynb")
     write_result(tiny_course, result_for("mallory"))
     page = feedback_html(tiny_course, result_for("mallory"), "hw")
@@ -58,12 +70,17 @@ def test_nothing_of_the_graded_run_reaches_the_report(tiny_course):
 
 def test_no_script_event_handler_or_javascript_url_survives(tiny_course):
     nb = tiny_notebook("def double(x):\n    return 2 * x\n")
-    nb.cells.insert(0, nbformat.v4.new_markdown_cell(
-        '<script>alert("md")</script><img src=x onerror="alert(1)"> [link](javascript:alert(2)) '
-        '<a href="javascript:alert(3)">a</a>'))
+    nb.cells.insert(
+        0,
+        nbformat.v4.new_markdown_cell(
+            '<script>alert("md")</script><img src=x onerror="alert(1)"> [link](javascript:alert(2)) '
+            '<a href="javascript:alert(3)">a</a>'
+        ),
+    )
     nb.cells[2].outputs = [
-        nbformat.v4.new_output("display_data", data={"text/html": "<b>bold</b><script>alert(4)</script>"
-                                                     "<svg onload=alert(5)></svg>"}),
+        nbformat.v4.new_output(
+            "display_data", data={"text/html": "<b>bold</b><script>alert(4)</script><svg onload=alert(5)></svg>"}
+        ),
         nbformat.v4.new_output("display_data", data={"application/javascript": "alert(6)"}),
         nbformat.v4.new_output("display_data", data={"image/svg+xml": "<svg><script>alert(7)</script></svg>"}),
         nbformat.v4.new_output("display_data", data={"image/png": '"><script>alert(8)</script>'}),
@@ -81,8 +98,12 @@ def test_no_script_event_handler_or_javascript_url_survives(tiny_course):
 
 def test_a_huge_submission_gives_a_bounded_report(tiny_course):
     nb = tiny_notebook("def double(x):\n    return 2 * x\n")
-    nb.cells += [nbformat.v4.new_code_cell("print(1)", outputs=[
-        nbformat.v4.new_output("stream", name="stdout", text="x" * 10_000)]) for _ in range(400)]
+    nb.cells += [
+        nbformat.v4.new_code_cell(
+            "print(1)", outputs=[nbformat.v4.new_output("stream", name="stdout", text="x" * 10_000)]
+        )
+        for _ in range(400)
+    ]
     nb.cells.append(nbformat.v4.new_markdown_cell("y" * 200_000))
     folder = tiny_course.submitted_dir / "big" / "hw"
     folder.mkdir(parents=True)

@@ -1,4 +1,5 @@
 """course_utils.grading.pipeline.release: nbgrader's generate_assignment, into exercises/ or elsewhere."""
+
 from __future__ import annotations
 
 import nbformat

@@ -6,6 +6,7 @@ answers earn (``samples.POINTS``) and a phrase its comment must hold.
 
     >>> build_inbox(release_nb, solution_nb, Path("inbox"), course_root)  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,7 +36,7 @@ def insert_after(nb, task, source):
     return nb
 
 
-ATTACK_CELL = r'''
+ATTACK_CELL = r"""
 import glob, json, os, socket, sys
 import course_utils.checks
 attempts = {}
@@ -46,7 +47,8 @@ def attempt(name, action):
     except Exception as error:
         attempts[name] = "blocked: " + type(error).__name__
 ROOT = {root!r}
-attempt("read_solutions", lambda: open(ROOT + "/solutions/01_tensors_vs_numpy/01_tensors_vs_numpy_exercises.ipynb").read())
+SOLUTION = ROOT + "/solutions/01_tensors_vs_numpy/01_tensors_vs_numpy_exercises.ipynb"
+attempt("read_solutions", lambda: open(SOLUTION).read())
 attempt("read_repo_solutions", lambda: os.listdir("/work/main/solutions"))
 attempt("read_gradebook", lambda: open(ROOT + "/grading/gradebook.db", "rb").read())
 attempt("list_references", lambda: os.listdir(ROOT + "/grading/references"))
@@ -60,54 +62,57 @@ attempt("network_internet", lambda: socket.create_connection(("151.101.0.223", 4
 attempt("signal_jail_init", lambda: os.kill(1, 9))
 attempt("read_root_files", lambda: open("/root/.bashrc").read())
 print("ATTACKS " + json.dumps(attempts))
-'''
+"""
 
-PATCH_CHECKS = '''
+PATCH_CHECKS = """
 import course_utils.checks as checks
 def _quiet(*args, **kwargs):
     return None
 for name in ("check_tensor", "check_scalar", "check_grad", "check_module", "record", "compare_records"):
     setattr(checks, name, _quiet)
 check_tensor = record = _quiet
-'''
+"""
 
-PATCH_TORCH = '''
+PATCH_TORCH = """
 torch.allclose = lambda *a, **k: True
 torch.equal = lambda *a, **k: True
 torch.testing.assert_close = lambda *a, **k: None
 torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)
-'''
+"""
 
-SPOOF_VISIBLE = '''
+SPOOF_VISIBLE = """
 import re
 def _record_expected_instead(lines):
     source = "".join(lines)
     # rewrite visible checks so they record the expected value (which sits in the visible cell) as the answer
-    source = re.sub(r"check_tensor\\((.*?),\\s*(torch\\.tensor\\(.*?\\)),", r"check_tensor(\\2, \\2,", source, flags=re.S)
+    pattern = r"check_tensor\\((.*?),\\s*(torch\\.tensor\\(.*?\\)),"
+    source = re.sub(pattern, r"check_tensor(\\2, \\2,", source, flags=re.S)
     return source.splitlines(keepends=True)
 get_ipython().input_transformers_cleanup.append(_record_expected_instead)
-'''
+"""
 
-PICKLE_RECORDS = '''
+PICKLE_RECORDS = """
 import os, pickle
 class Payload:
     def __reduce__(self):
         return (os.system, ("touch /tmp/pwned-by-pickle",))
 with open(os.environ["COURSE_RECORD_FILE"], "wb") as handle:
     pickle.dump({"ex01_arange_matrix/two_by_three": Payload()}, handle)
-'''
+"""
 
-LINK_RECORDS = '''
+LINK_RECORDS = """
 import os
 path = os.environ["COURSE_RECORD_FILE"]
 if os.path.exists(path):
     os.remove(path)
 os.symlink({target!r}, path)
-'''
+"""
 
 
-XSS_MARKDOWN = ('<script>alert("md")</script><img src=x onerror="alert(1)"> [link](javascript:alert(2)) '
-                '<a href="javascript:alert(3)">a</a>')
+XSS_MARKDOWN = (
+    '<script>alert("md")</script><img src=x onerror="alert(1)"> [link](javascript:alert(2)) '
+    '<a href="javascript:alert(3)">a</a>'
+)
 XSS_CELL = r"""
 from IPython.display import HTML, Javascript, display
 display(HTML('<b>bold</b><script>alert(4)</script><svg onload="alert(5)"></svg>'))
@@ -196,16 +201,30 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
 
     inbox.mkdir(parents=True, exist_ok=True)
     write("full", full, FULL, "all", how="zip")
-    write("untouched", release_nb, 0, "not recorded", how="ipynb")
-    write("partial", answered(release_nb, {t: answers[t] for t in TASKS[:2]}), earned(*TASKS[:2]), "not recorded")
-    raises = {**answers, TASKS[0]: "def arange_matrix(rows, cols, dtype=torch.float32):\n    raise ValueError('oops')\n"}
-    write("raises", answered(release_nb, raises), FULL - POINTS[TASKS[0]], "not recorded")
-    write("infinite_loop", answered(release_nb, {**answers, TASKS[0]: "while True:\n    pass\n"}), FULL - POINTS[TASKS[0]], "cell time limit")
+    write("untouched", release_nb, 0, "is not written yet", how="ipynb")
+    write("partial", answered(release_nb, {t: answers[t] for t in TASKS[:2]}), earned(*TASKS[:2]), "is not written yet")
+    raises = {
+        **answers,
+        TASKS[0]: "def arange_matrix(rows, cols, dtype=torch.float32):\n    raise ValueError('oops')\n",
+    }
+    write("raises", answered(release_nb, raises), FULL - POINTS[TASKS[0]], "ValueError: oops")
+    write(
+        "infinite_loop",
+        answered(release_nb, {**answers, TASKS[0]: "while True:\n    pass\n"}),
+        FULL - POINTS[TASKS[0]],
+        "cell time limit",
+    )
     # ignores the interrupt sent at the cell time limit, so only the notebook wall-time limit stops it;
     # it sleeps rather than spins so that it holds a worker, not a CPU core, until then
-    ignore_sigint = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n"
-                     "    time.sleep(0.2)\n")
-    write("unstoppable_loop", answered(release_nb, {**answers, TASKS[2]: ignore_sigint}), earned(*TASKS[:2]), "wall-time limit")
+    ignore_sigint = (
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.2)\n"
+    )
+    write(
+        "unstoppable_loop",
+        answered(release_nb, {**answers, TASKS[2]: ignore_sigint}),
+        earned(*TASKS[:2]),
+        "wall-time limit",
+    )
     crash = {**{t: answers[t] for t in TASKS[:2]}, TASKS[2]: "import os\nos._exit(1)\n"}
     write("kernel_crash", answered(release_nb, crash), earned(*TASKS[:2]), "kernel died")
     # it hits the memory limit, then lets go: a kernel left a few MiB under its limit fails later cells or
@@ -215,7 +234,7 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
     edited = answered(release_nb, {t: answers[t] for t in TASKS[:2]})
     for task in TASKS[2:]:
         cell_of(edited, task).source = f"print('all tests passed')\nrecord('{task}/fake', 1)\n"
-    write("edited_tests", edited, earned(*TASKS[:2]), "not recorded")
+    write("edited_tests", edited, earned(*TASKS[:2]), "is not written yet")
     deleted = copy.deepcopy(full)
     deleted.cells = [c for c in deleted.cells if grade_id(c) != TASKS[0]]
     write("deleted_test", deleted, FULL, "all")
@@ -223,16 +242,27 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
     folder = inbox / "missing_notebook" / "01_tensors_vs_numpy"
     folder.mkdir(parents=True)
     nbformat.write(full, folder / "my_homework.ipynb")
-    write("huge_output", insert_after(copy.deepcopy(full), TASKS[0], "for i in range(200000):\n    print('x' * 200)\n"),
-          FULL, "output limit")
+    write(
+        "huge_output",
+        insert_after(copy.deepcopy(full), TASKS[0], "for i in range(200000):\n    print('x' * 200)\n"),
+        FULL,
+        "output limit",
+    )
     wrong = answered(release_nb, WRONG)
     write("redefined_checks", insert_after(copy.deepcopy(wrong), f"{TASKS[0]}_answer", PATCH_CHECKS), 0, "not recorded")
     write("patched_torch", insert_after(copy.deepcopy(wrong), f"{TASKS[0]}_answer", PATCH_TORCH), 0, "failed")
     write("spoofed_visible", insert_after(copy.deepcopy(wrong), f"{TASKS[0]}_answer", SPOOF_VISIBLE), 0, "failed")
-    write("escape", insert_after(copy.deepcopy(full), TASKS[-1], ATTACK_CELL.replace("{root!r}", repr(str(course_root)))), FULL, "all")
+    write(
+        "escape",
+        insert_after(copy.deepcopy(full), TASKS[-1], ATTACK_CELL.replace("{root!r}", repr(str(course_root)))),
+        FULL,
+        "all",
+    )
     write("pickled_records", insert_after(copy.deepcopy(full), TASKS[-1], PICKLE_RECORDS), 0, "rejected")
-    linked = LINK_RECORDS.replace("{target!r}", repr(str(course_root / "grading" / "references" / "01_tensors_vs_numpy"
-                                                      / "01_tensors_vs_numpy_exercises.pt")))
+    linked = LINK_RECORDS.replace(
+        "{target!r}",
+        repr(str(course_root / "grading" / "references" / "01_tensors_vs_numpy" / "01_tensors_vs_numpy_exercises.pt")),
+    )
     write("linked_records", insert_after(copy.deepcopy(wrong), TASKS[-1], linked), 0, "rejected")
     meta = copy.deepcopy(full)
     fake = nbformat.v4.new_code_cell("record('ex01_arange_matrix/two_by_three', 0)")
@@ -243,8 +273,11 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
     # the holes of the grading-at-scale issue, one scenario each
     xss = insert_after(copy.deepcopy(full), TASKS[-1], XSS_CELL)
     xss.cells.insert(0, nbformat.v4.new_markdown_cell(XSS_MARKDOWN))
-    next(c for c in xss.cells if c.source == XSS_CELL).outputs = [nbformat.v4.new_output("display_data", data={
-        "text/html": "<img src=x onerror=alert(9)>", "application/javascript": "alert(10)"})]
+    next(c for c in xss.cells if c.source == XSS_CELL).outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={"text/html": "<img src=x onerror=alert(9)>", "application/javascript": "alert(10)"}
+        )
+    ]
     write("xss", xss, FULL, "all")
     write("display_leak", insert_after(copy.deepcopy(full), f"{TASKS[0]}_answer", DISPLAY_LEAK), FULL, "all")
     write("display_flood", insert_after(copy.deepcopy(full), TASKS[-1], DISPLAY_FLOOD), FULL, "output limit")
@@ -252,8 +285,18 @@ def build_inbox(release_nb, solution_nb, inbox: Path, course_root: Path) -> dict
     many.cells += [nbformat.v4.new_code_cell("pass") for _ in range(100_000)]
     write("many_cells", many, 0, "cells, over the limit")
     write("disk_fill", insert_after(copy.deepcopy(full), TASKS[-1], DISK_FILL), FULL, "all")
-    write("child_cpu", insert_after(copy.deepcopy(full), TASKS[2], CHILD_CPU), earned(*TASKS[:3]), "the kernel was stopped")
-    write("child_memory", insert_after(copy.deepcopy(full), TASKS[1], CHILD_MEMORY), earned(*TASKS[:2]), "the kernel was stopped")
+    write(
+        "child_cpu",
+        insert_after(copy.deepcopy(full), TASKS[2], CHILD_CPU),
+        earned(*TASKS[:3]),
+        "the kernel was stopped",
+    )
+    write(
+        "child_memory",
+        insert_after(copy.deepcopy(full), TASKS[1], CHILD_MEMORY),
+        earned(*TASKS[:2]),
+        "the kernel was stopped",
+    )
     write("planted_modules", full, FULL, "all")
     for module in ("ipykernel_launcher.py", "numpy.py", "IPython.py", "torch.py", "course_utils.py"):
         (inbox / "planted_modules" / "01_tensors_vs_numpy" / module).write_bytes(PLANTED)

@@ -1,4 +1,5 @@
 """course_utils.grading.cells: nbgrader's cell metadata and the hidden-test markers, read one way everywhere."""
+
 from __future__ import annotations
 
 import nbformat
@@ -45,7 +46,8 @@ def test_metadata_that_is_missing_or_not_a_dict_reads_as_empty():
 
 def test_answer_sources_by_grade_id():
     assert answer_sources(tiny_notebook("def double(x):\n    return x + x\n")) == {
-        "ex_double_answer": "def double(x):\n    return x + x\n"}
+        "ex_double_answer": "def double(x):\n    return x + x\n"
+    }
 
 
 def test_markers_split_a_test_cell_into_visible_and_hidden_parts():
@@ -56,10 +58,12 @@ def test_markers_split_a_test_cell_into_visible_and_hidden_parts():
 
 def test_the_course_markers_come_from_nbgrader_config():
     config = Course.load(REPO).config
-    assert Course.load(REPO).markers == HiddenMarkers(config.ClearHiddenTests.begin_test_delimeter,
-                                                      config.ClearHiddenTests.end_test_delimeter)
-    custom = HiddenMarkers.from_config({"ClearHiddenTests": {"begin_test_delimeter": "SECRET>",
-                                                             "end_test_delimeter": "<SECRET"}})
+    assert Course.load(REPO).markers == HiddenMarkers(
+        config.ClearHiddenTests.begin_test_delimeter, config.ClearHiddenTests.end_test_delimeter
+    )
+    custom = HiddenMarkers.from_config(
+        {"ClearHiddenTests": {"begin_test_delimeter": "SECRET>", "end_test_delimeter": "<SECRET"}}
+    )
     assert custom.split("a\nSECRET>\nb\n<SECRET") == ("a", "b")
 
 

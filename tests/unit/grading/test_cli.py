@@ -1,6 +1,7 @@
 """course_utils.grading.cli: the one command line (pipeline, lab and hub commands in one parser), each pipeline
 command the function of the same name in the module of the same name; bad input ends with a one-line error and
 status 2."""
+
 from __future__ import annotations
 
 import importlib
@@ -17,9 +18,20 @@ def test_every_pipeline_command_is_the_function_of_its_name_in_the_module_of_its
     assert callable(getattr(module, name)), f"course_utils.grading.{package}.{name} has no function {name}()"
 
 
-@pytest.mark.parametrize("argv", [["hub", "watch", "--exchange", "x"], ["hub", "status"], ["hub", "regrade", "a"],
-                                  ["hub", "up", "--roster", "r", "--instructor", "t"], ["hub", "down"],
-                                  ["lab", "enable"], ["lab", "update"], ["config"], ["autograde"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["hub", "watch", "--exchange", "x"],
+        ["hub", "status"],
+        ["hub", "regrade", "a"],
+        ["hub", "up", "--roster", "r", "--instructor", "t"],
+        ["hub", "down"],
+        ["lab", "enable"],
+        ["lab", "update"],
+        ["config"],
+        ["autograde"],
+    ],
+)
 def test_every_tool_of_the_course_is_a_command_of_the_one_parser(argv):
     args = parser().parse_args(argv)
     assert args.command in [*COMMANDS.values(), *(c for _, group in GROUPS.values() for c in group.values())]

@@ -1,4 +1,5 @@
 """course_utils.grading.course: the course from nbgrader_config.py, its folders, assignments and digests."""
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,10 @@ def test_every_folder_is_a_property_of_the_course(tiny_course):
     assert tiny_course.submitted_dir == root / "grading" / "submitted"
     assert tiny_course.workspace == root / "grading"
     assert (tiny_course.references_dir, tiny_course.results_dir, tiny_course.export_dir) == (
-        root / "grading" / "references", root / "grading" / "results", root / "grading" / "export")
+        root / "grading" / "references",
+        root / "grading" / "results",
+        root / "grading" / "export",
+    )
     assert tiny_course.source_notebook("hw", "hw") == root / "solutions" / "hw" / "hw.ipynb"
 
 

@@ -1,4 +1,5 @@
 """course_utils.grading.files: a student folder is read once, through handles, never through a link."""
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,7 @@ def test_a_folder_that_is_a_link_is_refused(folder, tmp_path):
 
 def test_sizes_are_capped_by_apparent_size_so_a_sparse_file_costs_nothing(folder, tmp_path):
     with open(folder / "sparse", "wb") as handle:
-        handle.truncate(3 * 2**30)        # 3 GiB apparent, a few KiB allocated
+        handle.truncate(3 * 2**30)  # 3 GiB apparent, a few KiB allocated
     report = copy_tree(folder, tmp_path / "copy", limit=2**20)
     assert "sparse: over the size limit" in report.skipped
     assert report.bytes < 2**20 and not (tmp_path / "copy" / "sparse").exists()
@@ -64,7 +65,7 @@ def test_files_of_another_account_are_refused_when_an_owner_is_required(folder):
     os.chown(folder, 65534, 65534)
     os.chown(folder / "nb.ipynb", 65534, 65534)
     files = dict(read_tree(folder, limit=2**20, owner=65534))
-    assert "nb.ipynb" in files and "pkg/helper.py" not in files   # helper.py is root's
+    assert "nb.ipynb" in files and "pkg/helper.py" not in files  # helper.py is root's
     with pytest.raises(TreeError, match="does not belong"):
         open_folder(folder, owner=12345)
 
@@ -83,7 +84,7 @@ def test_the_tree_digest_follows_content_and_counts_links_as_links(folder):
     changed = tree_digest(folder, "key")
     assert changed != before
     (folder / "secret").unlink()
-    (folder / "secret").symlink_to("/etc/hostname")     # another target: still "a link"
+    (folder / "secret").symlink_to("/etc/hostname")  # another target: still "a link"
     assert tree_digest(folder, "key") == changed
 
 

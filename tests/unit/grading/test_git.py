@@ -1,4 +1,5 @@
 """course_utils.grading.git: one way to run git, one clear error."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,7 +13,7 @@ def test_git_runs_in_the_folder_and_commits_as_the_course(tmp_path):
     (tmp_path / "ignored.txt").write_text("i")
     (tmp_path / ".gitignore").write_text("ignored.txt\n")
     (tmp_path / "link").symlink_to("a.txt")
-    assert tracked_files(tmp_path) == [".gitignore", "a.txt"]   # new files too, never ignored ones or links
+    assert tracked_files(tmp_path) == [".gitignore", "a.txt"]  # new files too, never ignored ones or links
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-q", "-m", "first", as_course=True)
     assert git(tmp_path, "log", "--format=%an <%ae>") == "course <course@localhost>"

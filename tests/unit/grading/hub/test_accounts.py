@@ -1,4 +1,5 @@
 """The classroom's roster: a CSV of student ids, checked before any account is made."""
+
 import pytest
 
 from course_utils.grading.hub.accounts import RosterError, check_user_name, read_roster

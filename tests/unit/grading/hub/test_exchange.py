@@ -1,4 +1,5 @@
 """Grading on submission: which exchange folders the watcher grades, and when (no grading runs here)."""
+
 import os
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ def test_only_the_newest_complete_submission_of_each_student_is_taken(tmp_path):
     inbound.mkdir()
     submit(inbound, "alice", "2026-01-01 10:00:00 UTC")
     newest = submit(inbound, "alice", "2026-01-01 11:00:00 UTC")
-    submit(inbound, "alice", "2026-01-01 12:00:00 UTC", complete=False)   # still being copied
+    submit(inbound, "alice", "2026-01-01 12:00:00 UTC", complete=False)  # still being copied
     bob = submit(inbound, "bob", "2026-01-01 09:00:00 UTC")
     found = latest_submissions(inbound, {A}, check_owner=False)
     assert {k: s.path for k, s in found.items()} == {f"{A}/alice": newest, f"{A}/bob": bob}
@@ -80,7 +81,7 @@ def test_a_resubmission_within_the_rate_limit_waits_then_is_graded():
 
 # ---------------------------------------------------------------- reading a submission once, as its student's
 
-STUDENT = "nobody"          # a system account stands in for a student: its uid owns "their" files
+STUDENT = "nobody"  # a system account stands in for a student: its uid owns "their" files
 
 
 def owned_submission(inbound: Path, stamp: str = "2026-01-01 10:00:00 UTC") -> Path:
@@ -95,7 +96,7 @@ def owned_submission(inbound: Path, stamp: str = "2026-01-01 10:00:00 UTC") -> P
 def test_a_submission_is_copied_once_from_the_students_own_files(tmp_path):
     folder = owned_submission(tmp_path / "inbound")
     (folder / "shadow").symlink_to("/etc/shadow")
-    (folder / "roots.txt").write_text("not the student's")          # root's file in the student's folder
+    (folder / "roots.txt").write_text("not the student's")  # root's file in the student's folder
     sub = parse_entry(folder)
     refused = stage(sub, tmp_path / "copy", check_owner=True)
     assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["nb.ipynb", "timestamp.txt"]
@@ -120,7 +121,7 @@ def test_a_folder_swapped_for_a_link_after_it_was_listed_is_refused(tmp_path):
 def test_a_folder_that_names_another_student_is_quarantined(tmp_path):
     inbound = tmp_path / "inbound"
     own = owned_submission(inbound)
-    forged = submit(inbound, STUDENT, "2026-01-01 11:00:00 UTC")      # root's folder, in nobody's name
+    forged = submit(inbound, STUDENT, "2026-01-01 11:00:00 UTC")  # root's folder, in nobody's name
     moved = quarantine(inbound, {A}, tmp_path / "quarantine")
     assert moved == [forged.name] and not forged.exists() and own.exists()
     assert (tmp_path / "quarantine" / forged.name / "nb.ipynb").is_file()

@@ -1,5 +1,6 @@
 """collect: submissions arrive as folders, notebooks or zips; nothing unsafe is unpacked and nothing
 that does not match is dropped silently."""
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,15 @@ def course(tmp_path) -> Course:
         "c.CourseDirectory.source_directory = 'solutions'\n"
         "c.CourseDirectory.submitted_directory = 'grading/submitted'\n"
         "c.CourseDirectory.autograded_directory = 'grading/autograded'\n"
-        f"c.CourseDirectory.db_url = 'sqlite:///{tmp_path}/grading/gradebook.db'\n")
+        f"c.CourseDirectory.db_url = 'sqlite:///{tmp_path}/grading/gradebook.db'\n"
+    )
     (tmp_path / "solutions" / "hw").mkdir(parents=True)
     nbformat.write(nbformat.v4.new_notebook(), tmp_path / "solutions" / "hw" / f"{NB}.ipynb")
     return Course.load(tmp_path)
 
 
-def _zip(path: Path, members: dict[str, str], links: dict[str, str] = {}) -> Path:
+def _zip(path: Path, members: dict[str, str], links: dict[str, str] | None = None) -> Path:
+    links = links or {}
     with zipfile.ZipFile(path, "w") as zf:
         for name, text in members.items():
             zf.writestr(name, text)
@@ -49,8 +52,11 @@ def test_student_ids_must_be_plain_names():
 
 
 def test_zip_refuses_links_absolute_and_climbing_paths(tmp_path):
-    archive = _zip(tmp_path / "a.zip", {"../evil.txt": "x", "/abs.txt": "x", f"work/{NB}.ipynb": "{}"},
-                   links={"work/link": "/etc/passwd"})
+    archive = _zip(
+        tmp_path / "a.zip",
+        {"../evil.txt": "x", "/abs.txt": "x", f"work/{NB}.ipynb": "{}"},
+        links={"work/link": "/etc/passwd"},
+    )
     dest = tmp_path / "out"
     dest.mkdir()
     problems = unpack_zip(archive, dest)
@@ -83,8 +89,12 @@ def test_collect_takes_every_layout_and_reports_what_does_not_match(course, tmp_
     assert (course.submitted_dir / "ann" / "hw" / "helper.py").is_file()
     assert not (course.submitted_dir / "ann" / "hw" / "secret").exists()
     text = "\n".join(report.problems)
-    for phrase in ("ann/nope: no such assignment", "secret: is a link", "dan.txt: neither",
-                   "'bad name' is not a usable student id"):
+    for phrase in (
+        "ann/nope: no such assignment",
+        "secret: is a link",
+        "dan.txt: neither",
+        "'bad name' is not a usable student id",
+    ):
         assert phrase in text, text
 
 
@@ -123,7 +133,7 @@ def _damaged_zips(tmp_path: Path) -> dict[str, Path]:
         zf.writestr("data.bin", os.urandom(2000))
     raw = bytearray(deflated.read_bytes())
     start = raw.index(b"data.bin") + len("data.bin")
-    raw[start + 10:start + 60] = b"\xff" * 50  # corrupt deflate stream
+    raw[start + 10 : start + 60] = b"\xff" * 50  # corrupt deflate stream
     deflated.write_bytes(bytes(raw))
     zips["corrupt_deflate"] = deflated
     encrypted = _zip(tmp_path / "enc.zip", {f"{NB}.ipynb": good, "secret.txt": "x"})
@@ -144,8 +154,9 @@ def test_a_damaged_zip_member_is_reported_and_the_rest_is_collected(course, tmp_
     inbox.mkdir()
     for student, archive in _damaged_zips(tmp_path).items():
         shutil.copy(archive, inbox / f"{student}.zip")
-    shutil.copy(_zip(tmp_path / "honest.zip", {f"{NB}.ipynb": json.dumps(nbformat.v4.new_notebook())}),
-                inbox / "zz_honest.zip")
+    shutil.copy(
+        _zip(tmp_path / "honest.zip", {f"{NB}.ipynb": json.dumps(nbformat.v4.new_notebook())}), inbox / "zz_honest.zip"
+    )
     report = collect(course, inbox, assignment="hw")
     collected = {student for student, _ in report.collected}
     assert collected == {"bad_crc", "corrupt_deflate", "encrypted", "file_and_folder", "dot_member", "zz_honest"}

@@ -1,94 +1,145 @@
-"""course_utils.grading.pipeline.constraints and its place in scoring: the trusted half of a stated constraint.
+"""course_utils.grading.pipeline.constraints, tasks and their place in scoring: a constrained task is judged on its
+answer cell alone.
 
-The grader re-checks the submitted notebook's cells (which the kernel cannot change), driven by the solution's
-constraint records; a violation scores 0 for that task only, with a message naming the operation.
+The grader checks the submitted answer cell with the rules the test cell applies (driven by the solution's
+constraint records) and scores the task from the records of the task's own job (its answer cell run alone with
+its test cell); a violation scores 0 for that task only, worded as the test cell words it.
 """
+
 from __future__ import annotations
 
 import nbformat
 import torch
 
+from course_utils.constraint_rules import summary
 from course_utils.grading.cells import GradedCell
-from course_utils.grading.pipeline.constraints import (
-    constrained_tasks,
-    constraint_problems,
-    shipped_modules,
+from course_utils.grading.pipeline.constraints import answer_problems, constraint_keys
+from course_utils.grading.pipeline.scoring import TaskRun, score_notebook
+from course_utils.grading.pipeline.tasks import (
+    answer_source,
+    constrained_task_ids,
+    job_name,
+    split_job_name,
+    task_notebook,
 )
-from course_utils.grading.pipeline.scoring import score_notebook
-from course_utils.grading.pipeline.verdicts import compare_records
+from course_utils.wording import unanswered
 
 PARAMS = {"function": "product", "rules": ["matmul"], "uses": [], "require": [], "visible": True}
-REFERENCE = {"ex_p/constraint": {"kind": "constraint", "value": [], "params": PARAMS},
-             "ex_p/value": {"kind": "tensor", "value": torch.ones(2), "params": {}},
-             "ex_q/value": {"kind": "value", "value": 3, "params": {}}}
+TASK_REFERENCE = {
+    "ex_p/constraint": {"kind": "constraint", "value": [], "params": PARAMS},
+    "ex_p/value": {"kind": "tensor", "value": torch.ones(2), "params": {}},
+}
+WHOLE_REFERENCE = {**TASK_REFERENCE, "ex_q/value": {"kind": "value", "value": 3, "params": {}}}
 CELLS = [GradedCell("ex_p", 3.0, True, "ex_p_answer"), GradedCell("ex_q", 1.0, True, "ex_q_answer")]
 CLEAN = "def product(A, B):\n    return (A.unsqueeze(2) * B.unsqueeze(0)).sum(1)\n"
 
 
-def notebook(*sources):
-    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# prose")]
-                                    + [nbformat.v4.new_code_cell(s) for s in sources])
+def task_records(constraint_value=(), value=True):
+    out = {"ex_p/constraint": {"kind": "constraint", "value": list(constraint_value), "params": {}}}
+    if value:
+        out["ex_p/value"] = {"kind": "tensor", "value": torch.ones(2), "params": {}}
+    return out
 
 
-def records(constraint_value=()):
-    return {"ex_p/constraint": {"kind": "constraint", "value": list(constraint_value), "params": {}},
-            "ex_p/value": {"kind": "tensor", "value": torch.ones(2), "params": {}},
-            "ex_q/value": {"kind": "value", "value": 3, "params": {}}}
+def scores(answer, records=None, notebook=None, whole=None):
+    run = TaskRun(answer, task_records() if records is None else records, TASK_REFERENCE, notebook)
+    whole = {"ex_q/value": {"kind": "value", "value": 3, "params": {}}} if whole is None else whole
+    return {
+        s.grade_id: (s.score, s.message) for s in score_notebook(CELLS, whole, WHOLE_REFERENCE, tasks={"ex_p": run})
+    }
 
 
-def scores(nb, student=None, **kw):
-    json_text = nbformat.writes(nb) if nb is not None else None
-    return {s.grade_id: (s.score, s.message)
-            for s in score_notebook(CELLS, student or records(), REFERENCE, notebook=json_text, **kw)}
+def test_constraint_records_come_from_the_reference():
+    assert constraint_keys(WHOLE_REFERENCE) == {"ex_p/constraint": PARAMS}
+    assert answer_problems(CLEAN, {"ex_q/value": WHOLE_REFERENCE["ex_q/value"]}) == {}
 
 
-def test_constrained_tasks_come_from_the_reference():
-    assert constrained_tasks(REFERENCE) == {"ex_p": PARAMS}
-    assert constraint_problems(notebook("x = 1"), {"ex_q/value": REFERENCE["ex_q/value"]}) == {}
+def test_a_clean_answer_cell_scores_full_points():
+    assert scores(CLEAN) == {"ex_p": (3.0, "all 2 tests passed"), "ex_q": (1.0, "all 1 tests passed")}
 
 
-def test_a_clean_notebook_scores_full_points():
-    got = scores(notebook("import torch", CLEAN))
-    assert got == {"ex_p": (3.0, "all 2 tests passed"), "ex_q": (1.0, "all 1 tests passed")}
-
-
-def test_a_violation_scores_zero_for_its_task_only_and_names_the_operation():
-    got = scores(notebook("import torch", "def product(A, B):\n    return A @ B\n"))
-    assert got["ex_p"] == (0.0, "constraint check failed: `product` uses `@` (matrix multiplication), which this task "
-                                "forbids (a built-in matrix product)")
+def test_a_violation_scores_zero_for_its_task_only_in_the_test_cells_words():
+    bad = "def product(A, B):\n    return A @ B\n"
+    said = "`product` uses `@` (matrix multiplication) on line 2, which this task forbids (a built-in matrix product)"
+    assert answer_problems(bad, TASK_REFERENCE) == {"ex_p/constraint": summary([said])}
+    got = scores(bad)
+    assert got["ex_p"] == (0.0, f"1 of 2 tests failed:\n- visible check 'constraint' failed: {said}")
     assert got["ex_q"][0] == 1.0
 
 
-def test_a_patched_kernel_check_earns_nothing():
-    """The kernel recorded a clean outcome and the right values; the cells still give the product away."""
-    patch = ("import course_utils.constraints as c\nfrom course_utils.checks import record\n"
-             "c.constrained = lambda fn, *rules, key=None, **kw: (record(key, [], kind='constraint'), fn)[1]")
-    got = scores(notebook("import torch", patch, "def product(A, B):\n    return torch.mm(A, B)\n"))
-    assert got["ex_p"][0] == 0.0
-    assert "`torch.mm`" in got["ex_p"][1] and "assigns to `c.constrained`" in got["ex_p"][1]
+def test_a_kernel_that_recorded_a_clean_outcome_cannot_pass_a_violating_cell():
+    """Whatever the task's kernel recorded, the grader's own reading of the answer cell decides the constraint."""
+    got = scores("def product(A, B):\n    return torch.mm(A, B)\n", records=task_records([]))
+    assert got["ex_p"][0] == 0.0 and "`torch.mm`" in got["ex_p"][1]
 
 
 def test_what_the_kernel_saw_fails_the_task_too():
-    got = scores(notebook("import torch", CLEAN), records(["`product` called `torch.mm`, which this task forbids"]))
-    assert got["ex_p"][0] == 0.0 and "called `torch.mm`" in got["ex_p"][1]
-    verdict = compare_records(records(["`product` called `torch.mm`"]), REFERENCE)["ex_p"]
-    assert not verdict.passed and "visible check 'constraint' failed: `product` called `torch.mm`" in verdict.message
+    said = "`product` runs the operator `aten.mm` on line 2, which this task forbids (a built-in matrix product)"
+    got = scores(CLEAN, records=task_records([said]))
+    assert got["ex_p"] == (0.0, f"1 of 2 tests failed:\n- visible check 'constraint' failed: {said}")
 
 
-def test_without_the_notebook_a_constrained_task_fails_closed():
+def test_a_missing_answer_cell_fails_closed():
     got = scores(None)
-    assert got["ex_p"] == (0.0, "constraint check failed: the submitted code could not be read for the constraint check")
+    assert got["ex_p"][0] == 0.0 and "is not in this task's answer cell" in got["ex_p"][1]
     assert got["ex_q"][0] == 1.0
 
 
-def test_a_shipped_module_may_not_be_imported():
-    assert shipped_modules(["helper.py", "pkg/__init__.py", "data.csv", "notes.txt"]) == {"helper", "pkg"}
-    got = scores(notebook("import torch\nimport tqdm", CLEAN), shipped={"tqdm"})
-    assert got["ex_p"][0] == 0.0 and "ships as its own file" in got["ex_p"][1]
-
-
 def test_a_broken_reference_parameter_fails_closed_instead_of_crashing():
-    reference = {"ex_p/constraint": {"kind": "constraint", "value": [], "params": {"function": "product",
-                                                                                   "rules": ["no_such_rule"]}}}
-    problems = constraint_problems(notebook("import torch", CLEAN), reference)
-    assert problems == {"ex_p": "the constraint check could not run (KeyError)"}
+    reference = {
+        "ex_p/constraint": {
+            "kind": "constraint",
+            "value": [],
+            "params": {"function": "product", "rules": ["no_such_rule"]},
+        }
+    }
+    assert answer_problems(CLEAN, reference) == {"ex_p/constraint": "the constraint check could not run (KeyError)"}
+
+
+def test_a_test_cell_that_stopped_says_why_in_the_grade():
+    """The learner's notebook showed the reason (an unanswered task, a failed check): the grade says the same."""
+
+    def executed(ename, evalue):
+        test = nbformat.v4.new_code_cell("...")
+        test.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "ex_p", "points": 3}
+        test.outputs = [nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[])]
+        return nbformat.writes(nbformat.v4.new_notebook(cells=[test]))
+
+    stub = "def product(A, B):\n    raise NotImplementedError()\n"
+    got = scores(
+        stub, records=task_records([], value=False), notebook=executed("NotImplementedError", unanswered("product"))
+    )
+    assert got["ex_p"] == (0.0, unanswered("product"))
+    stopped = executed("NameError", "name 'x' is not defined")
+    got = scores(CLEAN, records=task_records([], value=False), notebook=stopped)
+    assert got["ex_p"] == (
+        0.0,
+        "1 of 2 tests failed:\n- 1 test did not run ('value'): the test cell stopped at: "
+        "NameError: name 'x' is not defined",
+    )
+
+
+def test_a_task_job_is_the_setup_the_answer_cell_and_the_test_cell():
+    def cell(source, **meta):
+        made = nbformat.v4.new_code_cell(source)
+        if meta:
+            made.metadata["nbgrader"] = {"grade": False, "solution": False, "locked": True, **meta}
+        return made
+
+    source = nbformat.v4.new_notebook(
+        cells=[
+            cell("import torch", grade_id="setup"),
+            cell("def product(A, B):\n    pass", grade_id="ex_p_answer", solution=True, locked=False),
+            cell("safe = constrained(product, 'matmul', key='ex_p/constraint')", grade_id="ex_p", grade=True, points=3),
+            cell("def q():\n    pass", grade_id="ex_q_answer", solution=True, locked=False),
+            cell("record('ex_q/value', q(), kind='value')", grade_id="ex_q", grade=True, points=1),
+        ]
+    )
+    assert constrained_task_ids(source) == ["ex_p"]
+    submitted = nbformat.v4.new_notebook(cells=[cell("import os"), *source.cells[:2], cell("product = None")])
+    submitted.cells[2].source = CLEAN
+    built = task_notebook(source, submitted, "ex_p")
+    assert [c.source for c in built.cells] == ["import torch", CLEAN, source.cells[2].source]
+    assert answer_source(submitted, "ex_p_answer") == CLEAN and answer_source(submitted, "ex_q_answer") is None
+    assert [c.source for c in task_notebook(source, None, "ex_p").cells][1] == ""
+    assert split_job_name(job_name("hw", "ex_p")) == ("hw", "ex_p")

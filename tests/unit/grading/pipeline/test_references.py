@@ -1,4 +1,6 @@
-"""course_utils.grading.pipeline.references: the solution's records are cached under a key that covers all they depend on."""
+"""course_utils.grading.pipeline.references: the solution's records are cached under a key that covers all they
+depend on."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +16,9 @@ RECORDS = {"ex_double/hidden": {"kind": "tensor", "value": torch.arange(3.0) * 2
 def test_the_key_changes_with_the_source_and_with_any_course_module(tiny_course, tmp_path, monkeypatch):
     key = references.reference_key(tiny_course, "hw")
     assert key == references.reference_key(tiny_course, "hw") and torch.__version__ in key
-    (tiny_course.source_dir / "hw" / "hw.ipynb").write_text((tiny_course.source_dir / "hw" / "hw.ipynb")
-                                                              .read_text().replace("2 * x", "x * 2"))
+    (tiny_course.source_dir / "hw" / "hw.ipynb").write_text(
+        (tiny_course.source_dir / "hw" / "hw.ipynb").read_text().replace("2 * x", "x * 2")
+    )
     changed_source = references.reference_key(tiny_course, "hw")
     assert changed_source != key
     package = tmp_path / "course_utils"
@@ -38,9 +41,11 @@ def test_stored_references_are_found_under_their_key_only(tiny_course):
 
 
 def test_a_solution_that_did_not_run_cleanly_is_refused(tiny_course):
-    for out, records in ((JobOutput(references.REFERENCE, "hw", "hw", limits_hit=["memory limit"]), RECORDS),
-                         (JobOutput(references.REFERENCE, "hw", "hw", problem="hw.ipynb was not submitted"), {}),
-                         (JobOutput(references.REFERENCE, "hw", "hw"), {})):
+    for out, records in (
+        (JobOutput(references.REFERENCE, "hw", "hw", limits_hit=["memory limit"]), RECORDS),
+        (JobOutput(references.REFERENCE, "hw", "hw", problem="hw.ipynb was not submitted"), {}),
+        (JobOutput(references.REFERENCE, "hw", "hw"), {}),
+    ):
         with pytest.raises(CourseError, match="nothing trusted to grade against"):
             references.store_reference(tiny_course, out, records, "k")
 
@@ -55,6 +60,7 @@ def test_a_solution_that_fails_its_own_test_cell_is_refused(tiny_course):
     import nbformat
 
     from support import tiny_notebook
+
     nb = tiny_notebook()
     nb.cells[2].outputs = [nbformat.v4.new_output("error", ename="CheckFailure", evalue="x", traceback=[])]
     out = JobOutput(references.REFERENCE, "hw", "hw", notebook_json=nbformat.writes(nb))

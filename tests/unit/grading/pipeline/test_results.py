@@ -1,4 +1,5 @@
 """course_utils.grading.pipeline.results: the result files, and reading them never loads torch."""
+
 from __future__ import annotations
 
 from course_utils.grading.pipeline.results import (
@@ -9,10 +10,22 @@ from course_utils.grading.pipeline.results import (
     write_result,
 )
 
-RESULT = {"student": "alice", "assignment": "hw", "fingerprint": "f",
-          "notebooks": {"hw": {"seconds": 1.0, "limits_hit": ["cell time limit (5 s) in cell 2"], "problem": None,
-                               "cells": [{"grade_id": "a", "score": 2.0, "max_score": 2.0, "message": "ok"},
-                                         {"grade_id": "b", "score": None, "max_score": 3.0, "message": "by hand"}]}}}
+RESULT = {
+    "student": "alice",
+    "assignment": "hw",
+    "fingerprint": "f",
+    "notebooks": {
+        "hw": {
+            "seconds": 1.0,
+            "limits_hit": ["cell time limit (5 s) in cell 2"],
+            "problem": None,
+            "cells": [
+                {"grade_id": "a", "score": 2.0, "max_score": 2.0, "message": "ok"},
+                {"grade_id": "b", "score": None, "max_score": 3.0, "message": "by hand"},
+            ],
+        }
+    },
+}
 
 
 def test_a_result_round_trips_through_its_file_and_nothing_else_is_left(tiny_course):

@@ -1,5 +1,6 @@
-"""course_utils.grading.pipeline.sanitize: nbgrader's autograde sanitizers on a snapshot of the gradebook, with nbgrader's
-own ``CheckCellMetadata`` as the reference for the faster metadata check."""
+"""course_utils.grading.pipeline.sanitize: nbgrader's autograde sanitizers on a snapshot of the gradebook, with
+nbgrader's own ``CheckCellMetadata`` as the reference for the faster metadata check."""
+
 from __future__ import annotations
 
 import copy
