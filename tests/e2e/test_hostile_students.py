@@ -280,7 +280,8 @@ FORGED = "# FORGED BY ALICE: Bob should get nothing for this\n"
 def test_forged_submissions_are_quarantined_shown_to_the_instructor_and_never_collected_as_bobs(hub):
     """Alice submits in Bob's name (``nbgrader submit --student``), hand-makes a dated folder in his name, dated
     later than his (and not opened up with ``chmod 777``: nbgrader's Collect does not need it), and one in her own
-    name whose timestamp nbgrader cannot read. The grader is paused meanwhile, so that the instructor's Collect
+    name whose timestamp nbgrader cannot read; and two links, one in Bob's name to her own assignment folder, one
+    in hers to Bob's real submission folder. The grader is paused meanwhile, so that the instructor's Collect
     (``nbgrader collect`` in the course folder, then the formgrader's) sees them all: it still collects Bob's
     own submission, and neither forgery; then the grader moves the forgeries to the quarantine, the progress page
     shows them to the instructor, and a re-grade leaves Bob's score as it was."""
@@ -310,9 +311,16 @@ def test_forged_submissions_are_quarantined_shown_to_the_instructor_and_never_co
                 stamp,
             )
 
+        # links: one in Bob's name to her own assignment folder, one in hers to Bob's real submission
+        later = time.strftime("%Y-%m-%d %H:%M:%S.999999 UTC", time.gmtime(time.time() + 120))
+        linked_bob, linked_own = f"{bob}+{ASSIGNMENT}+{later}+link", f"{alice}+{ASSIGNMENT}+{later}+link"
+        alice_before = hub.entry(alice)
+        hub.run_as(alice, "ln", "-s", str(hub.home(alice) / ASSIGNMENT), str(hub.inbound / linked_bob))
+        hub.run_as(alice, "ln", "-s", str(hub.inbound / own), str(hub.inbound / linked_own))
+
         collected = hub.nbgrader(teacher, "collect", "--update", ASSIGNMENT, cwd=hub.room.course)
         said = collected.stdout + collected.stderr
-        for name in (by_submit, by_hand, unreadable):
+        for name in (by_submit, by_hand, unreadable, linked_bob, linked_own):
             assert f"{name}: not collected" in said, said
         hub.start_server(teacher)
         answer = hub.server_api(teacher, "POST", f"/formgrader/api/assignment/{ASSIGNMENT}/collect")
@@ -323,11 +331,14 @@ def test_forged_submissions_are_quarantined_shown_to_the_instructor_and_never_co
     finally:
         grader.resume()
 
-    wait_until(lambda: not {by_submit, by_hand} & set(hub.inbound_entries()), 60, "the forgeries to leave the exchange")
+    forgeries = {by_submit, by_hand, linked_bob}
+    wait_until(lambda: not forgeries & set(hub.inbound_entries()), 60, "the forgeries to leave the exchange")
     quarantined = {key.split("/", 1)[1]: entry for key, entry in hub.state().items() if key.startswith("quarantine/")}
-    assert {by_submit, by_hand} <= set(quarantined), quarantined
+    assert forgeries <= set(quarantined), quarantined
+    assert (hub.service_dir / "quarantine" / linked_bob).is_symlink()  # moved as a link, never followed
+    assert hub.entry(alice).get("entry") == alice_before.get("entry"), "her link to Bob's folder was graded as hers"
     rows = progress_rows(hub, teacher)
-    for name in (by_submit, by_hand):
+    for name in forgeries:
         assert any(name in row and "quarantined" in row for row in rows), rows
     assert not any("quarantined" in row for row in progress_rows(hub, bob))  # his page: his submissions only
 
@@ -343,7 +354,7 @@ def test_forged_submissions_are_quarantined_shown_to_the_instructor_and_never_co
     assert "FORGED BY ALICE" not in notebook
     kept = hub.service_dir / "quarantine" / by_submit  # as she made it: the grader changed nothing of hers
     assert {p.lstat().st_uid for p in [kept, *kept.iterdir()]} == {hub.uid(alice)}
-    hub.run_as(alice, "rm", "-rf", str(hub.inbound / unreadable))
+    hub.run_as(alice, "rm", "-rf", str(hub.inbound / unreadable), str(hub.inbound / linked_own))
 
 
 # ---------------------------------------------------------------------------------------------------- fairness
@@ -432,8 +443,10 @@ def test_a_sparse_file_and_an_over_size_submission_are_refused_without_being_cop
     )
     entry = finished(hub, alice, folder)
     assert entry["status"] == "graded", entry
+    shown = " ".join(progress_rows(hub, alice))  # the note her page shows her
     for name in ("sparse.bin", "over_size.bin"):
         assert f"{name}: over the size limit: not copied" in entry["message"], entry
+        assert f"{name}: over the size limit" in shown, shown
         assert not list(workspace.rglob(name)), f"the grader copied {name}"
     grown = _bytes_below(workspace) - before
     assert grown < 16 * 2**20, f"the grading workspace grew by {grown / 2**20:.0f} MiB"
