@@ -2,6 +2,7 @@
 grader service (``course_utils.grading.hub.watcher``) grades each submission and releases its feedback.
 
     $ python -m bench.feedback_latency --students 20      # as root (the grading sandbox needs it)
+    $ python -m bench.feedback_latency --hostile          # the same class with two hostile students, bracketed
     >>> figures = run(n_students=20)                       # doctest: +SKIP
     >>> figures["median_s"], figures["worst_s"]            # doctest: +SKIP
 
@@ -16,6 +17,11 @@ A student's latency runs from the moment its ``nbgrader submit`` returned to the
 submission graded in the watcher's state file (what the progress page shows), which the watcher writes
 after the feedback is in the exchange; the bench polls every 0.1 s. Differences from the hub: the students
 are ids, not local accounts, so the watcher runs with its account check off (``--any-owner``).
+
+``run(hostile=True)`` adds two hostile students to the class (issue 26), submitting just before the others:
+one whose notebook sleeps far past the on-submit budget, one whose folder (made by hand, dated in 2000 to
+claim the front of the queue) holds a 3 GB sparse file and a file over the submission cap. Only the honest
+students' latencies are figures; ``hostile_comparison`` brackets a hostile run between two honest ones.
 """
 
 from __future__ import annotations
@@ -38,6 +44,35 @@ REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "01_tensors_vs_numpy"
 NOTEBOOK = f"{ASSIGNMENT}_exercises"
 COURSE_ID = "pytorch-foundations"
+
+
+#: the hostile two of ``run(hostile=True)``: a sparse file of this apparent size, a real file over the 64 MiB cap
+HUGE_SPARSE_BYTES = 3 * 10**9
+OVER_SIZE_BYTES = 80 * 2**20
+
+
+def slow_notebook(release_nb):
+    """The release with a last cell that sleeps far past any on-submit budget (a hostile student's)."""
+    nb = nbformat.from_dict(json.loads(nbformat.writes(release_nb)))
+    nb.cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(100000)   # holds a grading worker"))
+    return nb
+
+
+def huge_folder(inbound: Path, student: str, notebook: Path) -> Path:
+    """A hand-made submission folder in ``inbound``: the notebook, a 3 GB sparse file and a file over the cap,
+    named with a timestamp of 2000 (first in line, if the name were believed)."""
+    folder = inbound / f"{student}+{ASSIGNMENT}+2000-01-01 00:00:00.000000 UTC+huge"
+    scratch = inbound / f".{student}-huge"
+    scratch.mkdir()
+    shutil.copy(notebook, scratch / notebook.name)
+    (scratch / "timestamp.txt").write_text("2000-01-01 00:00:00.000000 UTC")
+    (scratch / "submission_secret.txt").write_text("huge-secret")
+    with open(scratch / "sparse.bin", "wb") as handle:
+        handle.truncate(HUGE_SPARSE_BYTES)
+    (scratch / "over_size.bin").write_bytes(os.urandom(OVER_SIZE_BYTES))
+    scratch.chmod(0o777)
+    scratch.rename(folder)
+    return folder
 
 
 def _exchange_config(home: Path, exchange: Path, student: str):
@@ -90,10 +125,11 @@ def _start_watcher(course_root: Path, exchange: Path, log: Path, workers: int | 
         sys.executable,
         "-P",
         "-m",
-        "course_utils.grading.hub.watcher",
-        "watch",
+        "course_utils.grading",
         "--course",
         str(course_root),
+        "hub",
+        "watch",
         "--exchange",
         str(exchange),
         "--min-interval",
@@ -145,8 +181,9 @@ def _graded_times(state_path: Path, submitted: dict[str, float], seconds: float)
     return seen
 
 
-def run(n_students: int = 20, workers: int | None = None, timeout: float = 900.0) -> dict:
-    """Submit ``n_students`` notebooks at once and time each one's feedback (see the module docstring)."""
+def run(n_students: int = 20, workers: int | None = None, timeout: float = 900.0, hostile: bool = False) -> dict:
+    """Submit ``n_students`` notebooks at once and time each one's feedback (see the module docstring); with
+    ``hostile``, the two hostile students submit just before them (their latencies are not figures)."""
     if n_students < 1:
         raise ValueError(f"n_students must be at least 1, not {n_students}.")
     if os.geteuid() != 0:
@@ -159,6 +196,7 @@ def run(n_students: int = 20, workers: int | None = None, timeout: float = 900.0
     figures = {
         "assignment": ASSIGNMENT,
         "n_students": n_students,
+        "hostile": 2 if hostile else 0,
         "cpu_count": os.cpu_count(),
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
     }
@@ -170,10 +208,21 @@ def run(n_students: int = 20, workers: int | None = None, timeout: float = 900.0
         for student, nb, _ in students:  # each student's fetched copy, answered
             (homes / student / ASSIGNMENT).mkdir(parents=True)
             nbformat.write(nb, homes / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+        if hostile:
+            (homes / "hostile-slow" / ASSIGNMENT).mkdir(parents=True)
+            nbformat.write(slow_notebook(release_nb), homes / "hostile-slow" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
         watcher = _start_watcher(course_root, exchange, tmp / "watcher.log", workers)
         try:
             figures["warm_up_s"] = round(_wait_for_line(tmp / "watcher.log", "watching", watcher, timeout), 2)
             context = multiprocessing.get_context("fork")
+            if hostile:
+                huge_folder(
+                    exchange / COURSE_ID / "inbound",
+                    "hostile-huge",
+                    REPO / "exercises" / ASSIGNMENT / f"{NOTEBOOK}.ipynb",
+                )
+                with context.Pool(1) as pool:
+                    pool.map(_submit, [(homes / "hostile-slow", exchange, "hostile-slow")])
             with context.Pool(n_students) as pool:  # every student's submit at once
                 submitted = dict(pool.map(_submit, [(homes / s, exchange, s) for s, _, _ in students]))
             graded = _graded_times(course.workspace / "service" / "state.json", submitted, timeout)
@@ -211,13 +260,33 @@ def run(n_students: int = 20, workers: int | None = None, timeout: float = 900.0
     return figures
 
 
+def hostile_comparison(n_students: int = 20, workers: int | None = None) -> dict:
+    """The class without the hostile two, with them, and without them again (each run on a fresh grader): the
+    honest students' median and worst latency of each, and the hostile run's median over the slower of the
+    two around it (the issue's bound: at most 2). Bracketing puts a change of the machine's load during the
+    measurement on both sides of the ratio."""
+    runs = [run(n_students, workers, hostile=hostile) for hostile in (False, True, False)]
+    for figures in runs:
+        figures.pop("watcher_log_tail", None)
+    baseline = max(runs[0]["median_s"], runs[2]["median_s"])
+    return {"n_students": n_students, "runs": runs, "ratio": round(runs[1]["median_s"] / baseline, 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=None, help="grading workers (default: CPU count)")
+    parser.add_argument("--workers", type=int, default=None, help="grading workers (default: the watcher's)")
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="bracket a run with the hostile two between two runs without them (hostile_comparison)",
+    )
     args = parser.parse_args(argv)
-    figures = run(args.students, args.workers)
-    figures.pop("watcher_log_tail")
+    if args.hostile:
+        figures = hostile_comparison(args.students, args.workers)
+    else:
+        figures = run(args.students, args.workers)
+        figures.pop("watcher_log_tail")
     print(json.dumps(figures, indent=1))
     return 0
 

@@ -24,7 +24,7 @@ from bench import data_figures as data_mod
 from course_utils.train import fast_bfloat16
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench.json"
-SECTIONS = ("data", "apparel", "efficiency", "contention", "lessons", "grading", "latency")
+SECTIONS = ("data", "apparel", "efficiency", "contention", "lessons", "grading", "latency", "latency_hostile")
 
 
 def cpu_model() -> str:
@@ -296,6 +296,22 @@ def run_latency(quick: bool) -> tuple[dict, list]:
     ]
 
 
+def run_latency_hostile(quick: bool) -> tuple[dict, list]:
+    n = 4 if quick else 20
+    label = f"honest submission to feedback, {n} students of exercise 01 + 2 hostile (slow, huge)"
+    if os.geteuid() != 0:
+        why = "skipped: the grading sandbox needs root (run make bench as root)"
+        return {"skipped": why}, [("latency_hostile", label, why, "", None)]
+    figures = feedback_latency.hostile_comparison(n_students=n)
+    without, with_, again = figures["runs"]
+    value = (
+        f"median / worst: without {without['median_s']:.1f} / {without['worst_s']:.1f} s, with "
+        f"{with_['median_s']:.1f} / {with_['worst_s']:.1f} s, without {again['median_s']:.1f} / "
+        f"{again['worst_s']:.1f} s; ratio {figures['ratio']:.2f}"
+    )
+    return figures, [("latency_hostile", label, value, "ratio <= 2", figures["ratio"] <= 2)]
+
+
 RUNNERS = {
     "data": run_data,
     "apparel": run_apparel,
@@ -304,6 +320,7 @@ RUNNERS = {
     "lessons": run_lessons,
     "grading": run_grading,
     "latency": run_latency,
+    "latency_hostile": run_latency_hostile,
 }
 
 

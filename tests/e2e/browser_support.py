@@ -195,3 +195,18 @@ def open_assignment_list(page) -> None:
     page.wait_for_selector(
         "#released_assignments_list .list_item, #fetched_assignments_list .list_item", timeout=60_000
     )
+
+
+def log_in(page, url: str, user: str, password: str) -> None:
+    """The hub's login page, then wait for the user's JupyterLab (the server spawns first)."""
+    page.goto(f"{url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_url("**/lab**", timeout=300_000)
+
+
+def open_lab(page, url: str, user: str) -> None:
+    """The user's JupyterLab on the hub, with a fresh layout, once its file browser lists something."""
+    page.goto(f"{url}/user/{user}/lab?reset")
+    page.wait_for_selector(".jp-DirListing-item", timeout=120_000)

@@ -2,44 +2,31 @@
 exchange, grading on submission in the sandbox, the formgrader and the progress page. Nothing is mocked.
 
 The class (one student and one instructor, each a throw-away local account with a random password) lives
-in a temporary prefix, built by ``classroom.prepare`` as ``make hub`` builds it (the class venv is a clone of
-this checkout's venv: seconds, hard links). Its accounts, homes, folders and processes are removed when the
-module ends, pass or fail. Screenshots of each step are kept in tests/artefacts/<test>/ when a step fails;
-the hub's log (the grader's included) in tests/artefacts/hub/hub.log.
+in a temporary prefix (``hub_support.running_classroom``, as ``make hub`` builds it). Its accounts, homes,
+folders and processes are removed when the module ends, pass or fail. Screenshots of each step are kept in
+tests/artefacts/<test>/ when a step fails; the hub's log (the grader's included) in tests/artefacts/hub/hub.log.
 """
 
-import os
 import re
-import secrets
-import shutil
-import signal
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 from e2e.browser_support import (
-    ARTEFACTS,
     Steps,
     browser,
-    free_port,
+    log_in,
     open_assignment_list,
+    open_lab,
     require_browser,
     run_all,
     save,
-    wait_for_hub,
     wait_for_idle_kernel,
 )
+from e2e.hub_support import ASSIGNMENT, NOTEBOOK, running_classroom
 
 from course_utils.grading.authoring.samples import POINTS
-from support import REPO
 
 TOTAL = f"{sum(POINTS.values()):g}"  # exercise 01's points
 
-ROOT = REPO
-PROXY = ROOT / "course_utils" / "grading" / "hub" / "node_modules" / ".bin" / "configurable-http-proxy"
-ASSIGNMENT = "01_tensors_vs_numpy"
-NOTEBOOK = f"{ASSIGNMENT}_exercises"
 ANSWER = (
     "def arange_matrix(rows, cols, dtype=torch.float32):\n"
     "    return torch.arange(rows * cols, dtype=dtype).reshape(rows, cols)\n"
@@ -49,79 +36,12 @@ VIEWPORT = {"width": 1400, "height": 900}
 pytestmark = pytest.mark.slow
 
 
-def _require_parts():
-    require_browser()
-    if os.geteuid() != 0:
-        pytest.skip("the hub creates local accounts and sandboxes grading: run as root")
-    if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed: run make sandbox-tools as root")
-    if not os.access(PROXY, os.X_OK):
-        pytest.skip("configurable-http-proxy is not installed: run make hub-tools")
-    if not os.access("/usr/bin/python3", os.X_OK):
-        pytest.skip("no system Python for the students' servers: apt-get install python3 python3-venv")
-
-
 @pytest.fixture(scope="module")
 def classroom():
     """A running classroom: (Classroom, the hub's URL, {account: password}); torn down afterwards."""
-    _require_parts()
-    from course_utils.grading.hub.accounts import read_passwords
-    from course_utils.grading.hub.classroom import Classroom, down, hub_command, prepare
-
-    tag = secrets.token_hex(3)
-    prefix = Path(tempfile.mkdtemp(prefix="classroom-test-"))
-    prefix.chmod(0o755)  # every account passes through it to the class's Python and lessons
-    room = Classroom(
-        prefix,
-        [f"pfs{tag}"],
-        f"pfi{tag}",
-        port=free_port(4),
-        homes=prefix / "homes",
-        min_interval=0,
-        proxy=str(PROXY),
-        course_id="pytorch-foundations",
-    )
-    hub = None
-    try:
-        prepare(room)
-        cmd, env = hub_command(room)
-        log = open(prefix / "hub" / "hub.log", "w")
-        hub = subprocess.Popen(
-            cmd,
-            env={**env, "OMP_WAIT_POLICY": "PASSIVE"},
-            cwd=prefix / "hub",
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{room.port}"
-        wait_for_hub(url, 180, hub)
-        yield room, url, read_passwords(room.passwords)
-    finally:
-        if hub is not None:
-            os.killpg(hub.pid, signal.SIGTERM)  # the hub stops its services and the users' servers
-            try:
-                hub.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(hub.pid, signal.SIGKILL)
-                hub.wait(30)
-        if (prefix / "hub" / "hub.log").is_file():
-            (ARTEFACTS / "hub").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(prefix / "hub" / "hub.log", ARTEFACTS / "hub" / "hub.log")
-        down(prefix, remove_accounts=True, purge_homes=True, purge=True)  # processes, accounts, homes, the prefix
-
-
-def log_in(page, url, user, password):
-    page.goto(f"{url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
-    page.wait_for_url("**/lab**", timeout=300_000)  # the server spawns, then JupyterLab loads
-
-
-def open_lab(page, url, user):
-    page.goto(f"{url}/user/{user}/lab?reset")
-    page.wait_for_selector(".jp-DirListing-item", timeout=120_000)
+    require_browser()
+    with running_classroom(["student"], "hub") as hub:
+        yield hub.room, hub.url, hub.passwords
 
 
 def test_a_student_gets_the_lessons_fetches_answers_submits_and_reads_the_feedback_and_score(classroom):

@@ -19,7 +19,8 @@ this module reads ``classroom.json``) on 127.0.0.1:
 
 Run it again after a course update: the lessons repo gets a new commit (students' next login merges it
 with nbgitpuller, keeping their edits), the instructor's copy and the exchange's assignments are updated.
-``down`` removes the accounts this classroom created, their homes, and (``--purge``) the prefix.
+``down`` stops the classroom's processes and control groups, keeping the accounts, their homes and the prefix
+unless asked (``--remove-accounts``, ``--purge-homes``, ``--purge``).
 """
 
 from __future__ import annotations
@@ -58,8 +59,12 @@ LEARNER_GRADING = ("course_utils/grading/__init__.py", "course_utils/grading/git
 #: what the class venv installs (the whole package, the grader's side too) and the kernels read
 PACKAGE_FILES = ("course_utils/", "data/", "pyproject.toml", "requirements.txt", "README.md")
 LESSONS_DIR_NAME = "pytorch-foundations"  # the folder the lessons get in each student's home
-#: nbgrader's collect for the class: only folders that belong to the student they name, copied without links
-COLLECT = 'c.ExchangeFactory.collect = "course_utils.grading.hub.exchange.OwnerCheckedCollect"\n'
+#: nbgrader's collect for the class: only folders that belong to the student they name, copied without links;
+#: and its list, which no student's folder stops
+COLLECT = (
+    'c.ExchangeFactory.collect = "course_utils.grading.hub.exchange.OwnerCheckedCollect"\n'
+    'c.ExchangeFactory.list = "course_utils.grading.hub.exchange.CheckedList"\n'
+)
 INSTRUCTOR_CSP = "frame-ancestors 'self'; img-src 'self' data: blob:"
 EXTENSIONS_OFF_FOR_STUDENTS = (
     "@jupyter/nbgrader:formgrader",
@@ -430,9 +435,12 @@ def _prepare_exchange(room: Classroom) -> None:
 
 
 def hub_command(room: Classroom) -> tuple[list[str], dict]:
-    """The command line and environment that run this classroom's JupyterHub."""
+    """The command line and environment that run this classroom's JupyterHub. The classroom runs its own copy of
+    the package (``<prefix>/package``): a ``PYTHONPATH`` of the shell that starts it is left out, or the hub and
+    the grader would import other code than the students' kernels do (and the grader's jail, which binds only
+    the package the grader imported, would find none: its template fails to start)."""
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")},
         "CLASSROOM": str(room.prefix / "classroom.json"),
         "PATH": f"{room.venv / 'bin'}:{os.environ['PATH']}",
     }
@@ -478,6 +486,22 @@ def stop_processes(prefix: Path, grace: float = 10.0) -> list[int]:
     return pids
 
 
+def remove_control_groups(users: list[str]) -> None:
+    """End what is left in the users' control groups (the spawner removes each when its server stops; a hub that
+    was killed could not), remove them, and their parent once it is empty."""
+    from course_utils.grading.hub.spawner import ClassroomSpawner, end_all, group_folders, remove_group
+
+    parent = ClassroomSpawner.cgroup_prefix.default_value
+    for user in users:
+        folders = group_folders(f"{parent}/{user}")
+        if folders:
+            end_all(folders, None, grace=2)
+            remove_group(folders)
+    for folder in group_folders(parent):
+        with contextlib.suppress(OSError):  # another classroom's groups may still be in it
+            folder.rmdir()
+
+
 def down(prefix: Path, remove_accounts: bool = False, purge_homes: bool = False, purge: bool = False) -> list[str]:
     """Stop the classroom's processes. The accounts it created, their homes and the prefix are kept unless
     asked: ``remove_accounts`` removes the accounts (their homes kept, given to root), ``purge_homes`` their
@@ -487,6 +511,8 @@ def down(prefix: Path, remove_accounts: bool = False, purge_homes: bool = False,
         room = Classroom.load(prefix)
     except FileNotFoundError:
         room = None
+    if room is not None:
+        remove_control_groups([*room.students, room.instructor])
     if room is not None and (remove_accounts or purge_homes):
         kept = remove_all(room.accounts, keep_homes=not purge_homes)
         if room.course.exists():  # its owner's account is gone: root's now, still private

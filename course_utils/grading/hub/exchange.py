@@ -9,7 +9,8 @@ moment: so it is read once, through ``grading.files`` (opened without following 
 file checked to belong to the student it names, sizes capped), into a folder of the grader's own, and only
 that copy is used afterwards. A folder that names one student but belongs to another account is moved out of
 the exchange into the grader's quarantine, so that neither the watcher nor the formgrader's *Collect*
-(``OwnerCheckedCollect``, nbgrader's collect with the same checks) imports it.
+(``OwnerCheckedCollect``, nbgrader's collect with the same checks) imports it; ``CheckedList`` keeps a folder
+a student made unreadable from stopping the instructor's ``nbgrader list --inbound``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbgrader.exchange.default.collect import ExchangeCollect
+from nbgrader.exchange.default.list import ExchangeList
 
 from course_utils.grading.course import Course, is_safe_id, working_folder
 from course_utils.grading.files import TreeError, copy_tree
@@ -84,7 +86,8 @@ def owned_by_student(sub: Submission) -> bool:
 
 
 def inbound_folders(inbound: Path, assignments: set[str]) -> list[Submission]:
-    """Every complete nbgrader submission folder of ``assignments`` in ``inbound`` (links and stray files left out)."""
+    """Every complete nbgrader submission folder of ``assignments`` in ``inbound`` (links, stray files and names
+    whose timestamp cannot be read left out: such a name would sort after every real one)."""
     found = []
     for path in sorted(inbound.iterdir()) if inbound.is_dir() else []:
         sub = parse_entry(path)
@@ -94,6 +97,7 @@ def inbound_folders(inbound: Path, assignments: set[str]) -> list[Submission]:
             and not path.is_symlink()
             and path.is_dir()
             and is_complete(path)
+            and submission_time(sub.timestamp) is not None
         ):
             found.append(sub)
     return found
@@ -105,27 +109,51 @@ def latest_submissions(inbound: Path, assignments: set[str], check_owner: bool) 
     for sub in inbound_folders(inbound, assignments):
         if check_owner and not owned_by_student(sub):
             continue
-        if sub.key not in latest or (sub.timestamp, sub.path.name) > (
-            latest[sub.key].timestamp,
-            latest[sub.key].path.name,
-        ):
+        newest = latest.get(sub.key)
+        if newest is None or (sub.timestamp, sub.path.name) > (newest.timestamp, newest.path.name):
             latest[sub.key] = sub
     return latest
 
 
+def forged_entries(inbound: Path, assignments: set[str]) -> list[Submission]:
+    """Every entry of ``inbound`` named like a submission of ``assignments`` (complete or not: nbgrader's Collect
+    does not wait for the last step of submit) that does not belong to the account it names: a folder, a link
+    or a file another account made, or a name the system does not know."""
+    found = []
+    for path in sorted(inbound.iterdir()) if inbound.is_dir() else []:
+        sub = parse_entry(path)
+        if sub is not None and sub.assignment in assignments and not owned_by_student(sub):
+            found.append(sub)
+    return found
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    target, number = folder / name, 1
+    while target.exists() or target.is_symlink():
+        target, number = folder / f"{name}.{number}", number + 1
+    return target
+
+
 def quarantine(inbound: Path, assignments: set[str], folder: Path) -> list[str]:
-    """Move every folder that names a student but belongs to another account (a forgery, or a name the system
-    does not know) from ``inbound`` to ``folder`` (the grader's own); return their names."""
+    """Move every forged entry (``forged_entries``) from ``inbound`` to ``folder`` (the grader's own); return the
+    names moved. A link is moved as a link, never followed."""
     moved = []
-    for sub in inbound_folders(inbound, assignments):
-        if owned_by_student(sub):
-            continue
+    for sub in forged_entries(inbound, assignments):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = _free_name(folder, sub.path.name)
         try:
-            os.rename(sub.path, folder / sub.path.name)
+            os.rename(sub.path, target)
+        except FileNotFoundError:  # gone meanwhile
+            continue
         except OSError:  # another filesystem: copy what can be read safely, then remove the original
-            copy_tree(sub.path, folder / sub.path.name, limit=SUBMISSION_BYTES)
-            shutil.rmtree(sub.path, ignore_errors=True)
+            if sub.path.is_dir() and not sub.path.is_symlink():
+                try:
+                    copy_tree(sub.path, target, limit=SUBMISSION_BYTES)
+                except TreeError:
+                    pass
+                shutil.rmtree(sub.path, ignore_errors=True)
+            else:
+                sub.path.unlink(missing_ok=True)
         moved.append(sub.path.name)
     return moved
 
@@ -170,34 +198,128 @@ def release_feedback(course: Course, exchange: Path, assignment: str, student: s
     config = copy.deepcopy(course.config)
     config.Exchange.root = str(exchange)
     with working_folder(course.root):
-        outcome = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config).release_feedback(
-            assignment, student
-        )
+        api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+        outcome = api.release_feedback(assignment, student)
     if not outcome.get("success"):
         raise RuntimeError(f"nbgrader could not release {student}'s feedback on {assignment}: {outcome.get('log')}")
+
+
+def submission_time(timestamp: str):
+    """The UTC time of an nbgrader timestamp (as its folder names write it), or None when it cannot be read.
+
+    >>> submission_time("2026-01-01 10:00:00.000000 UTC").year, submission_time("not a time")
+    (2026, None)
+    """
+    from nbgrader.utils import parse_utc
+
+    try:
+        return parse_utc(timestamp)
+    except (ValueError, OverflowError, TypeError, AttributeError):
+        return None
 
 
 class OwnerCheckedCollect(ExchangeCollect):
     """nbgrader's collect (the formgrader's *Collect*, ``nbgrader collect``), taking only folders that belong to
     the student they name and copying them without following links. nbgrader itself only warns about a folder
-    owned by someone else ("cheating attempt?") and then imports it, and its copy follows links.
+    owned by someone else ("cheating attempt?") and then imports it, and its copy follows links; and it picks
+    each student's newest folder before any check, so a forgery dated later would hide the real one, and one
+    folder with a name it cannot read stops the whole Collect.
 
     Configured for the class with ``c.ExchangeFactory.collect`` (``hub.classroom`` writes it)."""
 
     def init_src(self):
-        super().init_src()
-        kept = []
-        for record in self.src_records:
-            sub = parse_entry(Path(self.inbound_path) / record["filename"])
-            if sub is not None and owned_by_student(sub):
-                kept.append(record)
-            else:
-                self.log.warning("%s does not belong to the account it names: not collected", record["filename"])
-        self.src_records = kept
+        """nbgrader's choice of each student's newest submission (before the due date, when asked), made among
+        the folders that pass the checks only; every folder left out is named in the log, with why."""
+        from nbgrader.api import Gradebook, MissingEntry
+        from nbgrader.exchange.default.collect import groupby
+        from nbgrader.utils import check_mode
+
+        if self.coursedir.course_id == "":
+            self.fail("No course id specified. Re-run with --course flag.")
+        self.course_path = os.path.join(self.root, self.coursedir.course_id)
+        self.inbound_path = os.path.join(self.course_path, "inbound")
+        if not os.path.isdir(self.inbound_path):
+            self.fail(f"Course not found: {self.inbound_path}")
+        if not check_mode(self.inbound_path, read=True, execute=True):
+            self.fail(f"You don't have read permissions for the directory: {self.inbound_path}")
+        student = self.coursedir.student_id or "*"
+        records = []
+        for path in sorted(Path(self.inbound_path).glob(f"{student}+{self.coursedir.assignment_id}+*")):
+            sub = parse_entry(path)
+            when = submission_time(sub.timestamp) if sub is not None else None
+            why = (
+                "its name is not a submission's"
+                if sub is None
+                else "it does not belong to the account it names"
+                if not owned_by_student(sub)
+                else "it is not a folder"
+                if path.is_symlink() or not path.is_dir()
+                else "its timestamp cannot be read"
+                if when is None
+                else None
+            )
+            if why:
+                self.log.warning("%s: not collected (%s)", path.name, why)
+                continue
+            records.append({"username": sub.student, "filename": path.name, "timestamp": when})
+        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+            try:
+                self.duedate = gb.find_assignment(self.coursedir.assignment_id).duedate
+            except MissingEntry:
+                self.duedate = None
+        self.src_records = []
+        for found in groupby(records, lambda record: record["username"]).values():
+            newest_first = self._sort_by_timestamp(found)
+            in_time = [
+                r
+                for r in newest_first
+                if self.duedate is not None and self.before_duedate and r["timestamp"] <= self.duedate
+            ]
+            self.src_records.append((in_time or newest_first)[0])
 
     def do_copy(self, src, dest, log=None):
         sub = parse_entry(Path(src))
         uid = student_uid(sub.student) if sub is not None else None
         if uid is None:
             raise RuntimeError(f"{Path(src).name} names no account of this machine: not collected")
-        copy_tree(Path(src), Path(dest), limit=SUBMISSION_BYTES, owner=uid, hidden=False)
+        try:
+            copy_tree(Path(src), Path(dest), limit=SUBMISSION_BYTES, owner=uid, hidden=False)
+        except TreeError:  # swapped for a link (or another's folder) since it was listed: the others go on
+            self.log.warning("%s changed while it was being collected: not collected", Path(src).name)
+
+
+class CheckedList(ExchangeList):
+    """nbgrader's list; of the exchange's inbound, only the folders the instructor can read as nbgrader's submit
+    leaves them. nbgrader's own reads every folder's ``submission_secret.txt`` and stops at the first it cannot
+    read: one student's folder made by hand (private files, a link in the name of a folder) would stop
+    ``nbgrader list --inbound`` for the whole class.
+
+    Configured for the class with ``c.ExchangeFactory.list`` (``hub.classroom`` writes it, instructor only)."""
+
+    def init_dest(self):
+        super().init_dest()
+        if self.inbound:
+            kept = []
+            for name in self.assignments:
+                why = _unlistable(Path(name))
+                if why:
+                    self.log.warning("%s: not listed (%s)", Path(name).name, why)
+                else:
+                    kept.append(name)
+            self.assignments = kept
+
+
+def _unlistable(path: Path) -> str | None:
+    """Why nbgrader's list cannot read the inbound folder ``path``, or None when it can."""
+    sub = parse_entry(path)
+    if sub is None or not owned_by_student(sub):
+        return "it does not belong to the account it names"
+    if path.is_symlink() or not path.is_dir():
+        return "it is not a folder"
+    for name in ["submission_secret.txt", *(p.name for p in path.glob("*.ipynb"))]:
+        file = path / name
+        if (file.exists() or file.is_symlink()) and (
+            file.is_symlink() or not file.is_file() or not os.access(file, os.R_OK)
+        ):
+            return f"{name} cannot be read"
+    return None

@@ -6,7 +6,8 @@
 * every process of a student's server (kernels, terminals, anything started with ``nohup``) lives in the
   student's own control group, held to a memory limit and an equal CPU share (cgroup v1 ``memory``/``cpu``/
   ``pids`` or cgroup v2, whichever the machine has), so no student can take the machine from the others;
-* stopping the server ends every one of those processes (a server's children do not outlive it).
+* stopping the server ends every one of those processes (a server's children do not outlive it) and removes
+  its control group.
 
 Where no cgroup hierarchy is writable (an unprivileged hub, a locked-down container), the limits are skipped
 with a warning in the hub's log, and stopping a server still ends every process of the student's account.
@@ -43,6 +44,15 @@ def _v2_folder(group: str) -> Path | None:
     return None
 
 
+def _mkdir(folder: Path) -> None:
+    """``mkdir -p``, again if the parent group went meanwhile (``hub down`` removes it once it is empty)."""
+    for _ in range(2):
+        with contextlib.suppress(FileNotFoundError):
+            folder.mkdir(parents=True, exist_ok=True)
+            return
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def make_group(group: str, memory_bytes: int, cpu_weight: int, pids: int) -> list[Path]:
     """Create (or update) the control group ``group`` with these limits; return its folders ([] when none can
     be made here)."""
@@ -55,7 +65,7 @@ def make_group(group: str, memory_bytes: int, cpu_weight: int, pids: int) -> lis
     }
     for controller, folder in v1.items():
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            _mkdir(folder)
             for name, value in settings[controller].items():
                 (folder / name).write_text(str(value))
             folders.append(folder)
@@ -64,7 +74,7 @@ def make_group(group: str, memory_bytes: int, cpu_weight: int, pids: int) -> lis
     if not folders and (v2 := _v2_folder(group)) is not None:
         try:
             v2.parent.joinpath("cgroup.subtree_control").write_text("+memory +cpu +pids")
-            v2.mkdir(parents=True, exist_ok=True)
+            _mkdir(v2)
             (v2 / "memory.max").write_text(str(memory_bytes))
             (v2 / "cpu.weight").write_text(str(cpu_weight))
             (v2 / "pids.max").write_text(str(pids))
@@ -72,6 +82,27 @@ def make_group(group: str, memory_bytes: int, cpu_weight: int, pids: int) -> lis
         except OSError:
             pass
     return folders
+
+
+def group_folders(group: str) -> list[Path]:
+    """The folders of the control group ``group`` that exist here (cgroup v1 controllers, or v2)."""
+    v1 = [folder for folder in _v1_folders(group).values() if folder.is_dir()]
+    v2 = _v2_folder(group)
+    return v1 or ([v2] if v2 is not None and v2.is_dir() else [])
+
+
+def remove_group(folders: list[Path]) -> list[Path]:
+    """Remove the (empty) control-group folders ``folders``; return those that could not be removed (a process
+    still in them). Their parent stays: another student's server may be starting in it."""
+    left = []
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            left.append(folder)
+    return left
 
 
 def join(folders: list[Path], pid: int = 0) -> None:
@@ -145,6 +176,9 @@ class ClassroomSpawner(LocalProcessSpawner):
             uid = pwd.getpwnam(self.user.name).pw_uid
         except KeyError:
             uid = None
-        left = end_all(list(_v1_folders(self._group()).values()) or [p for p in [_v2_folder(self._group())] if p], uid)
+        folders = group_folders(self._group())
+        left = end_all(folders, uid)
         if left:
             self.log.info("stopped %d leftover process(es) of %s", len(left), self.user.name)
+        if remove_group(folders):
+            self.log.warning("the control group of %s could not be removed: a process is still in it", self.user.name)

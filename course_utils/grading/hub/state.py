@@ -4,10 +4,12 @@
     'graded'
 
 ``state.json`` (written atomically after every change) has one entry per ``assignment/student``: the
-exchange folder graded, its status (``QUEUED``, ``WAITING`` until a stated time, ``GRADING``, ``GRADED``,
-``FAILED``), score and a note; and one per quarantined folder (``quarantine/<folder>``). The progress page
-reads it; the watcher alone writes it (from several grading threads: one lock). Re-grade requests are files in
-``requests/``, written by the progress page or the ``hub regrade`` command, taken by the watcher.
+exchange folder last started (``entry``) and the last whose grading ended (``finished``), a newer one held or
+queued (``waiting_for``), the status the student's page shows (``QUEUED``, ``WAITING`` until a stated time,
+``GRADING``, ``GRADED``, ``FAILED``), score and a note; and one per quarantined folder (``quarantine/<folder>``).
+The progress page reads it; the watcher alone writes it (from several grading threads: one lock). Re-grade
+requests are files in ``requests/``, written by the progress page or the ``hub regrade`` command, taken by the
+watcher.
 """
 
 from __future__ import annotations

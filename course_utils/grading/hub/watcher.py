@@ -31,6 +31,7 @@ grades the same submission again when it restarts.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import pwd
 import shutil
@@ -48,6 +49,7 @@ from course_utils.grading.hub.exchange import (
     Submission,
     SubmissionRefused,
     latest_submissions,
+    parse_entry,
     quarantine,
     release_feedback,
     stage,
@@ -94,27 +96,67 @@ class Settings:
 
 
 def due(sub: Submission, entry: dict, now: float, min_interval: float) -> str:
-    """What to do with ``sub`` given its entry: "skip" (already graded), "wait" or "grade".
+    """What to do with ``sub`` given its entry: "skip" (its grading ended already), "wait" or "grade" (new and
+    allowed by the rate limit, or started and never finished: the watcher was stopped meanwhile).
 
-    >>> due(Submission("a", "x", "t2", Path("p")), {"entry": "p", "status": "graded"}, 0, 60)
-    'skip'
+        >>> due(Submission("a", "x", "t2", Path("p")), {"entry": "p", "status": "graded"}, 0, 60)
+        'skip'
+
+    A grading that ended is told by ``finished`` (the status may show a newer submission's, held or queued), and
+    a folder older than the last one started is never graded: so when a student's newer folder leaves the
+    exchange, for a moment (swapped for a link) or for good, the older one is not graded again.
     """
-    if entry.get("entry") == sub.path.name and entry.get("status") in (GRADED, FAILED):
+    name, last = sub.path.name, entry.get("entry")
+    if entry.get("finished") == name or (last == name and entry.get("status") in (GRADED, FAILED)):
+        return "skip"
+    newest = parse_entry(Path(last)) if last and last != name else None
+    if newest is not None and (sub.timestamp, name) < (newest.timestamp, last):
         return "skip"
     started = entry.get("started", float("-inf"))
-    return "grade" if now - started >= min_interval or entry.get("entry") == sub.path.name else "wait"
+    return "grade" if now - started >= min_interval or entry.get("entry") == name else "wait"
 
 
-def hand_over(course: Course, owner: str | None) -> None:
-    """Give the instructor's account the workspace files the watcher (root) wrote, so the formgrader can edit."""
+def settled(entry: dict, folder: str | None, status: str, message: str) -> dict:
+    """The status and note to record when the grading of the exchange folder ``folder`` (None: a re-grade) ends:
+    its own, unless a newer submission of the student's waits (held by the rate limit, or queued behind this
+    one): then the page goes on saying where that one is (its score columns are this one's until it is graded).
+
+        >>> settled({"waiting_for": "t2"}, "t1", "graded", ""), settled({}, "t1", "graded", "")
+        ({}, {'status': 'graded', 'message': ''})
+    """
+    newer = entry.get("waiting_for")
+    return {} if newer and newer != folder else {"status": status, "message": message}
+
+
+def arrival(sub: Submission, default: float) -> float:
+    """When ``sub``'s folder arrived: its inode's change time, which its owner can move later (a rename, a chmod)
+    but never earlier, unlike the timestamp in its name."""
+    try:
+        return sub.path.lstat().st_ctime
+    except OSError:
+        return default
+
+
+def hand_over(course: Course, owner: str | None, top: Path | None = None) -> None:
+    """Give the instructor's account the workspace files the watcher (root) wrote below ``top`` (default: the
+    whole workspace), so that the formgrader and the instructor's ``nbgrader collect`` can change them.
+    The quarantine's folder is handed over, not what is in it: those are the forgers' own files (a hard link
+    among them would make root change the owner of the file it links to), and their number is theirs to choose."""
     if not owner:
         return
     account = pwd.getpwnam(owner)
-    for root, dirs, files in os.walk(course.workspace):
+    service = str(service_dir(course))
+    top = Path(top or course.workspace)
+    if top.is_dir() and not top.is_symlink() and top.lstat().st_uid != account.pw_uid:
+        os.lchown(top, account.pw_uid, account.pw_gid)
+    for root, dirs, files in os.walk(top):
         for name in [*dirs, *files]:
             path = os.path.join(root, name)
-            if os.lstat(path).st_uid != account.pw_uid:
-                os.lchown(path, account.pw_uid, account.pw_gid)
+            with contextlib.suppress(FileNotFoundError):  # a state file's temporary copy, renamed meanwhile
+                if os.lstat(path).st_uid != account.pw_uid:
+                    os.lchown(path, account.pw_uid, account.pw_gid)
+        if root == service:
+            dirs[:] = [d for d in dirs if d != "quarantine"]
 
 
 def warm_up(course: Course, settings: Settings, engine, assignments: list[str] | None = None) -> dict[str, float]:
@@ -151,8 +193,10 @@ class Task:
     key: str  # assignment/student
     student: str
     assignment: str
-    submitted: str  # the submission's timestamp (first come, first graded among equals)
+    submitted: str  # the submission's timestamp, as its folder's name says
     sub: Submission | None = None  # None: a re-grade of the collected submission
+    arrived: float = 0.0  # when its folder was last changed (the student can only make it later):
+    # first come, first graded among equals, whatever the name claims
 
 
 class Watcher:
@@ -196,7 +240,7 @@ class Watcher:
             entry = self.state.entries.get(key, {})
             decision = due(sub, entry, now, self.settings.min_interval)
             if decision == "grade":
-                due_tasks.append(Task(key, sub.student, sub.assignment, sub.timestamp, sub))
+                due_tasks.append(Task(key, sub.student, sub.assignment, sub.timestamp, sub, arrival(sub, now)))
             elif decision == "wait" and entry.get("waiting_for") != sub.path.name:
                 until = entry["started"] + self.settings.min_interval
                 self.state.update(
@@ -218,7 +262,9 @@ class Watcher:
         for student in request.get("students") or graded:
             key = f"{assignment}/{student}"
             if key in self.state.entries:
-                self.regrades[key] = Task(key, student, assignment, self.state.entries[key].get("submitted", ""))
+                self.regrades[key] = Task(
+                    key, student, assignment, self.state.entries[key].get("submitted", ""), arrived=time.time()
+                )
                 self.state.update(key, status=QUEUED, message="re-grade (the instructor's request)")
 
     def _recent(self, student: str, now: float) -> int:
@@ -227,7 +273,7 @@ class Watcher:
 
     def _dispatch(self, tasks: list[Task], now: float) -> list[Task]:
         """Start the due tasks while slots are free: students with fewer recent gradings first, then first come."""
-        tasks.sort(key=lambda t: (self._recent(t.student, now), t.submitted, t.key))
+        tasks.sort(key=lambda t: (self._recent(t.student, now), t.arrived, t.key))
         started, waiting = [], 0
         for task in tasks:
             entry = self.state.entries.get(task.key, {})
@@ -245,7 +291,12 @@ class Watcher:
                     else f"queued: {waiting} submission(s) ahead of it or grading"
                 )
                 if self.state.entries.get(task.key, {}).get("message") != why:
-                    self.state.update(task.key, status=QUEUED, message=why)
+                    self.state.update(
+                        task.key,
+                        status=QUEUED,
+                        message=why,
+                        waiting_for=task.sub.path.name if task.sub is not None else None,
+                    )
                 continue
             self._start(task, now)
             started.append(task)
@@ -267,33 +318,51 @@ class Watcher:
 
     # ------------------------------------------------------------ one grading (in a thread of its own)
     def _grade(self, task: Task) -> None:
+        """One grading, start to end: whatever happens, the workspace is handed over and the grading recorded as
+        ended (graded or failed), so that it is never started again in a loop."""
         problems: list[str] = []
+        ending = None
         try:
-            if task.sub is not None:
-                problems = self._collect(task.sub)
-            self._references(task.assignment)
-            autograde(
-                self.course,
-                [task.assignment],
-                students=[task.student],
-                sandboxed=self.settings.sandboxed,
-                force=task.sub is None,
-                progress=False,
-                engine=self.engine,
-                lock=self.lock,
-            )
-            with self.lock:
-                feedback(self.course, task.assignment, [task.student])
-                release_feedback(self.course, self.settings.exchange, task.assignment, task.student)
-                hand_over(self.course, self.settings.owner)
+            problems = self._grade_steps(task)
         except SubmissionRefused as error:
-            self.state.update(task.key, status=FAILED, message=f"not graded: {error}")
-            return
+            ending = {"status": FAILED, "message": f"not graded: {error}"}
         except Exception as error:  # recorded for the instructor; the next submission or a re-grade retries
             traceback.print_exc()
-            self.state.update(task.key, status=FAILED, message=f"grading failed: {error}")
-            return
-        self._record_outcome(task, problems)
+            ending = {"status": FAILED, "message": f"grading failed: {error}"}
+        try:  # nothing the watcher wrote stays root's, whatever happened (the instructor's Collect removes it)
+            with self.lock:
+                hand_over(self.course, self.settings.owner)
+        except OSError:
+            traceback.print_exc()
+        try:
+            if ending is None:
+                self._record_outcome(task, problems)
+        except Exception as error:  # noqa: BLE001 - a result that cannot be read is a failed grading, not a loop
+            traceback.print_exc()
+            ending = {"status": FAILED, "message": f"grading failed: {error}"}
+        if ending is not None:
+            self._settle(task, **ending)
+
+    def _grade_steps(self, task: Task) -> list[str]:
+        """Collect (a new submission), autograde, render and release the feedback; the problems to note."""
+        problems: list[str] = []
+        if task.sub is not None:
+            problems = self._collect(task.sub)
+        self._references(task.assignment)
+        autograde(
+            self.course,
+            [task.assignment],
+            students=[task.student],
+            sandboxed=self.settings.sandboxed,
+            force=task.sub is None,
+            progress=False,
+            engine=self.engine,
+            lock=self.lock,
+        )
+        with self.lock:
+            feedback(self.course, task.assignment, [task.student])
+            release_feedback(self.course, self.settings.exchange, task.assignment, task.student)
+        return problems
 
     def _collect(self, sub: Submission) -> list[str]:
         """The submission, read once from the student's folder into the grader's, then collected."""
@@ -306,6 +375,7 @@ class Watcher:
             )
             with self.lock:
                 report = collect(self.course, inbox)
+                hand_over(self.course, self.settings.owner, self.course.submitted_dir)
         finally:
             shutil.rmtree(inbox, ignore_errors=True)
         return [p for p in report.problems if p.startswith(f"{sub.student}/")] + [f"{r}: not copied" for r in refused]
@@ -320,11 +390,16 @@ class Watcher:
     def _record_outcome(self, task: Task, problems: list[str]) -> None:
         result = load_result(self.course, task.assignment, task.student)
         if result is None:
-            self.state.update(task.key, status=FAILED, message="; ".join(problems) or "no result was written")
+            self._settle(task, status=FAILED, message="; ".join(problems) or "no result was written")
             return
         score, top = result_totals(result)
+        self._settle(task, status=GRADED, message="; ".join(problems), score=score, max_score=top, graded=time.time())
+
+    def _settle(self, task: Task, status: str, message: str, **fields) -> None:
+        """Record how ``task`` ended (see ``settled``)."""
+        entry, folder = self.state.entries.get(task.key, {}), task.sub.path.name if task.sub else None
         self.state.update(
-            task.key, status=GRADED, score=score, max_score=top, graded=time.time(), message="; ".join(problems)
+            task.key, **fields, **settled(entry, folder, status, message), **({"finished": folder} if folder else {})
         )
 
     def drain(self) -> None:
@@ -358,7 +433,7 @@ def watch(settings: Settings, stop_after: float | None = None, warm: list[str] |
         try:
             while stop_after is None or time.monotonic() - started < stop_after:
                 for task in watcher.step():
-                    print(f"{task.key}: grading", flush=True)
+                    print(f"{task.key}: grading {task.sub.path.name if task.sub else '(re-grade)'}", flush=True)
                 time.sleep(settings.poll)
         finally:
             watcher.close()

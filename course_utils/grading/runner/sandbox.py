@@ -123,6 +123,9 @@ def jail_env(limits: JobLimits, record_file: str, home: str = "/tmp") -> dict[st
     threads = str(limits.threads)
     return {
         "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin",
+        # the course_utils the grader imported (and the jail binds): the venv may name another (an editable
+        # install of another checkout, when the grader runs a worktree's code with PYTHONPATH)
+        "PYTHONPATH": str(PACKAGE_ROOT.parent),
         "HOME": f"{home}/home",
         "IPYTHONDIR": f"{home}/ipython",
         "MPLCONFIGDIR": f"{home}/mpl",

@@ -15,9 +15,10 @@ from course_utils.grading.hub.exchange import (
     quarantine,
     release_feedback,
     stage,
+    submission_time,
 )
-from course_utils.grading.hub.state import GRADED, GRADING
-from course_utils.grading.hub.watcher import due
+from course_utils.grading.hub.state import GRADED, GRADING, WAITING
+from course_utils.grading.hub.watcher import Settings, Task, Watcher, due
 
 A = "01_tensors_vs_numpy"
 
@@ -138,3 +139,94 @@ def test_feedback_is_never_filed_under_an_earlier_submissions_secret(tiny_course
     with pytest.raises(SubmissionRefused, match="no timestamp.txt or submission_secret.txt"):
         release_feedback(tiny_course, tmp_path / "exchange", "hw", "alice")
     assert not (feedback / "timestamp.txt").exists() and not (feedback / "submission_secret.txt").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="files of another account need root")
+def test_a_forgery_is_quarantined_before_submit_has_finished_and_so_is_a_link(tmp_path):
+    """nbgrader's Collect takes folders that submit has not opened up yet (its last step): so a forgery is moved
+    out whatever its mode; a link in a student's name is moved as a link, never followed."""
+    inbound = tmp_path / "inbound"
+    own = owned_submission(inbound)
+    unfinished = submit(inbound, STUDENT, "2026-01-01 11:00:00 UTC", complete=False)  # root's, 0755
+    link = inbound / f"{STUDENT}+{A}+2026-01-01 12:00:00 UTC+link"
+    link.symlink_to(own, target_is_directory=True)
+    moved = quarantine(inbound, {A}, tmp_path / "quarantine")
+    assert sorted(moved) == sorted([unfinished.name, link.name]) and own.is_dir()
+    assert (tmp_path / "quarantine" / link.name).is_symlink()
+    assert quarantine(inbound, {A}, tmp_path / "quarantine") == []
+
+
+def test_a_timestamp_that_cannot_be_read_is_told_apart():
+    assert submission_time("2026-01-01 10:00:00.000001 UTC").microsecond == 1
+    assert submission_time("not-a-date") is None and submission_time("") is None
+
+
+def test_a_name_whose_timestamp_cannot_be_read_is_never_taken_for_the_newest(tmp_path):
+    inbound = tmp_path / "inbound"
+    inbound.mkdir()
+    real = submit(inbound, "alice", "2026-01-01 10:00:00.000000 UTC")
+    submit(inbound, "alice", "not a time")  # would sort after every real timestamp
+    assert latest_submissions(inbound, {A}, check_owner=False)[f"{A}/alice"].path == real
+
+
+def test_students_with_as_many_recent_gradings_go_in_the_order_they_arrived_whatever_their_names_claim(tiny_course):
+    watcher = Watcher(tiny_course, Settings(tiny_course.root, tiny_course.root / "exchange", workers=1))
+    started = []
+    watcher._start = lambda task, now: started.append(task.student)
+    early = Task(f"{A}/bob", "bob", A, "2026-01-01 10:00:00 UTC", arrived=100.0)
+    backdated = Task(f"{A}/eve", "eve", A, "1970-01-01 00:00:00 UTC", arrived=200.0)
+    watcher._dispatch([backdated, early], now=300.0)
+    assert started == ["bob", "eve"]  # (the stand-in starts nothing: the order is the point)
+    watcher.pool.shutdown()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="files of another account need root")
+def test_the_instructor_is_handed_the_workspace_but_never_a_forgers_files(tiny_course):
+    from course_utils.grading.hub.state import service_dir
+    from course_utils.grading.hub.watcher import hand_over
+
+    forged = service_dir(tiny_course) / "quarantine" / f"bob+{A}+t+r"
+    forged.mkdir(parents=True)
+    (forged / "nb.ipynb").write_text("{}")
+    tiny_course.submitted_dir.mkdir(parents=True)
+    hand_over(tiny_course, "nobody")
+    assert tiny_course.submitted_dir.stat().st_uid == 65534 and forged.parent.stat().st_uid == 65534
+    assert forged.stat().st_uid == 0 and (forged / "nb.ipynb").stat().st_uid == 0  # the forger's, untouched
+
+
+def test_an_older_submission_is_not_graded_again_when_the_newer_one_held_leaves_the_exchange():
+    """Alice's newer folder is held by the rate limit (her entry says so); she swaps it for a link: the older one
+    is the newest the watcher sees again, and it was graded already."""
+    older = Submission("alice", A, "t1", Path("alice+x+t1+r"))
+    held = {
+        "entry": older.path.name,
+        "finished": older.path.name,
+        "status": WAITING,
+        "started": 1000.0,
+        "waiting_for": "alice+x+t2+r",
+    }
+    assert due(older, held, 1001.0, 60) == "skip"
+    newer_graded = {"entry": "alice+x+t2+r", "finished": "alice+x+t2+r", "status": GRADED, "started": 1000.0}
+    assert due(older, newer_graded, 5000.0, 60) == "skip"  # her newer one left the exchange: it still counts
+
+
+def test_a_grading_always_ends_recorded_so_it_is_never_started_again_in_a_loop(tiny_course, monkeypatch):
+    """Handing the workspace over fails (a state file renamed under it) and no result was written: the grading
+    still ends as failed, with its folder finished, and the next look does not start it again."""
+    from course_utils.grading.hub import watcher as service
+
+    def vanished(*args, **kwargs):
+        raise FileNotFoundError("state.json.tmp")
+
+    monkeypatch.setattr(service, "hand_over", vanished)
+    watcher = Watcher(tiny_course, Settings(tiny_course.root, tiny_course.root / "exchange", workers=1))
+    watcher._grade_steps = lambda task: []
+    sub = Submission("alice", "hw", "t1", Path("alice+hw+t1+r"))
+    task = Task("hw/alice", "alice", "hw", "t1", sub)
+    watcher._start = lambda task, now: None
+    watcher.state.update(task.key, status=GRADING, entry=sub.path.name, started=1.0)
+    watcher._grade(task)
+    entry = watcher.state.entries[task.key]
+    assert entry["status"] == "failed" and entry["finished"] == sub.path.name
+    assert due(sub, entry, 2.0, 0) == "skip"
+    watcher.pool.shutdown()
