@@ -106,9 +106,10 @@ class Template:
         self._jobs: dict[str, JobHandle] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        self._ended = False  # its stdout closed: the template is gone (set before _ready, so start-up stops waiting)
         self._reader = threading.Thread(target=self._read_events, daemon=True)
         self._reader.start()
-        if not self._ready.wait(READY_TIMEOUT) or self.process.poll() is not None:
+        if not self._ready.wait(READY_TIMEOUT) or self._ended or self.process.poll() is not None:
             log = (self.spool / "template.log").read_text(errors="replace")[-1500:]
             self.close()
             raise SandboxUnavailable(f"the kernel template did not start: {log}")
@@ -151,6 +152,8 @@ class Template:
                 if handle is not None:
                     handle.pid = event["pid"]
                     handle._started.set()
+        self._ended = True
+        self._ready.set()  # a template that dies while starting is reported now, not after READY_TIMEOUT
         with self._lock:  # the template is gone: so is every kernel it held
             handles, self._jobs = list(self._jobs.values()), {}
         for handle in handles:
