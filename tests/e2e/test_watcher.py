@@ -160,21 +160,37 @@ def test_one_students_slow_notebooks_never_hold_back_anothers_feedback(classroom
     assert any("notebook wall-time limit (45 s)" in hit for hit in eve["limits_hit"]), eve["limits_hit"]
 
 
+def _listening(processes) -> set:
+    """The (ip, port) pairs these processes listen on (those that ended meanwhile skipped)."""
+    import psutil
+
+    found = set()
+    for process in processes:
+        try:
+            found |= {c.laddr for c in process.net_connections() if c.status == "LISTEN"}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
 def cluster_of_watch(monkeypatch, settings, attack: bool = False) -> dict:
     """Run the hub's grader service (``watch``) as far as its engine, in place of its warm-up: the cluster it
-    made (scheduler, workers, sockets listening in this process and its children, Dask pages served) and, with
-    ``attack``, what a real unprivileged local user's ``Client`` got from it."""
+    made (scheduler, workers, the sockets it opened in this process and the processes it started, Dask pages
+    served) and, with ``attack``, what a real unprivileged local user's ``Client`` got from it. Sockets and
+    processes of earlier tests in this session are left out: only what ``watch`` opened counts."""
     import psutil
     from kernel.test_cluster import attack_as_student, http_answers
 
+    me = psutil.Process()
+    before_children = {p.pid for p in me.children(recursive=True)}
+    before = _listening([me])
     seen: dict = {}
 
     def look(course, settings, engine, assignments=None):
-        info, me = engine.client.scheduler_info(), psutil.Process()
+        info = engine.client.scheduler_info()
         seen.update(scheduler=info["address"], workers=list(info["workers"]), n_workers=engine.n_workers)
-        seen["listening"] = {
-            c.laddr for p in [me, *me.children(recursive=True)] for c in p.net_connections() if c.status == "LISTEN"
-        }
+        started = [p for p in me.children(recursive=True) if p.pid not in before_children]
+        seen["listening"] = (_listening([me]) - before) | _listening(started)
         seen["http"] = http_answers(seen["listening"])
         if attack:
             tcp = seen["scheduler"].replace("tls://", "tcp://")
