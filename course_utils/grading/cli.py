@@ -407,6 +407,7 @@ def _watch(course, args) -> None:
         notebook_timeout=course.setting("Watcher", "notebook_timeout"),
         submission_bytes=course.setting("Watcher", "submission_bytes"),
         read_delay=course.setting("Watcher", "read_delay"),
+        certificates=_certificates(course),
         **engine_settings(course, args),
     )
     watch(settings, args.stop_after, args.warm)

@@ -72,7 +72,7 @@ class Grader(Configurable):
     ).tag(config=True)
     certificates = Unicode(
         "",
-        help="Folder of the grading cluster's TLS certificate and key, for --scheduler "
+        help="Folder of the grading cluster's TLS certificate and key, for --scheduler and the hub's watcher "
         "(default: ~/.config/course-grading/cluster; `cluster certs` makes them)",
     ).tag(config=True)
 

@@ -6,8 +6,11 @@ accounts, so the watcher's account check is off (the browser test of the hub run
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -155,3 +158,92 @@ def test_one_students_slow_notebooks_never_hold_back_anothers_feedback(classroom
     assert f"{TOTAL:g} / {TOTAL:g}" in fetch("bob")
     eve = load_result(watcher.course, ASSIGNMENT, "eve")["notebooks"][NOTEBOOK]
     assert any("notebook wall-time limit (45 s)" in hit for hit in eve["limits_hit"]), eve["limits_hit"]
+
+
+def _listening(processes) -> set:
+    """The (ip, port) pairs these processes listen on (those that ended meanwhile skipped)."""
+    import psutil
+
+    found = set()
+    for process in processes:
+        try:
+            found |= {c.laddr for c in process.net_connections() if c.status == "LISTEN"}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def cluster_of_watch(monkeypatch, settings, attack: bool = False) -> dict:
+    """Run the hub's grader service (``watch``) as far as its engine, in place of its warm-up: the cluster it
+    made (scheduler, workers, the sockets it opened in this process and the processes it started, Dask pages
+    served) and, with ``attack``, what a real unprivileged local user's ``Client`` got from it. Sockets and
+    processes of earlier tests in this session are left out: only what ``watch`` opened counts."""
+    import psutil
+    from kernel.test_cluster import attack_as_student, http_answers
+
+    me = psutil.Process()
+    before_children = {p.pid for p in me.children(recursive=True)}
+    before = _listening([me])
+    seen: dict = {}
+
+    def look(course, settings, engine, assignments=None):
+        info = engine.client.scheduler_info()
+        seen.update(scheduler=info["address"], workers=list(info["workers"]), n_workers=engine.n_workers)
+        started = [p for p in me.children(recursive=True) if p.pid not in before_children]
+        seen["listening"] = (_listening([me]) - before) | _listening(started)
+        seen["http"] = http_answers(seen["listening"])
+        if attack:
+            tcp = seen["scheduler"].replace("tls://", "tcp://")
+            seen["tried"] = attack_as_student([seen["scheduler"], tcp, seen["workers"][0]], [])
+        return {}
+
+    monkeypatch.setattr(service, "warm_up", look)
+    service.watch(settings, stop_after=0)
+    return seen
+
+
+def test_the_hub_service_with_no_workers_option_on_a_big_machine_runs_a_tls_cluster_on_loopback(tmp_path, monkeypatch):
+    # before issue 25: the hub's grader service passes no --workers, so past 4 cores its cluster had worker
+    # processes on TCP without TLS (a student's Client ran code as root) and dashboards on 0.0.0.0
+    from support import make_tiny_course
+
+    course = make_tiny_course(tmp_path / "course")
+    monkeypatch.setattr("os.cpu_count", lambda: 8)  # what the service's engine sizes itself by
+    seen = cluster_of_watch(monkeypatch, service.Settings(course.root, tmp_path / "exchange"), attack=True)
+    assert seen["n_workers"] == 8 and not any(w.startswith("inproc://") for w in seen["workers"]), seen
+    assert seen["scheduler"].startswith("tls://127.0.0.1:"), seen
+    assert all(w.startswith("tls://127.0.0.1:") for w in seen["workers"]), seen
+    assert seen["listening"] and all(laddr.ip == "127.0.0.1" for laddr in seen["listening"]), seen
+    assert seen["http"] == {}, "a member of the hub's cluster serves Dask's pages"
+    assert "ran code" not in seen["tried"].values(), seen["tried"]
+
+
+def test_the_hub_service_joins_the_courses_tls_cluster_with_the_configured_certificates(tmp_path, monkeypatch):
+    # c.Grader.scheduler with c.Grader.certificates: the watcher's engine looked in the default folder instead
+    from kernel.test_cluster import free_port, start
+
+    from course_utils.grading.runner import cluster as cluster_module
+    from support import make_tiny_course
+
+    certificates = cluster_module.make_certificates(tmp_path / "certs")
+    course = make_tiny_course(tmp_path / "course")
+    address = f"tls://127.0.0.1:{free_port()}"
+    port = address.rsplit(":", 1)[1]
+    scheduler = start("scheduler", "--port", port, "--certificates", str(certificates), log=tmp_path / "s.log")
+    worker = None
+    try:
+        deadline = time.monotonic() + 120
+        while "scheduler at" not in (tmp_path / "s.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker = start("worker", address, "--certificates", str(certificates), log=tmp_path / "w.log")
+        settings = service.Settings(course.root, tmp_path / "exchange", scheduler=address, certificates=certificates)
+        seen = cluster_of_watch(monkeypatch, settings)
+    finally:
+        for process in (scheduler, worker):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    assert seen["scheduler"] == address and seen["n_workers"] == 1, seen
+    assert all(w.startswith("tls://127.0.0.1:") for w in seen["workers"]), seen
+    with pytest.raises(cluster_module.CertificateError, match="TLS only"):
+        service.watch(replace(settings, scheduler=address.replace("tls://", "tcp://")), stop_after=0)

@@ -121,3 +121,19 @@ def test_worker_processes_speak_tls_on_loopback_and_a_student_cannot_join():
         tcp = address.replace("tls://", "tcp://")
         tried = attack_as_student([address, tcp, workers[0]], [])
     assert "ran code" not in tried.values(), tried
+
+
+@pytest.mark.parametrize("sandboxed", [False, True])
+def test_kernels_run_the_course_utils_the_grader_imported(sandboxed):
+    # the venv's editable install may name another checkout (run from a worktree): the jail then had no
+    # course_utils at all, and an unjailed template silently ran the other checkout's runner
+    if sandboxed and shutil.which("bwrap") is None:
+        pytest.skip("needs bubblewrap (make sandbox-tools)")
+    import course_utils
+
+    with Engine(workers=1) as engine:
+        ((_, out),) = engine.run(
+            [job("alice", "import course_utils\nprint(course_utils.__file__)", sandboxed=sandboxed)]
+        )
+    assert out.problem is None, out.problem
+    assert printed(out).strip() == course_utils.__file__

@@ -41,11 +41,13 @@ def test_the_probe_passes_and_names_the_mode():
 def test_a_kernel_sees_its_own_files_and_the_course_package_only():
     out, nb = jailed(
         "import json, os, sys, course_utils\nprint(json.dumps([os.getuid(), os.getcwd(), "
-        "sorted(os.listdir('.')), sorted(os.listdir(os.path.dirname(sys.prefix))), "
+        "sorted(os.listdir('.')), sorted(os.listdir(os.path.dirname(os.path.dirname(course_utils.__file__)))), "
         "[f for _, _, fs in os.walk('/var/tmp') for f in fs], "
         "len([p for p in os.listdir('/proc') if p.isdigit()])]))",
         files=[("data.csv", b"1,2\n")],
     )
+    # repo_view: the course's folder as the jail shows it (the one holding course_utils; the venv may live
+    # elsewhere, e.g. a worktree run with the main copy's venv)
     uid, cwd, files, repo_view, spool_seen, processes = json.loads(text(nb.cells[0]))
     assert cwd == "/submission" and files == ["data.csv"]
     assert "course_utils" in repo_view and not {"solutions", "grading", "tests", "exercises"} & set(repo_view)

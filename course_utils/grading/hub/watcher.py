@@ -90,6 +90,7 @@ class Settings:
     check_owner: bool = True  # a submission folder must belong to the account of the student it names
     owner: str | None = None  # the instructor's account: gets the workspace files the watcher writes
     scheduler: str | None = None  # a Dask scheduler's address: grade on other machines (autograde's engine)
+    certificates: Path | None = None  # the scheduler's TLS certificate folder (c.Grader.certificates), as autograde's
     notebook_timeout: int = 180  # wall seconds per notebook when grading on submission
     submission_bytes: int = SUBMISSION_BYTES
     read_delay: float = 0.0  # tests only: seconds between choosing a folder and reading it
@@ -418,7 +419,7 @@ def watch(settings: Settings, stop_after: float | None = None, warm: list[str] |
     course = Course.load(settings.course)
     for assignment in warm or []:
         course.check_assignment(assignment)
-    with Engine(scheduler=settings.scheduler, workers=settings.workers) as engine:
+    with Engine(scheduler=settings.scheduler, workers=settings.workers, certificates=settings.certificates) as engine:
         seconds = warm_up(course, settings, engine, warm)
         print(
             f"grading engine ready: {engine.n_workers} workers ("

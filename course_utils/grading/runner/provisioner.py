@@ -38,7 +38,14 @@ from traitlets import Any, Type
 
 from course_utils.grading.runner import cgroups
 from course_utils.grading.runner.relay import MESSAGE_COST
-from course_utils.grading.runner.sandbox import JobLimits, SandboxUnavailable, mode, template_argv, template_command
+from course_utils.grading.runner.sandbox import (
+    JobLimits,
+    SandboxUnavailable,
+    mode,
+    template_argv,
+    template_command,
+    template_pythonpath,
+)
 
 READY_TIMEOUT = 180.0
 #: where spool folders go: never under /tmp, which every job covers with a tmpfs of its own
@@ -223,6 +230,7 @@ def _plain_template_env(limits: JobLimits) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME")}
     return {
         **keep,
+        "PYTHONPATH": template_pythonpath(),
         "PYTHONHASHSEED": "0",
         "MPLBACKEND": "Agg",
         "OMP_NUM_THREADS": threads,

@@ -156,6 +156,19 @@ def template_argv() -> list[str]:
     return [sys.executable, "-P", "-m", "course_utils.grading.runner.template"]
 
 
+def template_pythonpath() -> str:
+    """The template's ``PYTHONPATH``: the folder holding the course_utils the grader itself imported, so the
+    template (and every kernel forked from it) runs the same code, the code the jail binds. Without it the
+    template found course_utils through the venv's install, which may be another checkout (an editable install
+    of the main copy run from a worktree): never bound in the jail, "No module named 'course_utils'"; unjailed,
+    silently the other checkout's runner.
+
+    >>> template_pythonpath() == str(PACKAGE_ROOT.parent)
+    True
+    """
+    return str(PACKAGE_ROOT.parent)
+
+
 def template_command(
     spool: Path, limits: JobLimits, rootless: bool | None = None, cgroups: dict[str, Path] | None = None
 ) -> list[str]:
@@ -211,6 +224,7 @@ def template_command(
     args += bind_args(cgroups or {})
     for key, value in jail_env(limits, f"{RECORDS_MOUNT}/{RECORD_FILE_NAME}").items():
         args += ["--setenv", key, value]
+    args += ["--setenv", "PYTHONPATH", template_pythonpath()]  # the kernels' environment is jail_env alone
     args += ["--chdir", "/", *_cap_args(), "--"]
     return args + template_argv()
 

@@ -60,3 +60,17 @@ def test_an_unknown_assignment_is_a_one_line_error(tiny_course, capsys):
 def test_stats_counts_tasks_and_tests(tiny_course, capsys):
     assert main(["--course", str(tiny_course.root), "stats", "--static"]) == 0
     assert "| hw | 1 | 2 | 1 | 1 |" in capsys.readouterr().out
+
+
+def test_the_hub_watcher_gets_the_clusters_certificates_as_autograde_does(tiny_course, tmp_path, monkeypatch):
+    # the watcher's Engine was built without c.Grader.certificates: with a scheduler it looked for the default
+    # folder's certificate only (CertificateError, or another cluster's key)
+    from course_utils.grading.hub import watcher
+
+    with open(tiny_course.root / "nbgrader_config.py", "a") as config:
+        config.write(f"\nc.Grader.scheduler = 'tls://127.0.0.1:1'\nc.Grader.certificates = {str(tmp_path)!r}\n")
+    seen = []
+    monkeypatch.setattr(watcher, "watch", lambda settings, *_: seen.append(settings))
+    assert main(["--course", str(tiny_course.root), "hub", "watch", "--exchange", str(tmp_path / "x")]) in (0, None)
+    (settings,) = seen
+    assert settings.scheduler == "tls://127.0.0.1:1" and settings.certificates == tmp_path
