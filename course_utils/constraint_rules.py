@@ -564,6 +564,7 @@ ESCAPE_ATTRIBUTES = frozenset(
         "load",
         "save",
         "export",
+        "onnx",  # the exporter: torch.export and dynamo underneath
         "compile",
         "compiler",
         "classes",
