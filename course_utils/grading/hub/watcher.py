@@ -278,6 +278,8 @@ class Watcher:
         started, waiting = [], 0
         for task in tasks:
             entry = self.state.entries.get(task.key, {})
+            if task.sub is not None and entry.get("finished") == task.sub.path.name:
+                continue  # its grading ended between the look at the exchange and now: nothing is due
             if (
                 task.student in self.running
                 and entry.get("status") == GRADING

@@ -230,3 +230,18 @@ def test_a_grading_always_ends_recorded_so_it_is_never_started_again_in_a_loop(t
     assert entry["status"] == "failed" and entry["finished"] == sub.path.name
     assert due(sub, entry, 2.0, 0) == "skip"
     watcher.pool.shutdown()
+
+
+def test_a_submission_whose_grading_ends_between_the_look_and_the_dispatch_is_not_queued_behind_itself(tiny_course):
+    """The look saw it grading (so due); its thread then recorded it graded but had not returned yet: dispatching
+    it must leave it graded, not mark it waiting for itself, a state no later look would ever change."""
+    watcher = Watcher(tiny_course, Settings(tiny_course.root, tiny_course.root / "exchange", workers=1))
+    sub = Submission("alice", "hw", "t1", Path("alice+hw+t1+r"))
+    task = Task("hw/alice", "alice", "hw", "t1", sub)
+    watcher.state.update(task.key, status=GRADED, entry=sub.path.name, finished=sub.path.name, started=1.0)
+    watcher.running["alice"] = watcher.pool.submit(time.sleep, 0)  # her thread, not yet reaped
+    assert watcher._dispatch([task], now=2.0) == []
+    entry = watcher.state.entries[task.key]
+    assert entry["status"] == GRADED and not entry.get("waiting_for")
+    assert due(sub, entry, 3.0, 0) == "skip"
+    watcher.pool.shutdown()
