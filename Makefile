@@ -33,6 +33,8 @@ lab: setup ## Start JupyterLab at the repo root (with the nbgrader extensions)
 update: setup ## Pull the course's updates, keeping your edits and outputs (the hub's merge: nbgitpuller)
 	$(BIN)/python -m course_utils.grading lab update --repo "$(CURDIR)"
 
+# make test's pytest-xdist workers (TEST_WORKERS=0: one process); a file's tests stay on one worker (conftest.py)
+TEST_WORKERS ?= 2
 LINTED := course_utils tests bench scripts conftest.py nbgrader_config.py
 check: setup ## The fast tier (about a minute): ruff, then the unit tests and the docstrings' examples
 	$(BIN)/ruff check $(LINTED)
@@ -44,7 +46,8 @@ test: setup browser-tools hub-tools ## Every test: the three tiers (unit, kernel
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest tests course_utils --doctest-modules notebooks --nbval --nbval-current-env \
-		--nbval-sanitize-with nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
+		--nbval-sanitize-with nbval_sanitize.cfg -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		--durations=25 $(PYTEST_ARGS)
 
 setup: $(if $(SETUP_DONE),,$(STAMP)) sandbox-tools
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from filelock import FileLock
 
 from course_utils.grading.runner.sandbox import JobLimits
 from course_utils.records import load_records
@@ -32,12 +33,24 @@ class SolutionRun:
 
 
 @pytest.fixture(scope="session")
-def solution_runs(tmp_path_factory) -> dict[str, SolutionRun]:
-    """assignment -> its solution notebook, executed once (the assignments have one notebook each)."""
-    runs = {}
-    for assignment in ASSIGNMENTS:
+def solution_runs(tmp_path_factory, worker_id) -> dict[str, SolutionRun]:
+    """assignment -> its solution notebook, executed once per test run (the assignments have one notebook each);
+    under ``pytest -n``, the first worker that needs them runs them and the others read its files."""
+    if worker_id == "master":
+        return {assignment: _run_solution(tmp_path_factory.mktemp(assignment)) for assignment in ASSIGNMENTS}
+    shared = tmp_path_factory.getbasetemp().parent / "solution_runs"  # this run's folder, above each worker's
+    shared.mkdir(exist_ok=True)
+    with FileLock(shared / ".lock"):
+        return {assignment: _run_solution(shared / assignment) for assignment in ASSIGNMENTS}
+
+
+def _run_solution(folder: Path) -> SolutionRun:
+    """The solution of ``folder.name`` executed, with its notebook and records kept in ``folder``; read back
+    where an earlier worker of this run left them there."""
+    assignment, done = folder.name, folder / "executed.ipynb"
+    record_file = folder / "reference.pt"
+    if not done.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
         path = REPO / "solutions" / assignment / f"{assignment}_exercises.ipynb"
-        record_file = tmp_path_factory.mktemp(assignment) / "reference.pt"
-        nb = execute(nbformat.read(path, as_version=4), path.parent, record_file, **THREADS)
-        runs[assignment] = SolutionRun(nb, load_records(record_file), record_file)
-    return runs
+        nbformat.write(execute(nbformat.read(path, as_version=4), path.parent, record_file, **THREADS), done)
+    return SolutionRun(nbformat.read(done, as_version=4), load_records(record_file), record_file)

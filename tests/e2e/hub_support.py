@@ -347,7 +347,7 @@ class Hub:
 
     def execute(self, user: str, kernel: str, code: str, timeout: float = 180) -> dict:
         """Run ``code`` in one of ``user``'s kernels through its websocket: {"status", "stdout", "error"}; status
-        "dead" when the kernel died while running it."""
+        "dead" when the kernel died while running it, "lost" when the websocket failed or no reply came in time."""
         import websocket
 
         ws = websocket.create_connection(
@@ -397,11 +397,12 @@ class Hub:
                     out["error"] = f"{content.get('ename')}: {content.get('evalue')}"
                 elif kind == "execute_reply":
                     out["status"] = content.get("status")
-        except (websocket.WebSocketException, OSError):
-            out["status"] = out["status"] or "dead"
+        except (websocket.WebSocketException, OSError) as error:
+            out["status"], out["error"] = out["status"] or "lost", out["error"] or repr(error)
         finally:
             with contextlib.suppress(Exception):
                 ws.close()
+        out["status"] = out["status"] or "lost"
         return out
 
     def kernel_state(self, user: str, kernel: str) -> str | None:

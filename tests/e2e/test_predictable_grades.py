@@ -2,9 +2,11 @@
 
 One autograde call (2 workers) grades, for each of the 9 exercises:
 
-* the solved notebook, and the solved notebook with each harmless scratch cell of ``samples.SCRATCH_CELLS`` added
+* the solved notebook, the solved notebook with every harmless scratch cell of ``samples.SCRATCH_CELLS`` added
   (an import, a magic, ``!ls``, ``torch.exp?``, ``F = torch.nn.functional``, ``globals()``, a second experimental
-  ``def`` at the end...): every task keeps every point;
+  ``def`` at the end...), and each scratch cell alone in one of the exercises (taken in turn): every task keeps
+  every point. A cell that cost a point alone costs it among the others too (none undoes another), so the
+  notebook with all of them covers each exercise at a ninth of the cost of one notebook per cell;
 * rounds of ``samples.BYPASSES`` (ways around a stated constraint) and ``samples.ACCEPTED`` (legitimate answers
   the constraint must let through), one attempt per constrained task per notebook (tasks are judged apart).
 
@@ -47,6 +49,7 @@ from support import REPO
 
 ASSIGNMENTS = sorted(p.name for p in (REPO / "solutions").iterdir() if any(p.glob("*.ipynb")))
 ATTEMPTS = {**BYPASSES, **ACCEPTED}
+ALL_SCRATCH = "scratch-all"  # the student whose notebooks have every scratch cell
 
 pytestmark = [
     pytest.mark.slow,
@@ -64,14 +67,18 @@ def plan_submissions(release: dict, solution: dict) -> tuple[dict, dict]:
     for assignment in ASSIGNMENTS:
         rel, sol = release[assignment], solution[assignment]
         students["solved"][assignment] = solved(rel, sol)
-        for kind in SCRATCH_CELLS:
-            students[f"scratch-{_slug(kind)}"][assignment] = with_scratch(solved(rel, sol), kind)
+        students[ALL_SCRATCH][assignment] = with_scratch(solved(rel, sol), *SCRATCH_CELLS)
         prefix = f"ex{assignment[:2]}"
         for label, entries in (("bypass", BYPASSES), ("accepted", ACCEPTED)):
             for number, round_ in enumerate(rounds(entries, prefix)):
                 student = f"{label}-{assignment[:2]}-{number}"
                 students[student][assignment] = attempting(rel, sol, {t: ATTEMPTS[n][1] for t, n in round_.items()})
                 attempts[student] = round_
+    for number, kind in enumerate(SCRATCH_CELLS):  # each cell alone, in the exercises in turn
+        assignment = ASSIGNMENTS[number % len(ASSIGNMENTS)]
+        students[f"scratch-{_slug(kind)}"][assignment] = with_scratch(
+            solved(release[assignment], solution[assignment]), kind
+        )
     return students, attempts
 
 
@@ -150,10 +157,16 @@ def test_scratch_cells_never_change_a_grade(battery):
     for assignment in ASSIGNMENTS:
         before = {g: p[0] for g, p in graded_points(course, "solved", assignment).items()}
         assert before == {g: p[1] for g, p in graded_points(course, "solved", assignment).items()}, assignment
-        for kind in SCRATCH_CELLS:
-            after = graded_points(course, f"scratch-{_slug(kind)}", assignment)
-            changed += [(assignment, kind, g, after[g][2]) for g in before if after[g][0] != before[g]]
+        for student in scratch_students(students, assignment):
+            after = graded_points(course, student, assignment)
+            changed += [(assignment, student, g, after[g][2]) for g in before if after[g][0] != before[g]]
+    assert len([s for a in ASSIGNMENTS for s in scratch_students(students, a)]) == len(ASSIGNMENTS) + len(SCRATCH_CELLS)
     assert not changed, changed
+
+
+def scratch_students(students: dict, assignment: str) -> list[str]:
+    """The students whose notebook of ``assignment`` has scratch cells added (all of them, or one)."""
+    return [s for s, notebooks in students.items() if s.startswith("scratch-") and assignment in notebooks]
 
 
 def verdicts(battery) -> list[dict]:
@@ -222,12 +235,16 @@ def tables(folder: Path) -> str:
     """The closing note's tables from a finished battery's course folder."""
     course = Course.load(folder)
     plan = json.loads((folder / "battery.json").read_text())
-    lines = ["| scratch cell | " + " | ".join(a[:2] for a in ASSIGNMENTS) + " |", "|---" * 10 + "|"]
-    for kind in SCRATCH_CELLS:
+    lines = ["| scratch cells | " + " | ".join(a[:2] for a in ASSIGNMENTS) + " |", "|---" * 10 + "|"]
+    for kind in ["all", *SCRATCH_CELLS]:
         cells = []
         for assignment in ASSIGNMENTS:
+            student = f"scratch-{_slug(kind)}"
+            if assignment not in plan["students"].get(student, []):
+                cells.append("")
+                continue
             before = sum(p[0] for p in graded_points(course, "solved", assignment).values())
-            after = sum(p[0] for p in graded_points(course, f"scratch-{_slug(kind)}", assignment).values())
+            after = sum(p[0] for p in graded_points(course, student, assignment).values())
             cells.append(f"{before:g}→{after:g}")
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     by_rule = defaultdict(lambda: [0, 0, 0])

@@ -669,10 +669,16 @@ SCRATCH_CELLS = {
 }
 
 
-def with_scratch(nb, kind: str):
-    """``nb`` with the scratch cell ``kind`` of :data:`SCRATCH_CELLS`: after the set-up cell, or (a second,
+def with_scratch(nb, *kinds: str):
+    """``nb`` with the scratch cells ``kinds`` of :data:`SCRATCH_CELLS`: after the set-up cell, or (a second,
     experimental ``def`` of the first task's function) at the end of the notebook."""
     nb = copy.deepcopy(nb)
+    for kind in kinds:
+        _add_scratch(nb, kind)
+    return nb
+
+
+def _add_scratch(nb, kind: str):
     source = SCRATCH_CELLS[kind]
     if source is None:
         answer = next(c for c in nb.cells if is_answer_cell(c))
@@ -685,10 +691,9 @@ def with_scratch(nb, kind: str):
                 "    raise NotImplementedError('an experiment')\n"
             )
         )
-        return nb
+        return
     first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
     nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(source))
-    return nb
 
 
 def violating(release_nb, solution_nb, task: str, answer: str | None = None, extra_cells=(), after_answer=()):
