@@ -23,6 +23,7 @@ Every function moves batches to the model's device, so the same call runs on a C
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -371,7 +372,8 @@ def random_shift(
     Works on [N, H, W], [N, C, H, W] or flattened [N, H*W] square images; the uncovered border is
     filled with ``fill`` (default: the batch's smallest value, the background). Each image draws its
     own shift (and flip) from ``generator`` (default: torch's global generator). The whole batch is
-    moved by one ``gather`` from a padded copy, so it costs about as much as copying the batch twice.
+    moved by one ``gather`` from a padded copy, each image's pixel indices looked up in a table of the
+    few windows there are (an index built per batch costs more than the move itself).
     """
     if max_shift < 0:
         raise ValueError(f"max_shift must be 0 or more, not {max_shift}.")
@@ -383,17 +385,26 @@ def random_shift(
     n, c, h, w = grid.shape
     fill = grid.min().item() if fill is None else fill
     s = max_shift
-    width = w + 2 * s
-    padded = F.pad(grid, (s,) * 4, value=fill).reshape(n, c, (h + 2 * s) * width)
-    dy, dx = torch.randint(0, 2 * s + 1, (2, n, 1), generator=generator)
-    start = dy * width + dx  # [N, 1]: where each image's window begins in its padded copy
-    rows = torch.arange(h)[:, None] * width
-    window = (rows + torch.arange(w)).reshape(1, h * w)  # the unshifted window's pixels, row by row
-    if flip:  # a mirrored image reads each row right to left
-        mirrored = (rows + torch.arange(w).flip(0)).reshape(1, h * w)
-        window = torch.where(torch.rand(n, 1, generator=generator) < 0.5, mirrored, window)
-    index = (window + start).to(images.device)  # [N, H*W]
+    padded = F.pad(grid, (s,) * 4, value=fill).reshape(n, c, (h + 2 * s) * (w + 2 * s))
+    dy, dx = torch.randint(0, 2 * s + 1, (2, n), generator=generator)
+    window = dy * (2 * s + 1) + dx  # which of the (2s+1)^2 windows each image shows
+    if flip:  # and whether it reads that window's rows right to left
+        window = window * 2 + (torch.rand(n, generator=generator) < 0.5)
+    index = _windows(h, w, s, flip, images.device).index_select(0, window.to(images.device))  # [N, H*W]
     return padded.gather(2, index.unsqueeze(1).expand(n, c, h * w)).reshape(shape)
+
+
+@functools.lru_cache(maxsize=16)
+def _windows(h: int, w: int, s: int, flip: bool, device: torch.device) -> torch.Tensor:
+    """Row k: the pixels, in a (h+2s) x (w+2s) padded image read row by row, of window k of :func:`random_shift`
+    (shifted down k // (2s+1) and right k % (2s+1) pixels; with ``flip``, row 2k+1 reads it mirrored)."""
+    width = w + 2 * s
+    rows = torch.arange(h)[:, None] * width
+    plain, mirrored = (rows + torch.arange(w)).reshape(h * w), (rows + torch.arange(w).flip(0)).reshape(h * w)
+    starts = [dy * width + dx for dy in range(2 * s + 1) for dx in range(2 * s + 1)]
+    return torch.stack([start + read for start in starts for read in ((plain, mirrored) if flip else (plain,))]).to(
+        device
+    )
 
 
 class Augment:

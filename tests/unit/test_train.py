@@ -389,6 +389,19 @@ def test_each_shifted_image_is_one_of_the_hand_made_shifts(flip):
     assert len(seen) == (18 if flip else 9), "with 200 images every shift (and mirror) turns up"
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_the_shifts_follow_the_generators_draws_in_order_so_lessons_repeat_their_figures(flip):
+    """Row draws, column draws, then mirror draws: the lessons' recorded accuracies rely on this order."""
+    images = torch.arange(50 * 25, dtype=torch.float32).reshape(50, 1, 5, 5)
+    out = random_shift(images, max_shift=2, fill=-1.0, flip=flip, generator=torch.Generator().manual_seed(7))
+    again = torch.Generator().manual_seed(7)
+    down, right = torch.randint(0, 5, (2, 50), generator=again) - 2
+    mirrored = torch.rand(50, generator=again) < 0.5 if flip else torch.zeros(50, dtype=torch.bool)
+    for image, result, d, r, m in zip(images[:, 0], out[:, 0], down, right, mirrored):
+        window = shifted_by_hand(image, -int(d), -int(r), -1.0)  # a window d rows lower: the image d rows up
+        assert torch.equal(result, window.flip(-1) if m else window)
+
+
 def test_augment_repeats_with_the_same_seed_and_keeps_flat_shapes():
     images = torch.rand(64, 784)
     first, second = Augment(max_shift=2, flip=True, seed=4), Augment(max_shift=2, flip=True, seed=4)
