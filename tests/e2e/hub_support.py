@@ -381,10 +381,10 @@ class Hub:
                 }
             )
         )
-        out = {"status": None, "stdout": "", "error": ""}
+        out, reply, idle = {"status": None, "stdout": "", "error": ""}, None, False
         deadline = time.monotonic() + timeout
-        try:
-            while out["status"] is None and time.monotonic() < deadline:
+        try:  # done at the reply (shell) and the kernel's idle (iopub): the channels' order is not guaranteed
+            while (reply is None or not idle) and out["status"] is None and time.monotonic() < deadline:
                 msg = json.loads(ws.recv())
                 kind, content = msg.get("msg_type") or msg["header"]["msg_type"], msg.get("content", {})
                 if kind == "status" and content.get("execution_state") in ("dead", "restarting"):
@@ -396,13 +396,15 @@ class Hub:
                 elif kind == "error":
                     out["error"] = f"{content.get('ename')}: {content.get('evalue')}"
                 elif kind == "execute_reply":
-                    out["status"] = content.get("status")
+                    reply = content.get("status")
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    idle = True
         except (websocket.WebSocketException, OSError) as error:
-            out["status"], out["error"] = out["status"] or "lost", out["error"] or repr(error)
+            out["error"] = out["error"] or repr(error)
         finally:
             with contextlib.suppress(Exception):
                 ws.close()
-        out["status"] = out["status"] or "lost"
+        out["status"] = out["status"] or (reply if idle else None) or "lost"
         return out
 
     def kernel_state(self, user: str, kernel: str) -> str | None:

@@ -756,23 +756,23 @@ def _oom_kills(user: str) -> int:
 
 
 def _group_report(user: str) -> dict:
-    """What ``user``'s memory control group holds: its usage and each process's command line and RSS (MiB)."""
+    """What ``user``'s memory control group holds (v1 or v2): its usage and each process's command line and RSS
+    (MiB)."""
     import psutil
 
-    report = {}
     for folder in cgroup_folders(user):
-        for name in ("memory.usage_in_bytes", "memory.current"):
-            if (folder / name).is_file():
-                report["usage MiB"] = int((folder / name).read_text()) >> 20
-        for name in ("cgroup.procs",):
-            if (folder / name).is_file() and "memory" in str(folder):
-                for pid in map(int, (folder / name).read_text().split()):
-                    try:
-                        p = psutil.Process(pid)
-                        report[pid] = (" ".join(p.cmdline())[-80:], p.memory_info().rss >> 20)
-                    except psutil.Error:
-                        report[pid] = "gone"
-    return report
+        usage = next((folder / n for n in ("memory.usage_in_bytes", "memory.current") if (folder / n).is_file()), None)
+        if usage is None:
+            continue
+        report = {"usage MiB": int(usage.read_text()) >> 20}
+        for pid in map(int, (folder / "cgroup.procs").read_text().split()):
+            try:
+                process = psutil.Process(pid)
+                report[pid] = (" ".join(process.cmdline())[-80:], process.memory_info().rss >> 20)
+            except psutil.Error:
+                report[pid] = "gone"
+        return report
+    return {}
 
 
 def _kernel_log_kills() -> list[str]:
@@ -800,8 +800,6 @@ def test_a_kernel_past_the_students_memory_limit_dies_and_nothing_else_does(hub)
     assert "it survived" not in ran["stdout"] and ran["status"] != "ok", ran
     assert _oom_kills(dave) > kills, "the memory control group did not stop it"
     after = hub.execute(dave, bystander, "print(kept)")
-    if after["status"] == "lost":  # the connection through the proxy, not the kernel: ask once more
-        after = hub.execute(dave, bystander, "print(kept)")
     assert after["stdout"].strip() == "42", (  # his other kernel, as it was
         after,
         {kernel: hub.kernel_state(dave, kernel) for kernel in (bystander, hog)},
